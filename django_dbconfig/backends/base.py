@@ -1,0 +1,90 @@
+"""What every backend shares: the table of keys it honours and Django's own keys."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..types import DatabaseSettings
+
+# Keys every backend honours: Django's own settings and the connection's identity.
+COMMON_KEYS = frozenset({
+    "url", "backend", "engine", "name", "conn_max_age", "conn_health_checks",
+    "atomic_requests", "autocommit", "time_zone", "disable_server_side_cursors", "test", "options",
+})
+# Keys every client/server backend honours.
+SERVER_KEYS = COMMON_KEYS | {
+    "host", "port", "user", "password", "sslmode", "sslrootcert", "sslcert", "sslkey",
+    "statement_timeout", "lock_timeout", "connect_timeout", "read_only", "replica_of",
+}
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """What rendering needs besides the alias's own values."""
+
+    alias: str
+    base_dir: Path
+    django_version: tuple[int, int]
+
+
+class Backend:
+    """One backend family: which keys it takes, its defaults, and its DATABASES entry."""
+
+    name: ClassVar[str]
+    display: ClassVar[str]
+    engine: ClassVar[str]
+    keys: ClassVar[frozenset[str]]
+    # Why a key is not honoured, where there is more to say than "not supported".
+    reasons: ClassVar[Mapping[str, str]] = {}
+    defaults: ClassVar[Mapping[str, Any]] = {}
+    needs_name: ClassVar[bool] = True
+
+    def render(self, values: Mapping[str, Any], ctx: RenderContext) -> DatabaseSettings:
+        """Return Django's DATABASES entry for validated values (defaults applied)."""
+        settings = self.render_common(values, ctx)
+        options = self.render_options(values, ctx)
+        options.update(collect_options(values))
+        if options:
+            settings["OPTIONS"] = options
+        return settings
+
+    def render_common(self, values: Mapping[str, Any], ctx: RenderContext) -> DatabaseSettings:
+        settings: DatabaseSettings = {"ENGINE": values.get("engine") or self.engine}
+        for key, django_key in (("name", "NAME"), ("user", "USER"), ("password", "PASSWORD"),
+                                ("host", "HOST"), ("port", "PORT")):
+            if key in values:
+                settings[django_key] = values[key]  # type: ignore[literal-required]
+        for key, django_key in (("conn_max_age", "CONN_MAX_AGE"), ("conn_health_checks", "CONN_HEALTH_CHECKS"),
+                                ("atomic_requests", "ATOMIC_REQUESTS"), ("autocommit", "AUTOCOMMIT"),
+                                ("time_zone", "TIME_ZONE"),
+                                ("disable_server_side_cursors", "DISABLE_SERVER_SIDE_CURSORS")):
+            if key in values:
+                settings[django_key] = values[key]  # type: ignore[literal-required]
+        test = {name.removeprefix("test."): value for name, value in values.items() if name.startswith("test.")}
+        if values.get("replica_of"):
+            # A replica mirrors its primary in tests: Django creates no test database for it.
+            test.setdefault("MIRROR", values["replica_of"])
+        if test:
+            settings["TEST"] = test
+        return settings
+
+    def render_options(self, values: Mapping[str, Any], ctx: RenderContext) -> dict[str, Any]:
+        return {}
+
+
+def collect_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name.removeprefix("options."): value for name, value in values.items() if name.startswith("options.")}
+
+
+def resolve_path(value: str, base_dir: Path) -> str:
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else base_dir / path)
+
+
+def whole_seconds(ms: int, *, minimum: int = 1) -> int:
+    """Round milliseconds up to whole seconds: a timeout is never made shorter than asked."""
+    return max(minimum, math.ceil(ms / 1000))

@@ -1,0 +1,79 @@
+"""PostgreSQL: session settings travel in the startup packet's `options`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .base import SERVER_KEYS, Backend, RenderContext, resolve_path, whole_seconds
+
+# Session settings sent with `-c name=value` at connection start, in this order.
+SESSION_SETTINGS = ("search_path", "statement_timeout", "lock_timeout",
+                    "idle_in_transaction_session_timeout", "read_only")
+
+
+def quote_ident(name: str) -> str:
+    """Quote a schema name as PostgreSQL does: wrap in double quotes, double any inside."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def escape_option(value: str) -> str:
+    """Escape for libpq's `options`: a space separates arguments unless backslash-escaped."""
+    return value.replace("\\", "\\\\").replace(" ", "\\ ")
+
+
+def session_options(values: Mapping[str, Any]) -> str:
+    """The `-c` switches for every configured session setting."""
+    switches = []
+    for key in SESSION_SETTINGS:
+        if key not in values:
+            continue
+        value = values[key]
+        if key == "search_path":
+            text = ",".join(quote_ident(schema) for schema in value)
+        elif key == "read_only":
+            key, text = "default_transaction_read_only", "on" if value else "off"
+        else:
+            text = f"{value}ms"
+        switches.append(f"-c {key}={escape_option(text)}")
+    return " ".join(switches)
+
+
+class PostgreSQL(Backend):
+    name = "postgresql"
+    display = "PostgreSQL"
+    engine = "django.db.backends.postgresql"
+    keys = SERVER_KEYS | {"pool", "search_path", "idle_in_transaction_session_timeout", "application_name"}
+    defaults = {"port": 5432, "conn_max_age": 60, "conn_health_checks": True, "connect_timeout": 5000}
+
+    def render_options(self, values: Mapping[str, Any], ctx: RenderContext) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        for key in ("sslmode", "application_name"):
+            if key in values:
+                options[key] = values[key]
+        for key in ("sslrootcert", "sslcert", "sslkey"):
+            if key in values:
+                options[key] = resolve_path(values[key], ctx.base_dir)
+        if "connect_timeout" in values:
+            # libpq counts whole seconds and treats anything under 2 as 2.
+            options["connect_timeout"] = whole_seconds(values["connect_timeout"], minimum=2)
+        startup = session_options(values)
+        if startup:
+            options["options"] = startup
+        if values.get("pool"):
+            options["pool"] = values["pool"]
+        return options
+
+    def render(self, values: Mapping[str, Any], ctx: RenderContext) -> Any:
+        settings = super().render(values, ctx)
+        options = settings.get("OPTIONS", {})
+        # A user's own libpq `options` adds to the session settings instead of replacing them.
+        own = values.get("options.options")
+        startup = session_options(values)
+        if own and startup:
+            options["options"] = f"{startup} {own}"
+        if values.get("pool"):
+            settings["CONN_MAX_AGE"] = 0
+        return settings
+
+

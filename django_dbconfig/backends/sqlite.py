@@ -1,0 +1,35 @@
+"""SQLite: a file relative to base_dir; the lock timeout is the busy timeout."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..types import DatabaseSettings
+from .base import COMMON_KEYS, Backend, RenderContext, resolve_path
+
+_NO_SERVER = "SQLite is a local file: there is no server, network, TLS or user."
+
+
+class SQLite(Backend):
+    name = "sqlite"
+    display = "SQLite"
+    engine = "django.db.backends.sqlite3"
+    keys = COMMON_KEYS | {"lock_timeout"}
+    reasons = {key: _NO_SERVER for key in ("host", "port", "user", "password", "sslmode",
+                                          "sslrootcert", "sslcert", "sslkey", "connect_timeout",
+                                          "pool", "replica_of")}
+    defaults = {"conn_max_age": 0}
+
+    def render_common(self, values: Mapping[str, Any], ctx: RenderContext) -> DatabaseSettings:
+        settings = super().render_common(values, ctx)
+        name = str(values.get("name", ""))
+        if name != ":memory:" and not name.startswith("file:"):
+            settings["NAME"] = resolve_path(name, ctx.base_dir)
+        return settings
+
+    def render_options(self, values: Mapping[str, Any], ctx: RenderContext) -> dict[str, Any]:
+        if "lock_timeout" in values:
+            # sqlite3.connect's timeout is how long to wait for a lock, in seconds.
+            return {"timeout": values["lock_timeout"] / 1000}
+        return {}

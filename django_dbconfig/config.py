@@ -1,0 +1,383 @@
+"""load_config, build_databases and override: sources -> merge -> validate -> render."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import copy
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from .backends import BACKENDS, Backend, RenderContext
+from .errors import DbConfigError, did_you_mean, one_of
+from .keys import KEYS, is_secret_option
+from .layer import Layer, Origin, Value
+from .merge import Merged, merge
+from .sources import (
+    DefaultsSource,
+    EnvironSource,
+    JsonFile,
+    JsonFileSource,
+    OverrideSource,
+    ProfileSource,
+    SecretsFileSource,
+    display_path,
+)
+from .types import DatabaseSettings
+
+MASK = "********"
+DEFAULT_ORIGIN = Origin("default")
+
+_overrides: contextvars.ContextVar[tuple[Mapping[str, Any], ...]] = contextvars.ContextVar(
+    "django_dbconfig_overrides", default=()
+)
+_last_lock = threading.Lock()
+_last_config: DatabaseConfig | None = None
+
+
+@dataclass(frozen=True)
+class ExplainRow:
+    """One effective setting of an alias: its key, display value and source."""
+
+    key: str
+    value: str
+    source: str
+
+
+@dataclass(frozen=True, repr=False)
+class DatabaseConfig:
+    """The validated, rendered configuration. Immutable; secrets never in its repr."""
+
+    _databases: Mapping[str, DatabaseSettings]
+    _explain: Mapping[str, tuple[ExplainRow, ...]]
+    aliases: tuple[str, ...]
+    routes: Mapping[str, str]
+    route_sources: Mapping[str, str]
+    replicas: Mapping[str, tuple[str, ...]]
+    vendors: Mapping[str, str]
+    sources: tuple[str, ...]
+    base_dir: Path
+    secrets_file: Path
+
+    def databases(self) -> dict[str, DatabaseSettings]:
+        """A fresh copy of the DATABASES dict: callers may change it freely."""
+        return copy.deepcopy(dict(self._databases))
+
+    def explain(self, alias: str) -> tuple[ExplainRow, ...]:
+        """Each effective key of `alias` with its value (secrets masked) and source."""
+        try:
+            return self._explain[alias]
+        except KeyError:
+            raise DbConfigError(
+                f'There is no alias "{alias}". Known aliases: {one_of(self.aliases)}.'
+                + did_you_mean(alias, self.aliases)
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"DatabaseConfig(aliases={self.aliases!r}, sources={self.sources!r})"
+
+
+def load_config(
+    base_dir: str | os.PathLike[str] | None = None,
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    secrets_dir: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    environment: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> DatabaseConfig:
+    """Read every layer and return the validated configuration."""
+    try:
+        return _load(base_dir, config_file, secrets_dir, environ, environment, overrides)
+    except DbConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the contract: nothing but DbConfigError escapes
+        raise DbConfigError(
+            f"Unexpected {type(exc).__name__} while reading the database configuration. "
+            "Please report this to django-dbconfig with the traceback."
+        ) from None
+
+
+def build_databases(
+    base_dir: str | os.PathLike[str] | None = None,
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    secrets_dir: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    environment: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, DatabaseSettings]:
+    """Return Django's DATABASES dict; keep the config for `manage.py dbconfig`."""
+    global _last_config  # noqa: PLW0603 - the one documented piece of shared state
+    config = load_config(base_dir, config_file=config_file, secrets_dir=secrets_dir, environ=environ,
+                         environment=environment, overrides=overrides)
+    with _last_lock:
+        _last_config = config
+    return config.databases()
+
+
+def last_config() -> DatabaseConfig | None:
+    """The config the last build_databases() call built, if any."""
+    return _last_config
+
+
+@contextlib.contextmanager
+def override(mapping: Mapping[str, Any]) -> Iterator[None]:
+    """Add a highest-priority layer to every load inside the block (per thread and task)."""
+    if not isinstance(mapping, Mapping):
+        raise DbConfigError("override(): expected a mapping shaped like dbconfig.json.")
+    token = _overrides.set((*_overrides.get(), mapping))
+    try:
+        yield
+    finally:
+        _overrides.reset(token)
+
+
+def _load(
+    base_dir: str | os.PathLike[str] | None,
+    config_file: str | os.PathLike[str] | None,
+    secrets_dir: str | os.PathLike[str] | None,
+    environ: Mapping[str, str] | None,
+    environment: str | None,
+    overrides: Mapping[str, Any] | None,
+) -> DatabaseConfig:
+    env = os.environ if environ is None else environ
+    base = Path(base_dir if base_dir is not None else Path.cwd()).resolve()
+
+    explicit_file = config_file if config_file is not None else env.get("DBCONFIG_FILE") or None
+    file_path = _resolve(explicit_file, base) if explicit_file else base / "dbconfig.json"
+    file_label = display_path(file_path, base)
+    if explicit_file and config_file is None:
+        file_label = f"{file_label} (from DBCONFIG_FILE)"
+    secrets_root = secrets_dir if secrets_dir is not None else env.get("DBCONFIG_SECRETS_DIR") or None
+    secrets_path = (_resolve(secrets_root, base) if secrets_root else base / ".secrets") / "dbconfig.json"
+    profile = environment if environment is not None else env.get("DBCONFIG_ENV") or None
+
+    main_file = JsonFile(file_path, label=file_label, required=bool(explicit_file))
+    secrets_file = JsonFile(secrets_path, label=display_path(secrets_path, base), required=False)
+    file_source = JsonFileSource(main_file)
+    secrets_source = SecretsFileSource(secrets_file, profile)
+    if profile is not None:
+        _check_profile(profile, file_source, secrets_source, from_env=environment is None)
+
+    lower: list[Layer] = [DefaultsSource().load(0), file_source.load(1)]
+    lower.append(ProfileSource(main_file, profile).load(2) if profile else Layer(file_label))
+    lower.append(secrets_source.load(3))
+    known = sorted({alias for layer in lower for alias in layer.databases})
+    environ_source = EnvironSource(env, base_dir=base, known_aliases=known)
+    override_source = OverrideSource([*_overrides.get(), *([overrides] if overrides is not None else [])])
+    layers = [*lower, environ_source.load(4), override_source.load(5)]
+
+    merged = merge(layers)
+    sources = tuple(repr(s) for s in (file_source, secrets_source, environ_source, override_source))
+    return _build(merged, base, secrets_path, sources)
+
+
+def _resolve(value: str | os.PathLike[str], base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _check_profile(name: str, file_source: JsonFileSource, secrets_source: SecretsFileSource,
+                   *, from_env: bool) -> None:
+    known = sorted({*file_source.profiles(), *secrets_source.profiles()})
+    if name in known:
+        return
+    where = "DBCONFIG_ENV" if from_env else "environment="
+    listed = f"Known environments: {one_of(known)}." if known else "No environments are defined."
+    raise DbConfigError(
+        f'{where}: unknown environment "{name}". {listed}{did_you_mean(name, known)} '
+        f"Add environments.{name} to {file_source.label}, or fix {where}."
+    )
+
+
+def _build(merged: Merged, base: Path, secrets_path: Path, sources: tuple[str, ...]) -> DatabaseConfig:
+    import django
+
+    version = (django.VERSION[0], django.VERSION[1])
+    aliases = tuple(merged.databases)
+    databases: dict[str, DatabaseSettings] = {}
+    explain: dict[str, tuple[ExplainRow, ...]] = {}
+    vendors: dict[str, str] = {}
+    effective_all: dict[str, dict[str, Value]] = {}
+    for alias in aliases:
+        backend, effective = _effective(alias, merged.databases[alias], aliases)
+        ctx = RenderContext(alias=alias, base_dir=base, django_version=version)
+        databases[alias] = backend.render({k: v.value for k, v in effective.items()}, ctx)
+        explain[alias] = tuple(_explain_rows(effective))
+        vendors[alias] = backend.name
+        effective_all[alias] = effective
+    replicas = _replicas(effective_all, vendors)
+    routes = _routes(merged.routes, aliases, replicas)
+    return DatabaseConfig(
+        _databases=MappingProxyType(databases),
+        _explain=MappingProxyType(explain),
+        aliases=aliases,
+        routes=MappingProxyType({k: v.value for k, v in routes.items()}),
+        route_sources=MappingProxyType({k: str(v.origin) for k, v in routes.items()}),
+        replicas=MappingProxyType(replicas),
+        vendors=MappingProxyType(vendors),
+        sources=sources,
+        base_dir=base,
+        secrets_file=secrets_path,
+    )
+
+
+def _effective(alias: str, values: Mapping[str, Value], aliases: tuple[str, ...]) -> tuple[Backend, dict[str, Value]]:
+    """Keep the keys the alias's backend honours; apply its defaults; check what it needs."""
+    chosen = values["backend"] if "backend" in values else None
+    if chosen is None:
+        raise DbConfigError(
+            f'Alias "{alias}" has no backend: set "backend" or "url" for it '
+            f"(e.g. DBCONFIG_{alias.upper()}_URL or databases.{alias}.url)."
+            + _alias_hint(alias, aliases, values)
+        )
+    backend = BACKENDS[chosen.value]
+    effective: dict[str, Value] = {}
+    for key, value in values.items():
+        root = key.partition(".")[0]
+        if root in backend.keys:
+            effective[key] = value
+        elif value.from_defaults or value.rank < chosen.rank:
+            # Set for every alias, or for the backend a higher layer replaced.
+            continue
+        else:
+            raise DbConfigError(
+                f'{value.origin} (alias "{alias}"): {root} is not supported on {backend.display}. '
+                f"{backend.reasons.get(root, 'Remove it for this alias.')}"
+                + (f' The backend "{backend.name}" is the built-in default here: set "backend" or "url".'
+                   if chosen.origin == DEFAULT_ORIGIN else "")
+            )
+    for key, default in backend.defaults.items():
+        effective.setdefault(key, Value(default, DEFAULT_ORIGIN))
+    if backend.needs_name and not effective.get("name"):
+        raise DbConfigError(
+            f'Alias "{alias}" ({backend.display}) has no database name. Set databases.{alias}.name, '
+            f"DBCONFIG_{alias.upper()}_NAME, or put it in the URL path."
+        )
+    _check_pool(alias, effective)
+    return backend, effective
+
+
+def _alias_hint(alias: str, aliases: tuple[str, ...], values: Mapping[str, Value]) -> str:
+    others = [a for a in aliases if a != alias]
+    sources = ", ".join(sorted({str(v.origin) for v in values.values()}))
+    return f" Its settings come from: {sources}." + did_you_mean(alias, others)
+
+
+def _check_pool(alias: str, effective: dict[str, Value]) -> None:
+    pool = effective.get("pool")
+    if not pool or not pool.value:
+        return
+    import django
+
+    if django.VERSION < (5, 1):
+        raise DbConfigError(
+            f'{pool.origin} (alias "{alias}"): pool needs Django 5.1 or later '
+            f"(this is {django.get_version()}). Upgrade Django or use conn_max_age."
+        )
+    age = effective["conn_max_age"]
+    if age.origin != DEFAULT_ORIGIN and not age.from_defaults and age.value != 0:
+        raise DbConfigError(
+            f'{age.origin} (alias "{alias}"): conn_max_age must be 0 or unset with pool '
+            "(the pool keeps the connections). Remove conn_max_age for this alias."
+        )
+    effective["conn_max_age"] = Value(0, pool.origin, pool.rank)
+
+
+def _replicas(effective: Mapping[str, Mapping[str, Value]], vendors: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    replicas: dict[str, list[str]] = {}
+    for alias, values in effective.items():
+        if "replica_of" not in values:
+            continue
+        primary = values["replica_of"]
+        where = f'{primary.origin} (alias "{alias}")'
+        if primary.value == alias:
+            raise DbConfigError(f"{where}: an alias cannot be a replica of itself.")
+        if primary.value not in effective:
+            raise DbConfigError(
+                f'{where}: replica_of names "{primary.value}", which is not an alias. '
+                f"Known aliases: {one_of(effective)}." + did_you_mean(primary.value, effective)
+            )
+        if "replica_of" in effective[primary.value]:
+            raise DbConfigError(
+                f'{where}: "{primary.value}" is itself a replica. Point replica_of at the primary.'
+            )
+        family = {vendors[alias], vendors[primary.value]}
+        if len(family) > 1 and family != {"mysql", "mariadb"}:
+            raise DbConfigError(
+                f'{where}: a {vendors[alias]} alias cannot replicate the {vendors[primary.value]} '
+                f'alias "{primary.value}".'
+            )
+        replicas.setdefault(primary.value, []).append(alias)
+    return {primary: tuple(names) for primary, names in replicas.items()}
+
+
+def _routes(routes: Mapping[str, Value], aliases: tuple[str, ...],
+            replicas: Mapping[str, tuple[str, ...]]) -> dict[str, Value]:
+    replica_names = {name for names in replicas.values() for name in names}
+    for route, target in routes.items():
+        if target.value not in aliases:
+            raise DbConfigError(
+                f'{target.origin}: route "{route}" goes to "{target.value}", which is not an alias. '
+                f"Known aliases: {one_of(aliases)}." + did_you_mean(target.value, aliases)
+            )
+        if target.value in replica_names:
+            raise DbConfigError(
+                f'{target.origin}: route "{route}" goes to the replica "{target.value}". Route to its '
+                "primary: reads are sent to replicas automatically."
+            )
+    return dict(routes)
+
+
+def _explain_rows(effective: Mapping[str, Value]) -> list[ExplainRow]:
+    order = {key: index for index, key in enumerate(KEYS)}
+
+    def sort_key(key: str) -> tuple[int, str]:
+        return order.get(key.partition(".")[0], len(order)), key
+
+    return [ExplainRow(key, display_value(key, effective[key].value), str(effective[key].origin))
+            for key in sorted(effective, key=sort_key)]
+
+
+def display_value(key: str, value: Any) -> str:
+    """A value as shown to people, with every secret masked."""
+    root, _, option = key.partition(".")
+    if (root in KEYS and KEYS[root].secret) or (option and is_secret_option(option)):
+        if root == "url":
+            return mask_url(str(value))
+        return MASK
+    if key in ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout", "connect_timeout"):
+        from .durations import format_duration
+
+        return format_duration(int(value))
+    if isinstance(value, tuple):
+        return ", ".join(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return str(value)
+
+
+def mask_url(url: str) -> str:
+    """Replace the password of a URL, keeping the rest readable."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return MASK
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        userinfo = userinfo.split(":", 1)[0] + ":" + MASK
+    # Query options may carry a password too (e.g. ?password=...).
+    if "?" in tail:
+        path, _, query = tail.partition("?")
+        parts = [p if not is_secret_option(p.partition("=")[0]) else p.partition("=")[0] + "=" + MASK
+                 for p in query.split("&")]
+        tail = path + "?" + "&".join(parts)
+    return f"{scheme}://{userinfo}{at}{host}{slash}{tail}"

@@ -1,0 +1,324 @@
+"""The six sources of settings, lowest first. Each reads one layer.
+
+Every source is a small object: `load(rank)` returns a Layer whose values
+carry their origin. Reading is all they do; merging is `merge.merge`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import DbConfigError, did_you_mean
+from .keys import KEYS
+from .layer import Layer, Origin, Value, check_alias, coerce, make_values, parse_document
+
+META_VARIABLES = ("DBCONFIG_ENV", "DBCONFIG_FILE", "DBCONFIG_SECRETS_DIR")
+_PREFIX = "DBCONFIG_"
+_URL_SUFFIX = "_DATABASE_URL"
+_FILE_SUFFIX = "_FILE"
+
+
+def display_path(path: Path, base_dir: Path) -> str:
+    """A path as users recognise it: relative to base_dir when inside it."""
+    try:
+        return str(path.relative_to(base_dir))
+    except ValueError:
+        return str(path)
+
+
+class DefaultsSource:
+    """The built-in layer: one `default` alias on SQLite at <base_dir>/db.sqlite3.
+
+    Per-backend defaults (ports, conn_max_age, connect_timeout) are applied
+    by the backend modules, which know which keys they use.
+    """
+
+    label = "default"
+
+    def load(self, rank: int) -> Layer:
+        origin = Origin(self.label)
+        return Layer(
+            self.label,
+            databases={"default": {
+                "backend": Value("sqlite", origin, rank),
+                "name": Value("db.sqlite3", origin, rank),
+            }},
+        )
+
+    def __repr__(self) -> str:
+        return "DefaultsSource()"
+
+
+class JsonFile:
+    """One JSON file, read once; shared by the file layer and the profile layer."""
+
+    def __init__(self, path: Path, *, label: str, required: bool) -> None:
+        self.path = path
+        self.label = label
+        self.required = required
+        self._document: Mapping[str, Any] | None = None
+
+    def document(self) -> Mapping[str, Any]:
+        if self._document is None:
+            self._document = self._read()
+        return self._document
+
+    def _read(self) -> Mapping[str, Any]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            if self.required:
+                raise DbConfigError(
+                    f"{self.label}: the configuration file does not exist. "
+                    "Create it, or fix DBCONFIG_FILE / config_file=."
+                ) from None
+            return {}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DbConfigError(
+                f"{self.label}: cannot read the file ({type(exc).__name__}). "
+                "Check that it exists, is UTF-8 and is readable by this process."
+            ) from None
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as exc:
+            # exc.msg and the position carry no file content, so no secret.
+            raise DbConfigError(
+                f"{self.label}: not valid JSON ({exc.msg} at line {exc.lineno}, "
+                f"column {exc.colno}). Fix the syntax."
+            ) from None
+        if not isinstance(document, dict):
+            raise DbConfigError(f"{self.label}: the file must hold a JSON object at the top.")
+        return document
+
+    def __repr__(self) -> str:
+        return f"JsonFile({str(self.path)!r}, required={self.required})"
+
+
+def _split_environments(file: JsonFile, rank: int) -> tuple[Layer, dict[str, Any]]:
+    return parse_document(file.document(), label=file.label, rank=rank, allow_environments=True)
+
+
+class JsonFileSource:
+    """dbconfig.json without its `environments`."""
+
+    def __init__(self, file: JsonFile) -> None:
+        self.file = file
+        self.label = file.label
+
+    def load(self, rank: int) -> Layer:
+        return _split_environments(self.file, rank)[0]
+
+    def profiles(self) -> tuple[str, ...]:
+        return tuple(_split_environments(self.file, 0)[1])
+
+    def __repr__(self) -> str:
+        return f"JsonFileSource({self.file!r})"
+
+
+class ProfileSource:
+    """`environments.<name>` of dbconfig.json."""
+
+    def __init__(self, file: JsonFile, name: str) -> None:
+        self.file = file
+        self.name = name
+        self.label = file.label
+
+    def load(self, rank: int) -> Layer:
+        environments = _split_environments(self.file, rank)[1]
+        if self.name not in environments:
+            return Layer(self.label)
+        return _profile_layer(environments[self.name], self.file.label, self.name, rank)
+
+    def __repr__(self) -> str:
+        return f"ProfileSource({self.file!r}, {self.name!r})"
+
+
+def _profile_layer(document: object, label: str, name: str, rank: int) -> Layer:
+    prefix = f"environments.{name}"
+    if not isinstance(document, Mapping):
+        raise DbConfigError(f"{label}: {prefix}: expected an object shaped like dbconfig.json.")
+    layer, _ = parse_document(document, label=label, rank=rank, allow_environments=False)
+    return _prefixed(layer, prefix)
+
+
+def _prefixed(layer: Layer, prefix: str) -> Layer:
+    """Re-label origins so they show the full key path inside the file."""
+
+    def fix(value: Value) -> Value:
+        return Value(value.value, Origin(value.origin.source, f"{prefix}.{value.origin.key}"), value.rank)
+
+    return Layer(
+        layer.label,
+        defaults={k: fix(v) for k, v in layer.defaults.items()},
+        databases={a: {k: fix(v) for k, v in s.items()} for a, s in layer.databases.items()},
+        routes={k: fix(v) for k, v in layer.routes.items()},
+    )
+
+
+class SecretsFileSource:
+    """<secrets_dir>/dbconfig.json: same shape as dbconfig.json, kept out of git.
+
+    Its own `environments.<name>`, if any, overlays it within this layer.
+    """
+
+    def __init__(self, file: JsonFile, environment: str | None) -> None:
+        self.file = file
+        self.environment = environment
+        self.label = file.label
+
+    def load(self, rank: int) -> Layer:
+        layer, environments = _split_environments(self.file, rank)
+        if self.environment and self.environment in environments:
+            profile = _profile_layer(environments[self.environment], self.label, self.environment, rank)
+            layer.defaults.update(profile.defaults)
+            for alias, values in profile.databases.items():
+                layer.databases.setdefault(alias, {}).update(values)
+            layer.routes.update(profile.routes)
+        return layer
+
+    def profiles(self) -> tuple[str, ...]:
+        return tuple(_split_environments(self.file, 0)[1])
+
+    def __repr__(self) -> str:
+        return f"SecretsFileSource({self.file!r}, environment={self.environment!r})"
+
+
+class EnvironSource:
+    """DATABASE_URL, <ALIAS>_DATABASE_URL, DBCONFIG_<ALIAS>_<KEY> and their _FILE twins."""
+
+    label = "environment"
+
+    def __init__(self, environ: Mapping[str, str], *, base_dir: Path, known_aliases: Sequence[str] = ()) -> None:
+        self.environ = environ
+        self.base_dir = base_dir
+        self.known_aliases = tuple(known_aliases)
+
+    def load(self, rank: int) -> Layer:
+        layer = Layer(self.label)
+        declared: set[str] = set()
+        for variable, text in self._variables():
+            target = self._target(variable)
+            if target is None:
+                continue
+            alias, key, weak = target
+            origin = Origin(variable)
+            values = layer.databases.setdefault(alias, {})
+            if key == "url" and "url" in values:
+                raise DbConfigError(
+                    f"{values['url'].origin} and {variable} both set the URL of alias "
+                    f'"{alias}". Keep one of them.'
+                )
+            (layer.weak_aliases if weak else declared).add(alias)
+            values.update(make_values(key, coerce(key, text, origin, text=True, alias=alias), origin, rank))
+        # An alias that a DBCONFIG_ variable names is declared even if its URL came unprefixed.
+        layer.weak_aliases -= declared
+        return layer
+
+    def _variables(self) -> list[tuple[str, str]]:
+        """Each relevant variable with its text, reading `_FILE` twins."""
+        found: dict[str, tuple[str, str]] = {}
+        for name in sorted(self.environ):
+            if not (name.startswith(_PREFIX) or name.endswith((_URL_SUFFIX, _URL_SUFFIX + _FILE_SUFFIX))
+                    or name in ("DATABASE_URL", "DATABASE_URL_FILE")):
+                continue
+            if name in META_VARIABLES:
+                continue
+            text = self.environ[name]
+            base = name
+            if name.endswith(_FILE_SUFFIX) and name not in META_VARIABLES:
+                base = name.removesuffix(_FILE_SUFFIX)
+                if not text:
+                    continue
+                text = self._read_file(name, text)
+            elif not text:
+                continue  # an empty variable counts as unset
+            if base in found:
+                raise DbConfigError(
+                    f"{found[base][0]} and {name} are both set. Set the value or the file, not both."
+                )
+            found[base] = (name, text)
+        return [(label, text) for label, text in (found[b] for b in sorted(found))]
+
+    def _read_file(self, variable: str, path_text: str) -> str:
+        path = Path(path_text)
+        if not path.is_absolute():
+            path = self.base_dir / path
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise DbConfigError(
+                f"{variable}: the file {path} does not exist. Point {variable} at the file "
+                "holding the value (e.g. a mounted Docker or Kubernetes secret)."
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DbConfigError(
+                f"{variable}: cannot read {path} ({type(exc).__name__}). Check its permissions."
+            ) from None
+        return text.removesuffix("\n").removesuffix("\r")
+
+    def _target(self, variable: str) -> tuple[str, str, bool] | None:
+        """(alias, key, weak) for a variable, or None if it is not ours."""
+        name = variable.removesuffix(_FILE_SUFFIX) if variable.endswith(_FILE_SUFFIX) else variable
+        if name == "DATABASE_URL":
+            return "default", "url", False
+        if name.startswith(_PREFIX):
+            return self._prefixed_target(variable, name[len(_PREFIX):].lower())
+        if name.endswith(_URL_SUFFIX):
+            # Other software shares the environment: these only apply to
+            # aliases declared elsewhere (the merge drops the rest).
+            alias = name.removesuffix(_URL_SUFFIX).lower()
+            return (alias, "url", True) if _plausible_alias(alias) else None
+        return None
+
+    def _prefixed_target(self, variable: str, rest: str) -> tuple[str, str, bool]:
+        candidates = []
+        for index, char in enumerate(rest):
+            if char != "_":
+                continue
+            alias, key = rest[:index], rest[index + 1:]
+            if alias and key in KEYS:
+                candidates.append((alias in self.known_aliases, len(key), alias, key))
+        if not candidates:
+            known = [f"{_PREFIX}{a.upper()}_{k.upper()}" for a in self.known_aliases or ("default",) for k in KEYS]
+            raise DbConfigError(
+                f"{variable}: not a django-dbconfig variable. Use {_PREFIX}<ALIAS>_<KEY> with a key "
+                f"from: {', '.join(KEYS)}; or one of {', '.join(META_VARIABLES)}."
+                + did_you_mean(variable.removesuffix(_FILE_SUFFIX), [*known, *META_VARIABLES])
+            )
+        _, _, alias, key = max(candidates)
+        check_alias(alias, Origin(variable))
+        return alias, key, False
+
+    def __repr__(self) -> str:
+        names = sorted(n for n in self.environ if n.startswith(_PREFIX) or n.endswith(_URL_SUFFIX)
+                       or n.startswith("DATABASE_URL"))
+        return f"EnvironSource(variables={names!r})"
+
+
+def _plausible_alias(alias: str) -> bool:
+    return bool(alias) and alias.replace("_", "").isalnum() and alias[0].isalpha()
+
+
+class OverrideSource:
+    """`overrides=` and active `override()` blocks: the highest layer."""
+
+    label = "override"
+
+    def __init__(self, mappings: Sequence[Mapping[str, Any]]) -> None:
+        self.mappings = tuple(mappings)
+
+    def load(self, rank: int) -> Layer:
+        layer = Layer(self.label)
+        for mapping in self.mappings:  # later mappings win
+            part, _ = parse_document(mapping, label=self.label, rank=rank, allow_environments=False)
+            layer.defaults.update(part.defaults)
+            for alias, values in part.databases.items():
+                layer.databases.setdefault(alias, {}).update(values)
+            layer.routes.update(part.routes)
+        return layer
+
+    def __repr__(self) -> str:
+        return f"OverrideSource(count={len(self.mappings)})"

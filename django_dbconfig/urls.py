@@ -1,0 +1,97 @@
+"""Expand a database URL into alias keys, with dj-database-url doing the parsing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import DbConfigError
+from .keys import CONNECTION_KEYS, KEYS, OBJECT_KEYS
+from .layer import Value, coerce, make_values
+
+# Engines dj-database-url can name, and the backend family each speaks.
+ENGINE_FAMILIES = {
+    "django.db.backends.postgresql": ("postgresql", None),
+    "django.db.backends.mysql": ("mysql", None),
+    "django.db.backends.sqlite3": ("sqlite", None),
+    "django.contrib.gis.db.backends.postgis": ("postgresql", "django.contrib.gis.db.backends.postgis"),
+    "django.contrib.gis.db.backends.mysql": ("mysql", "django.contrib.gis.db.backends.mysql"),
+    "django.contrib.gis.db.backends.spatialite": ("sqlite", "django.contrib.gis.db.backends.spatialite"),
+    "timescale.db.backends.postgresql": ("postgresql", "timescale.db.backends.postgresql"),
+    "timescale.db.backends.postgis": ("postgresql", "timescale.db.backends.postgis"),
+}
+SUPPORTED_SCHEMES = "postgresql://, postgres://, postgis://, mysql://, mariadb://, sqlite:// or spatialite://"
+_MYSQL_SSL_MODES = {
+    "DISABLED": "disable", "PREFERRED": "prefer", "REQUIRED": "require",
+    "VERIFY_CA": "verify-ca", "VERIFY_IDENTITY": "verify-full",
+}
+_registered = False
+
+
+def _parse(url: str) -> dict[str, Any]:
+    global _registered  # noqa: PLW0603 - one-time registration of our scheme
+    import dj_database_url
+
+    if not _registered:
+        # dj-database-url has no mariadb:// scheme; it is MySQL's protocol.
+        dj_database_url.register("mariadb", "django.db.backends.mysql")
+        _registered = True
+    return dict(dj_database_url.parse(url))
+
+
+def expand_url(url: Value, *, alias: str) -> dict[str, Value]:
+    """Return the keys a URL stands for, each tagged with the URL's origin."""
+    origin = url.origin
+    scheme = url.value.partition("://")[0].lower() if "://" in url.value else ""
+    try:
+        parsed = _parse(url.value)
+    except ValueError as exc:
+        if type(exc).__name__ == "UnknownSchemeError":
+            raise DbConfigError(
+                f'{origin} (alias "{alias}"): the URL scheme "{scheme}" is not supported. '
+                f"Use {SUPPORTED_SCHEMES}."
+            ) from None
+        # The message of the parser may echo the URL, password and all.
+        raise DbConfigError(
+            f'{origin} (alias "{alias}"): the URL is malformed. Check the form '
+            "scheme://user:password@host:port/name and percent-encode special characters "
+            "in the user name and password."
+        ) from None
+    family = ENGINE_FAMILIES.get(str(parsed.get("ENGINE")))
+    if family is None:
+        raise DbConfigError(
+            f'{origin} (alias "{alias}"): the URL scheme "{scheme}" names a backend '
+            f"django-dbconfig does not configure. Use {SUPPORTED_SCHEMES}."
+        )
+    backend, engine = family
+    if scheme == "mariadb":
+        backend = "mariadb"
+    raw: dict[str, Any] = {"backend": backend}
+    if engine:
+        raw["engine"] = engine
+    for django_key, key in (("HOST", "host"), ("PORT", "port"), ("NAME", "name"),
+                            ("USER", "user"), ("PASSWORD", "password")):
+        if parsed.get(django_key) not in (None, ""):
+            raw[key] = parsed[django_key]
+    values = {key: Value(coerce(key, item, origin, text=False, alias=alias), origin, url.rank)
+              for key, item in raw.items()}
+    for name, option in dict(parsed.get("OPTIONS") or {}).items():
+        values.update(_option(name, option, url, alias))
+    return values
+
+
+def _option(name: str, option: Any, url: Value, alias: str) -> dict[str, Value]:
+    """Map one query option to an alias key where it names one, else keep it verbatim."""
+    origin = url.origin
+    if name == "options" and isinstance(option, str) and option.startswith("-c search_path="):
+        # dj-database-url turns ?currentSchema=x into this libpq option.
+        name, option = "search_path", option.removeprefix("-c search_path=")
+    elif name == "ssl" and isinstance(option, dict) and set(option) == {"ca"}:
+        name, option = "sslrootcert", option["ca"]
+    elif name in {"ssl_mode", "ssl-mode"} and str(option).upper() in _MYSQL_SSL_MODES:
+        name, option = "sslmode", _MYSQL_SSL_MODES[str(option).upper()]
+    if name in KEYS and name not in CONNECTION_KEYS and name not in OBJECT_KEYS and name != "url":
+        if isinstance(option, list):
+            raise DbConfigError(f'{origin} (alias "{alias}"): the URL gives {name} more than once.')
+        text = option if isinstance(option, str) else str(option).lower()
+        return make_values(name, coerce(name, text, origin, text=True, alias=alias), origin, url.rank)
+    return make_values("options", {name: option}, origin, url.rank)
