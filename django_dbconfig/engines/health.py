@@ -1,0 +1,74 @@
+"""The shared part of the engines: a local look at the socket before Django's round trip.
+
+Django's CONN_HEALTH_CHECKS runs `is_usable()` (a `SELECT 1` or a ping) before the
+first query of every request on a persistent connection. Between requests the
+connection is idle, and on an idle connection the server has nothing to say: if the
+socket has something to read, it is most often the server closing the session
+(restart, failover, idle timeout, a killed backend). Each engine looks at the socket
+without blocking and answers healthy, dead or unsure; only "unsure" pays for
+Django's own check.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import select
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+logger = logging.getLogger(__name__)
+
+
+class Verdict(enum.Enum):
+    """What a look at the idle connection can tell without asking the server."""
+
+    HEALTHY = "healthy"
+    DEAD = "dead"
+    UNSURE = "unsure"
+
+
+def socket_readable(fd: int) -> bool:
+    """Whether the server has sent anything (data, a close, an error) on `fd`; never waits."""
+    if hasattr(select, "poll"):
+        # poll, unlike select, works for descriptors above FD_SETSIZE (1024).
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(0))
+    readable, _, errored = select.select([fd], [], [fd], 0)
+    return bool(readable or errored)
+
+
+class SocketHealthCheck(BaseDatabaseWrapper):
+    """Run the local socket check before Django's health check; fall back to it when unsure.
+
+    Mixed in before Django's own `DatabaseWrapper`. Only the per-request health check
+    changes: the check after a query error (`close_if_unusable_or_obsolete`) still
+    uses Django's `is_usable()`, since a connection that just failed deserves a real
+    round trip.
+    """
+
+    # Set by Django's BaseDatabaseWrapper (4.1+); the stubs do not declare them.
+    health_check_enabled: bool
+    health_check_done: bool
+
+    def socket_verdict(self) -> Verdict:
+        """Judge the idle connection from local state only."""
+        raise NotImplementedError
+
+    def close_if_health_check_failed(self) -> None:
+        if self.connection is None or not self.health_check_enabled or self.health_check_done:
+            return
+        try:
+            verdict = self.socket_verdict()
+        except Exception:
+            # The check must never be the reason a request fails: ask the server instead.
+            logger.debug("socket check of %r failed; using Django's check", self.alias, exc_info=True)
+            verdict = Verdict.UNSURE
+        if verdict is Verdict.UNSURE:
+            super().close_if_health_check_failed()
+            return
+        if verdict is Verdict.DEAD:
+            logger.info("database %r: the server closed the idle connection; reconnecting", self.alias)
+            self.close()
+        self.health_check_done = True

@@ -1,0 +1,1 @@
+"""MySQL/MariaDB engine: Django's backend with a health check that reads the socket first."""

@@ -1,0 +1,52 @@
+"""PostgreSQL (psycopg 3): Django's backend, with the socket looked at before `SELECT 1`."""
+
+from __future__ import annotations
+
+from django.db.backends.postgresql import base as django_postgresql
+
+from ..health import SocketHealthCheck, Verdict, socket_readable
+
+# More reads than this without reaching the end means a chatty, live connection.
+_MAX_READS = 3
+
+
+class DatabaseWrapper(SocketHealthCheck, django_postgresql.DatabaseWrapper):
+    """Django's PostgreSQL `DatabaseWrapper`; only the per-request health check differs."""
+
+    def socket_verdict(self) -> Verdict:
+        """Healthy when idle with nothing to read; dead when the server closed the socket.
+
+        PostgreSQL may talk on an idle session without closing it: NOTIFY to a
+        LISTEN-ing session, NOTICE and ParameterStatus messages. So a readable
+        socket is not a verdict by itself. libpq reads what is there
+        (`consume_input`, which also handles TLS records); reaching the end of
+        the stream is a close, and anything else leaves the messages buffered for
+        psycopg and falls back to Django's `SELECT 1`, which delivers them as usual.
+        """
+        if getattr(self, "pool", None):
+            # Django leaves health to the pool; keep it that way.
+            return Verdict.UNSURE
+        from psycopg import OperationalError
+        from psycopg.pq import ConnStatus, TransactionStatus
+
+        conn = self.connection
+        if conn.closed or conn.broken:
+            return Verdict.DEAD
+        pgconn = conn.pgconn
+        if pgconn.status != ConnStatus.OK:
+            return Verdict.DEAD
+        if pgconn.transaction_status != TransactionStatus.IDLE:
+            # In a transaction, or a query or COPY in progress: not for us to judge.
+            return Verdict.UNSURE
+        for reads in range(_MAX_READS):
+            if not socket_readable(pgconn.socket):
+                # Nothing was pending (healthy), or messages are now buffered (unsure).
+                return Verdict.HEALTHY if reads == 0 else Verdict.UNSURE
+            try:
+                pgconn.consume_input()
+            except OperationalError:
+                # libpq read the end of the stream: the server has closed the session.
+                return Verdict.DEAD
+            if pgconn.status != ConnStatus.OK:
+                return Verdict.DEAD
+        return Verdict.UNSURE
