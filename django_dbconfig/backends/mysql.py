@@ -24,7 +24,7 @@ _POSTGRES_ONLY = "it is a PostgreSQL setting with no MySQL/MariaDB equivalent."
 class MySQL(Backend):
     name = "mysql"
     display = "MySQL"
-    engine = "django.db.backends.mysql"
+    engine = "django_dbconfig.engines.mysql"
     keys = SERVER_KEYS
     reasons = {
         "search_path": _NO_SEARCH_PATH,

@@ -42,7 +42,7 @@ def session_options(values: Mapping[str, Any]) -> str:
 class PostgreSQL(Backend):
     name = "postgresql"
     display = "PostgreSQL"
-    engine = "django.db.backends.postgresql"
+    engine = "django_dbconfig.engines.postgresql"
     keys = SERVER_KEYS | {"pool", "search_path", "idle_in_transaction_session_timeout", "application_name"}
     defaults = {"port": 5432, "conn_max_age": 60, "conn_health_checks": True, "connect_timeout": 5000}
 
