@@ -96,7 +96,7 @@ def load_config(
         return _load(base_dir, config_file, secrets_dir, environ, environment, overrides)
     except DbConfigError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the contract: nothing but DbConfigError escapes
+    except Exception as exc:  # the contract: nothing but DbConfigError escapes
         raise DbConfigError(
             f"Unexpected {type(exc).__name__} while reading the database configuration. "
             "Please report this to django-dbconfig with the traceback."
@@ -114,8 +114,14 @@ def build_databases(
 ) -> dict[str, DatabaseSettings]:
     """Return Django's DATABASES dict; keep the config for `manage.py dbconfig`."""
     global _last_config  # noqa: PLW0603 - the one documented piece of shared state
-    config = load_config(base_dir, config_file=config_file, secrets_dir=secrets_dir, environ=environ,
-                         environment=environment, overrides=overrides)
+    config = load_config(
+        base_dir,
+        config_file=config_file,
+        secrets_dir=secrets_dir,
+        environ=environ,
+        environment=environment,
+        overrides=overrides,
+    )
     with _last_lock:
         _last_config = config
     return config.databases()
@@ -183,8 +189,9 @@ def _resolve(value: str | os.PathLike[str], base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def _check_profile(name: str, file_source: JsonFileSource, secrets_source: SecretsFileSource,
-                   *, from_env: bool) -> None:
+def _check_profile(
+    name: str, file_source: JsonFileSource, secrets_source: SecretsFileSource, *, from_env: bool
+) -> None:
     known = sorted({*file_source.profiles(), *secrets_source.profiles()})
     if name in known:
         return
@@ -228,9 +235,11 @@ def _build(merged: Merged, base: Path, secrets_path: Path, sources: tuple[str, .
     )
 
 
-def _effective(alias: str, values: Mapping[str, Value], aliases: tuple[str, ...]) -> tuple[Backend, dict[str, Value]]:
+def _effective(
+    alias: str, values: Mapping[str, Value], aliases: tuple[str, ...]
+) -> tuple[Backend, dict[str, Value]]:
     """Keep the keys the alias's backend honours; apply its defaults; check what it needs."""
-    chosen = values["backend"] if "backend" in values else None
+    chosen = values.get("backend")
     if chosen is None:
         raise DbConfigError(
             f'Alias "{alias}" has no backend: set "backend" or "url" for it '
@@ -250,15 +259,18 @@ def _effective(alias: str, values: Mapping[str, Value], aliases: tuple[str, ...]
             raise DbConfigError(
                 f'{value.origin} (alias "{alias}"): {root} is not supported on {backend.display}. '
                 f"{backend.reasons.get(root, 'Remove it for this alias.')}"
-                + (f' The backend "{backend.name}" is the built-in default here: set "backend" or "url".'
-                   if chosen.origin == DEFAULT_ORIGIN else "")
+                + (
+                    f' The backend "{backend.name}" is the built-in default here: set "backend" or "url".'
+                    if chosen.origin == DEFAULT_ORIGIN
+                    else f' The backend "{backend.name}" comes from {chosen.origin}.'
+                )
             )
     for key, default in backend.defaults.items():
         effective.setdefault(key, Value(default, DEFAULT_ORIGIN))
     if backend.needs_name and not effective.get("name"):
         raise DbConfigError(
-            f'Alias "{alias}" ({backend.display}) has no database name. Set databases.{alias}.name, '
-            f"DBCONFIG_{alias.upper()}_NAME, or put it in the URL path."
+            f'{chosen.origin} (alias "{alias}"): a {backend.display} alias needs a database name. '
+            f"Set databases.{alias}.name, DBCONFIG_{alias.upper()}_NAME, or put it in the URL path."
         )
     _check_pool(alias, effective)
     return backend, effective
@@ -290,7 +302,9 @@ def _check_pool(alias: str, effective: dict[str, Value]) -> None:
     effective["conn_max_age"] = Value(0, pool.origin, pool.rank)
 
 
-def _replicas(effective: Mapping[str, Mapping[str, Value]], vendors: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+def _replicas(
+    effective: Mapping[str, Mapping[str, Value]], vendors: Mapping[str, str]
+) -> dict[str, tuple[str, ...]]:
     replicas: dict[str, list[str]] = {}
     for alias, values in effective.items():
         if "replica_of" not in values:
@@ -311,15 +325,17 @@ def _replicas(effective: Mapping[str, Mapping[str, Value]], vendors: Mapping[str
         family = {vendors[alias], vendors[primary.value]}
         if len(family) > 1 and family != {"mysql", "mariadb"}:
             raise DbConfigError(
-                f'{where}: a {vendors[alias]} alias cannot replicate the {vendors[primary.value]} '
-                f'alias "{primary.value}".'
+                f"{where}: a {vendors[alias]} alias cannot replicate the {vendors[primary.value]} "
+                f'alias "{primary.value}". Where a profile moves "{primary.value}" to another backend, '
+                f'move "{alias}" too (give it the same backend and name in that profile).'
             )
         replicas.setdefault(primary.value, []).append(alias)
     return {primary: tuple(names) for primary, names in replicas.items()}
 
 
-def _routes(routes: Mapping[str, Value], aliases: tuple[str, ...],
-            replicas: Mapping[str, tuple[str, ...]]) -> dict[str, Value]:
+def _routes(
+    routes: Mapping[str, Value], aliases: tuple[str, ...], replicas: Mapping[str, tuple[str, ...]]
+) -> dict[str, Value]:
     replica_names = {name for names in replicas.values() for name in names}
     for route, target in routes.items():
         if target.value not in aliases:
@@ -341,8 +357,10 @@ def _explain_rows(effective: Mapping[str, Value]) -> list[ExplainRow]:
     def sort_key(key: str) -> tuple[int, str]:
         return order.get(key.partition(".")[0], len(order)), key
 
-    return [ExplainRow(key, display_value(key, effective[key].value), str(effective[key].origin))
-            for key in sorted(effective, key=sort_key)]
+    return [
+        ExplainRow(key, display_value(key, effective[key].value), str(effective[key].origin))
+        for key in sorted(effective, key=sort_key)
+    ]
 
 
 def display_value(key: str, value: Any) -> str:
@@ -377,7 +395,9 @@ def mask_url(url: str) -> str:
     # Query options may carry a password too (e.g. ?password=...).
     if "?" in tail:
         path, _, query = tail.partition("?")
-        parts = [p if not is_secret_option(p.partition("=")[0]) else p.partition("=")[0] + "=" + MASK
-                 for p in query.split("&")]
+        parts = [
+            p if not is_secret_option(p.partition("=")[0]) else p.partition("=")[0] + "=" + MASK
+            for p in query.split("&")
+        ]
         tail = path + "?" + "&".join(parts)
     return f"{scheme}://{userinfo}{at}{host}{slash}{tail}"

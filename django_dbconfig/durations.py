@@ -20,7 +20,7 @@ def parse_duration(value: object) -> int:
     the value came from.
     """
     if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30, \"500ms\", \"30s\" or \"5min\", got a boolean")
+        raise ValueError('expected a duration such as 30, "500ms", "30s" or "5min", got a boolean')
     if isinstance(value, (int, float)):
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"expected a duration of 0 or more, got {value!r}")
@@ -28,9 +28,7 @@ def parse_duration(value: object) -> int:
     elif isinstance(value, str):
         match = _PATTERN.match(value)
         if not match:
-            raise ValueError(
-                f'expected a duration such as 30, "500ms", "30s", "5min" or "1h", got {value!r}'
-            )
+            raise ValueError(f'expected a duration such as 30, "500ms", "30s", "5min" or "1h", got {value!r}')
         ms = float(match.group(1)) * _UNITS_MS[match.group(2) or "s"]
     else:
         raise ValueError(

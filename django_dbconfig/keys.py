@@ -93,7 +93,7 @@ def _choice(choices: tuple[str, ...]) -> Callable[..., str]:
             from .errors import did_you_mean
 
             raise ValueError(
-                f'"{value}" is not one of {one_of(choices)}.{did_you_mean(text, choices)}'
+                f'"{value}" is not one of {one_of(choices)}.{did_you_mean(text, choices)}'.rstrip(".")
             )
         return text
 
@@ -111,7 +111,9 @@ def _schema_list(value: object, *, from_env: bool) -> tuple[str, ...]:
     if from_env and isinstance(value, str):
         value = [part.strip() for part in value.split(",")]
     if not isinstance(value, list) or not value:
-        raise ValueError(f'expected a non-empty list of schema names, e.g. ["app", "public"], got {_kind(value)}')
+        raise ValueError(
+            f'expected a non-empty list of schema names, e.g. ["app", "public"], got {_kind(value)}'
+        )
     names = []
     for name in value:
         if not isinstance(name, str) or not name:
@@ -129,7 +131,7 @@ def _object(value: object, *, from_env: bool) -> dict[str, Any]:
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
-            raise ValueError("expected a JSON object, e.g. {\"key\": \"value\"}") from None
+            raise ValueError('expected a JSON object, e.g. {"key": "value"}') from None
     if not isinstance(value, dict):
         raise ValueError(f"expected an object, got {_kind(value)}")
     return dict(value)
@@ -148,13 +150,22 @@ def _alias_name(value: object, *, from_env: bool) -> str:
 def _engine(value: object, *, from_env: bool) -> str:
     text = _nonempty(value, from_env=from_env).strip()
     if "." not in text or " " in text:
-        raise ValueError(f'expected a dotted module path such as "django.contrib.gis.db.backends.postgis", got "{text}"')
+        raise ValueError(
+            f'expected a dotted module path such as "django.contrib.gis.db.backends.postgis", got "{text}"'
+        )
     return text
 
 
 def _kind(value: object) -> str:
-    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string",
-             list: "a list", dict: "an object", type(None): "null"}
+    names = {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -207,7 +218,12 @@ _KEYS = (
 KEYS: Mapping[str, Key] = {key.name: key for key in _KEYS}
 CONNECTION_KEYS = frozenset(key.name for key in _KEYS if key.connection)
 OBJECT_KEYS = frozenset({"options", "test"})
-DURATION_KEYS = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout", "connect_timeout")
+DURATION_KEYS = (
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "connect_timeout",
+)
 
 # Option names whose values are masked wherever options are shown.
 SECRET_OPTION_WORDS = ("password", "passwd", "secret", "token", "passphrase")

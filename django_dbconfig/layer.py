@@ -72,8 +72,9 @@ def coerce(key: str, raw: object, origin: Origin, *, text: bool, alias: str | No
     except ValueError as exc:
         where = f' (alias "{alias}")' if alias else ""
         # A secret's value never goes into the message.
-        problem = "the value is not valid" if spec.secret else str(exc)
-        raise DbConfigError(f"{origin}{where}: {key}: {problem}.") from None
+        problem = f"expected a string (the value is not shown: {key} is secret)" if spec.secret else str(exc)
+        end = "" if problem.endswith((".", "?")) else "."
+        raise DbConfigError(f"{origin}{where}: {key}: {problem}{end}") from None
 
 
 def _expand_dotted(obj: Mapping[str, Any], origin: Origin, *, verbatim: bool = False) -> dict[str, Any]:
@@ -131,9 +132,9 @@ def parse_document(
                         f"alias. Move it under databases.<alias>.{key}."
                     )
         elif top == "databases":
-            for alias, settings in _need_object(value, origin, "alias: settings").items():
+            for alias, raw in _need_object(value, origin, "alias: settings").items():
                 check_alias(alias, Origin(label, f"databases.{alias}"))
-                settings = _need_object(settings, Origin(label, f"databases.{alias}"), "key: value settings")
+                settings = _need_object(raw, Origin(label, f"databases.{alias}"), "key: value settings")
                 values = _alias_values(settings, label, f"databases.{alias}", rank, alias=alias)
                 layer.databases[alias] = values
         elif top == "routes":
@@ -196,8 +197,7 @@ def _alias_values(
         origin = Origin(label, f"{path}.{key}")
         if key not in KEYS:
             raise DbConfigError(
-                f"{origin}: unknown key \"{key}\". Valid keys: {', '.join(KEYS)}."
-                + did_you_mean(key, KEYS)
+                f'{origin}: unknown key "{key}". Valid keys: {", ".join(KEYS)}.' + did_you_mean(key, KEYS)
             )
         values.update(make_values(key, coerce(key, raw, origin, text=False, alias=alias), origin, rank))
     return values
@@ -207,7 +207,9 @@ def make_values(key: str, value: Any, origin: Origin, rank: int) -> dict[str, Va
     """Wrap a coerced value; objects (`options`, `test`) become one Value per entry."""
     if key in OBJECT_KEYS:
         return {
-            f"{key}.{name}": Value(item, Origin(origin.source, f"{origin.key}.{name}" if origin.key else name), rank)
+            f"{key}.{name}": Value(
+                item, Origin(origin.source, f"{origin.key}.{name}" if origin.key else name), rank
+            )
             for name, item in value.items()
         }
     return {key: Value(value, origin, rank)}

@@ -40,7 +40,9 @@ def merge(layers: Sequence[Layer]) -> Merged:
                 entries.update(expand_url(explicit["url"], alias=alias))
             entries.update(explicit)
             backend = entries.get("backend")
-            if "url" in explicit or (backend and "backend" in merged and backend.value != merged["backend"].value):
+            if "url" in explicit or (
+                backend and "backend" in merged and backend.value != merged["backend"].value
+            ):
                 for key in CONNECTION_KEYS:
                     merged.pop(key, None)
             merged.update(entries)

@@ -42,10 +42,12 @@ class DefaultsSource:
         origin = Origin(self.label)
         return Layer(
             self.label,
-            databases={"default": {
-                "backend": Value("sqlite", origin, rank),
-                "name": Value("db.sqlite3", origin, rank),
-            }},
+            databases={
+                "default": {
+                    "backend": Value("sqlite", origin, rank),
+                    "name": Value("db.sqlite3", origin, rank),
+                }
+            },
         )
 
     def __repr__(self) -> str:
@@ -191,7 +193,9 @@ class EnvironSource:
 
     label = "environment"
 
-    def __init__(self, environ: Mapping[str, str], *, base_dir: Path, known_aliases: Sequence[str] = ()) -> None:
+    def __init__(
+        self, environ: Mapping[str, str], *, base_dir: Path, known_aliases: Sequence[str] = ()
+    ) -> None:
         self.environ = environ
         self.base_dir = base_dir
         self.known_aliases = tuple(known_aliases)
@@ -221,26 +225,26 @@ class EnvironSource:
         """Each relevant variable with its text, reading `_FILE` twins."""
         found: dict[str, tuple[str, str]] = {}
         for name in sorted(self.environ):
-            if not (name.startswith(_PREFIX) or name.endswith((_URL_SUFFIX, _URL_SUFFIX + _FILE_SUFFIX))
-                    or name in ("DATABASE_URL", "DATABASE_URL_FILE")):
+            if not (
+                name.startswith(_PREFIX)
+                or name.endswith((_URL_SUFFIX, _URL_SUFFIX + _FILE_SUFFIX))
+                or name in ("DATABASE_URL", "DATABASE_URL_FILE")
+            ):
                 continue
             if name in META_VARIABLES:
                 continue
-            text = self.environ[name]
-            base = name
-            if name.endswith(_FILE_SUFFIX) and name not in META_VARIABLES:
-                base = name.removesuffix(_FILE_SUFFIX)
-                if not text:
-                    continue
-                text = self._read_file(name, text)
-            elif not text:
+            if not self.environ[name]:
                 continue  # an empty variable counts as unset
+            base = name.removesuffix(_FILE_SUFFIX)
             if base in found:
                 raise DbConfigError(
                     f"{found[base][0]} and {name} are both set. Set the value or the file, not both."
                 )
-            found[base] = (name, text)
-        return [(label, text) for label, text in (found[b] for b in sorted(found))]
+            found[base] = (name, self.environ[name])
+        return [
+            (name, self._read_file(name, text) if name.endswith(_FILE_SUFFIX) else text)
+            for name, text in (found[base] for base in sorted(found))
+        ]
 
     def _read_file(self, variable: str, path_text: str) -> str:
         path = Path(path_text)
@@ -265,7 +269,7 @@ class EnvironSource:
         if name == "DATABASE_URL":
             return "default", "url", False
         if name.startswith(_PREFIX):
-            return self._prefixed_target(variable, name[len(_PREFIX):].lower())
+            return self._prefixed_target(variable, name[len(_PREFIX) :].lower())
         if name.endswith(_URL_SUFFIX):
             # Other software shares the environment: these only apply to
             # aliases declared elsewhere (the merge drops the rest).
@@ -278,11 +282,13 @@ class EnvironSource:
         for index, char in enumerate(rest):
             if char != "_":
                 continue
-            alias, key = rest[:index], rest[index + 1:]
+            alias, key = rest[:index], rest[index + 1 :]
             if alias and key in KEYS:
                 candidates.append((alias in self.known_aliases, len(key), alias, key))
         if not candidates:
-            known = [f"{_PREFIX}{a.upper()}_{k.upper()}" for a in self.known_aliases or ("default",) for k in KEYS]
+            known = [
+                f"{_PREFIX}{a.upper()}_{k.upper()}" for a in self.known_aliases or ("default",) for k in KEYS
+            ]
             raise DbConfigError(
                 f"{variable}: not a django-dbconfig variable. Use {_PREFIX}<ALIAS>_<KEY> with a key "
                 f"from: {', '.join(KEYS)}; or one of {', '.join(META_VARIABLES)}."
@@ -293,8 +299,11 @@ class EnvironSource:
         return alias, key, False
 
     def __repr__(self) -> str:
-        names = sorted(n for n in self.environ if n.startswith(_PREFIX) or n.endswith(_URL_SUFFIX)
-                       or n.startswith("DATABASE_URL"))
+        names = sorted(
+            n
+            for n in self.environ
+            if n.startswith(_PREFIX) or n.endswith(_URL_SUFFIX) or n.startswith("DATABASE_URL")
+        )
         return f"EnvironSource(variables={names!r})"
 
 

@@ -21,8 +21,11 @@ ENGINE_FAMILIES = {
 }
 SUPPORTED_SCHEMES = "postgresql://, postgres://, postgis://, mysql://, mariadb://, sqlite:// or spatialite://"
 _MYSQL_SSL_MODES = {
-    "DISABLED": "disable", "PREFERRED": "prefer", "REQUIRED": "require",
-    "VERIFY_CA": "verify-ca", "VERIFY_IDENTITY": "verify-full",
+    "DISABLED": "disable",
+    "PREFERRED": "prefer",
+    "REQUIRED": "require",
+    "VERIFY_CA": "verify-ca",
+    "VERIFY_IDENTITY": "verify-full",
 }
 _registered = False
 
@@ -68,12 +71,19 @@ def expand_url(url: Value, *, alias: str) -> dict[str, Value]:
     raw: dict[str, Any] = {"backend": backend}
     if engine:
         raw["engine"] = engine
-    for django_key, key in (("HOST", "host"), ("PORT", "port"), ("NAME", "name"),
-                            ("USER", "user"), ("PASSWORD", "password")):
+    for django_key, key in (
+        ("HOST", "host"),
+        ("PORT", "port"),
+        ("NAME", "name"),
+        ("USER", "user"),
+        ("PASSWORD", "password"),
+    ):
         if parsed.get(django_key) not in (None, ""):
             raw[key] = parsed[django_key]
-    values = {key: Value(coerce(key, item, origin, text=False, alias=alias), origin, url.rank)
-              for key, item in raw.items()}
+    values = {
+        key: Value(coerce(key, item, origin, text=False, alias=alias), origin, url.rank)
+        for key, item in raw.items()
+    }
     for name, option in dict(parsed.get("OPTIONS") or {}).items():
         values.update(_option(name, option, url, alias))
     return values

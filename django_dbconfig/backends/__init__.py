@@ -7,6 +7,8 @@ from .mysql import MariaDB, MySQL
 from .postgresql import PostgreSQL
 from .sqlite import SQLite
 
-BACKENDS: dict[str, Backend] = {backend.name: backend for backend in (PostgreSQL(), MySQL(), MariaDB(), SQLite())}
+BACKENDS: dict[str, Backend] = {
+    backend.name: backend for backend in (PostgreSQL(), MySQL(), MariaDB(), SQLite())
+}
 
 __all__ = ["BACKENDS", "Backend", "RenderContext"]

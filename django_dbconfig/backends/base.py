@@ -11,14 +11,37 @@ from typing import Any, ClassVar
 from ..types import DatabaseSettings
 
 # Keys every backend honours: Django's own settings and the connection's identity.
-COMMON_KEYS = frozenset({
-    "url", "backend", "engine", "name", "conn_max_age", "conn_health_checks",
-    "atomic_requests", "autocommit", "time_zone", "disable_server_side_cursors", "test", "options",
-})
+COMMON_KEYS = frozenset(
+    {
+        "url",
+        "backend",
+        "engine",
+        "name",
+        "conn_max_age",
+        "conn_health_checks",
+        "atomic_requests",
+        "autocommit",
+        "time_zone",
+        "disable_server_side_cursors",
+        "test",
+        "options",
+    }
+)
 # Keys every client/server backend honours.
 SERVER_KEYS = COMMON_KEYS | {
-    "host", "port", "user", "password", "sslmode", "sslrootcert", "sslcert", "sslkey",
-    "statement_timeout", "lock_timeout", "connect_timeout", "read_only", "replica_of",
+    "host",
+    "port",
+    "user",
+    "password",
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "statement_timeout",
+    "lock_timeout",
+    "connect_timeout",
+    "read_only",
+    "replica_of",
 }
 
 
@@ -54,17 +77,28 @@ class Backend:
 
     def render_common(self, values: Mapping[str, Any], ctx: RenderContext) -> DatabaseSettings:
         settings: DatabaseSettings = {"ENGINE": values.get("engine") or self.engine}
-        for key, django_key in (("name", "NAME"), ("user", "USER"), ("password", "PASSWORD"),
-                                ("host", "HOST"), ("port", "PORT")):
+        for key, django_key in (
+            ("name", "NAME"),
+            ("user", "USER"),
+            ("password", "PASSWORD"),
+            ("host", "HOST"),
+            ("port", "PORT"),
+        ):
             if key in values:
                 settings[django_key] = values[key]  # type: ignore[literal-required]
-        for key, django_key in (("conn_max_age", "CONN_MAX_AGE"), ("conn_health_checks", "CONN_HEALTH_CHECKS"),
-                                ("atomic_requests", "ATOMIC_REQUESTS"), ("autocommit", "AUTOCOMMIT"),
-                                ("time_zone", "TIME_ZONE"),
-                                ("disable_server_side_cursors", "DISABLE_SERVER_SIDE_CURSORS")):
+        for key, django_key in (
+            ("conn_max_age", "CONN_MAX_AGE"),
+            ("conn_health_checks", "CONN_HEALTH_CHECKS"),
+            ("atomic_requests", "ATOMIC_REQUESTS"),
+            ("autocommit", "AUTOCOMMIT"),
+            ("time_zone", "TIME_ZONE"),
+            ("disable_server_side_cursors", "DISABLE_SERVER_SIDE_CURSORS"),
+        ):
             if key in values:
                 settings[django_key] = values[key]  # type: ignore[literal-required]
-        test = {name.removeprefix("test."): value for name, value in values.items() if name.startswith("test.")}
+        test = {
+            name.removeprefix("test."): value for name, value in values.items() if name.startswith("test.")
+        }
         if values.get("replica_of"):
             # A replica mirrors its primary in tests: Django creates no test database for it.
             test.setdefault("MIRROR", values["replica_of"])
@@ -77,7 +111,9 @@ class Backend:
 
 
 def collect_options(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {name.removeprefix("options."): value for name, value in values.items() if name.startswith("options.")}
+    return {
+        name.removeprefix("options."): value for name, value in values.items() if name.startswith("options.")
+    }
 
 
 def resolve_path(value: str, base_dir: Path) -> str:

@@ -57,9 +57,11 @@ class MySQL(Backend):
             options["connect_timeout"] = whole_seconds(values["connect_timeout"])
         if "sslmode" in values:
             options["ssl_mode"] = SSL_MODES[values["sslmode"]]
-        ssl = {part: resolve_path(values[key], ctx.base_dir)
-               for key, part in (("sslrootcert", "ca"), ("sslcert", "cert"), ("sslkey", "key"))
-               if key in values}
+        ssl = {
+            part: resolve_path(values[key], ctx.base_dir)
+            for key, part in (("sslrootcert", "ca"), ("sslcert", "cert"), ("sslkey", "key"))
+            if key in values
+        }
         if ssl:
             options["ssl"] = ssl
         assignments = self.session_assignments(values)

@@ -8,8 +8,13 @@ from typing import Any
 from .base import SERVER_KEYS, Backend, RenderContext, resolve_path, whole_seconds
 
 # Session settings sent with `-c name=value` at connection start, in this order.
-SESSION_SETTINGS = ("search_path", "statement_timeout", "lock_timeout",
-                    "idle_in_transaction_session_timeout", "read_only")
+SESSION_SETTINGS = (
+    "search_path",
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "read_only",
+)
 
 
 def quote_ident(name: str) -> str:
@@ -29,13 +34,14 @@ def session_options(values: Mapping[str, Any]) -> str:
         if key not in values:
             continue
         value = values[key]
+        name = key
         if key == "search_path":
             text = ",".join(quote_ident(schema) for schema in value)
         elif key == "read_only":
-            key, text = "default_transaction_read_only", "on" if value else "off"
+            name, text = "default_transaction_read_only", "on" if value else "off"
         else:
             text = f"{value}ms"
-        switches.append(f"-c {key}={escape_option(text)}")
+        switches.append(f"-c {name}={escape_option(text)}")
     return " ".join(switches)
 
 
@@ -75,5 +81,3 @@ class PostgreSQL(Backend):
         if values.get("pool"):
             settings["CONN_MAX_AGE"] = 0
         return settings
-
-

@@ -16,9 +16,22 @@ class SQLite(Backend):
     display = "SQLite"
     engine = "django.db.backends.sqlite3"
     keys = COMMON_KEYS | {"lock_timeout"}
-    reasons = {key: _NO_SERVER for key in ("host", "port", "user", "password", "sslmode",
-                                          "sslrootcert", "sslcert", "sslkey", "connect_timeout",
-                                          "pool", "replica_of")}
+    reasons = {
+        key: _NO_SERVER
+        for key in (
+            "host",
+            "port",
+            "user",
+            "password",
+            "sslmode",
+            "sslrootcert",
+            "sslcert",
+            "sslkey",
+            "connect_timeout",
+            "pool",
+            "replica_of",
+        )
+    }
     defaults = {"conn_max_age": 0}
 
     def render_common(self, values: Mapping[str, Any], ctx: RenderContext) -> DatabaseSettings:

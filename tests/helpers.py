@@ -1,0 +1,41 @@
+"""A throwaway project folder for tests: dbconfig.json, .secrets/ and a load() that isolates the environment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django_dbconfig import DatabaseConfig, load_config
+
+
+class Project:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def write_config(self, document: Any, name: str = "dbconfig.json") -> Path:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(document if isinstance(document, str) else json.dumps(document))
+        return path
+
+    def write_secrets(self, document: Any) -> Path:
+        return self.write_config(document, ".secrets/dbconfig.json")
+
+    def write_file(self, name: str, text: str) -> Path:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def load(self, environ: dict[str, str] | None = None, **kwargs: Any) -> DatabaseConfig:
+        return load_config(self.root, environ=environ or {}, **kwargs)
+
+    def databases(self, environ: dict[str, str] | None = None, **kwargs: Any) -> dict[str, Any]:
+        return dict(self.load(environ, **kwargs).databases())
+
+    def sources(self, alias: str = "default", **kwargs: Any) -> dict[str, str]:
+        return {row.key: row.source for row in self.load(**kwargs).explain(alias)}
+
+    def values(self, alias: str = "default", **kwargs: Any) -> dict[str, str]:
+        return {row.key: row.value for row in self.load(**kwargs).explain(alias)}

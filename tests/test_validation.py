@@ -1,0 +1,506 @@
+"""Every bad input raises DbConfigError naming the source, the alias and the fix, and never a secret."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from django_dbconfig import DbConfigError, build_databases, load_config, override
+
+PG = {"backend": "postgresql", "name": "app"}
+SECRET = "hunter2-secret"
+
+CASES = [
+    pytest.param(
+        '{"databases": {',
+        None,
+        {},
+        "dbconfig.json: not valid JSON (Expecting property name enclosed in double quotes at line 1, column 16). Fix the syntax.",
+        id="malformed_json",
+    ),
+    pytest.param(
+        "[1,2]", None, {}, "dbconfig.json: the file must hold a JSON object at the top.", id="top_not_object"
+    ),
+    pytest.param(
+        {"databases": []},
+        None,
+        {},
+        "dbconfig.json: databases: expected an object (alias: settings), got list.",
+        id="databases_not_object",
+    ),
+    pytest.param(
+        {"databases": {"default": "postgres://x"}},
+        None,
+        {},
+        "dbconfig.json: databases.default: expected an object (key: value settings), got str.",
+        id="alias_not_object",
+    ),
+    pytest.param(
+        {"database": {}},
+        None,
+        {},
+        'dbconfig.json: unknown top-level key "database". Expected "defaults", "databases", "routes" or "environments". Did you mean "databases"?',
+        id="unknown_top",
+    ),
+    pytest.param(
+        {"databases": {"default": {"backend": "postgresql", "name": "app", "hostname": "x"}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.hostname: unknown key "hostname". Valid keys: url, backend, engine, host, port, name, user, password, conn_max_age, conn_health_checks, pool, sslmode, sslrootcert, sslcert, sslkey, search_path, statement_timeout, lock_timeout, idle_in_transaction_session_timeout, connect_timeout, application_name, read_only, replica_of, atomic_requests, autocommit, time_zone, disable_server_side_cursors, test, options. Did you mean "name"?',
+        id="unknown_key",
+    ),
+    pytest.param(
+        {"databases": {"Read-Replica": {"backend": "postgresql", "name": "app"}}},
+        None,
+        {},
+        'dbconfig.json: databases.Read-Replica: alias "Read-Replica" is not a valid alias name. Use lowercase letters, digits and underscores, starting with a letter (e.g. "analytics", "read_replica"), so that it maps to environment variables.',
+        id="bad_alias",
+    ),
+    pytest.param(
+        {"databases": {"default": {"backend": "postgresql", "name": "app", "conn_health_checks": "yes"}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.conn_health_checks (alias "default"): conn_health_checks: expected true or false, got a string.',
+        id="wrong_type",
+    ),
+    pytest.param(
+        {
+            "databases": {
+                "default": {"backend": "postgresql", "name": "app", "statement_timeout": "30 seconds"}
+            }
+        },
+        None,
+        {},
+        'dbconfig.json: databases.default.statement_timeout (alias "default"): statement_timeout: expected a duration such as 30, "500ms", "30s", "5min" or "1h", got \'30 seconds\'.',
+        id="bad_duration",
+    ),
+    pytest.param(
+        {"databases": {"default": {"backend": "postgresql", "name": "app", "conn_max_age": -1}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.conn_max_age (alias "default"): conn_max_age: expected seconds from 0 to 86400, or null for no limit, got -1.',
+        id="negative",
+    ),
+    pytest.param(
+        {"databases": {"default": {"backend": "postgresql", "name": "app", "statement_timeout": 86400000}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.statement_timeout (alias "default"): statement_timeout: 86400000 is longer than a day; check the unit (ms, s, min, h).',
+        id="absurd",
+    ),
+    pytest.param(
+        {"databases": {"default": {"backend": "postgress", "name": "x"}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.backend (alias "default"): backend: "postgress" is not one of "postgresql", "mysql", "mariadb" or "sqlite". Did you mean "postgresql"?',
+        id="unknown_backend",
+    ),
+    pytest.param(
+        {"databases": {"default": {"backend": "postgresql", "name": "app", "sslmode": "verify_full"}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.sslmode (alias "default"): sslmode: "verify_full" is not one of "disable", "allow", "prefer", "require", "verify-ca" or "verify-full". Did you mean "verify-full"?',
+        id="unknown_sslmode",
+    ),
+    pytest.param(
+        {
+            "databases": {
+                "default": {"backend": "postgresql", "name": "app"},
+                "r": {"backend": "postgresql", "name": "app", "replica_of": "primary"},
+            }
+        },
+        None,
+        {},
+        'dbconfig.json: databases.r.replica_of (alias "r"): replica_of names "primary", which is not an alias. Known aliases: "default" or "r".',
+        id="replica_unknown",
+    ),
+    pytest.param(
+        {
+            "databases": {"default": {"backend": "postgresql", "name": "app"}},
+            "routes": {"reports": "analytcs"},
+        },
+        None,
+        {},
+        'dbconfig.json: routes.reports: route "reports" goes to "analytcs", which is not an alias. Known aliases: "default".',
+        id="route_unknown",
+    ),
+    pytest.param(
+        {"databases": {"default": {"backend": "postgresql", "name": "app"}}, "routes": {"a.b.c": "default"}},
+        None,
+        {},
+        'dbconfig.json: routes.a.b.c: "a.b.c" is not a route key. Use an app label ("reports") or app_label.ModelName ("events.PageView").',
+        id="route_bad_key",
+    ),
+    pytest.param(
+        None,
+        None,
+        {"DBCONFIG_DEFAULT_PASSWORD_FILE": "/run/secrets/nope"},
+        "DBCONFIG_DEFAULT_PASSWORD_FILE: the file /run/secrets/nope does not exist. Point DBCONFIG_DEFAULT_PASSWORD_FILE at the file holding the value (e.g. a mounted Docker or Kubernetes secret).",
+        id="file_missing",
+    ),
+    pytest.param(
+        {"databases": {"default": {"backend": "postgresql", "name": "app", "port": 70000}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.port (alias "default"): port: expected a port from 1 to 65535, got 70000.',
+        id="port_range",
+    ),
+    pytest.param(
+        None,
+        None,
+        {"DATABASE_URL": "postgresql://u@h/app", "DBCONFIG_DEFAULT_PORT": "54x"},
+        'DBCONFIG_DEFAULT_PORT (alias "default"): port: expected a whole number, got "54x".',
+        id="port_env",
+    ),
+    pytest.param(
+        {"databases": {"default": {"backend": "postgresql", "host": "h"}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.backend (alias "default"): a PostgreSQL alias needs a database name. Set databases.default.name, DBCONFIG_DEFAULT_NAME, or put it in the URL path.',
+        id="missing_name",
+    ),
+    pytest.param(
+        None,
+        None,
+        {"DBCONFIG_DEFAULT_HOTS": "x"},
+        'DBCONFIG_DEFAULT_HOTS: not a django-dbconfig variable. Use DBCONFIG_<ALIAS>_<KEY> with a key from: url, backend, engine, host, port, name, user, password, conn_max_age, conn_health_checks, pool, sslmode, sslrootcert, sslcert, sslkey, search_path, statement_timeout, lock_timeout, idle_in_transaction_session_timeout, connect_timeout, application_name, read_only, replica_of, atomic_requests, autocommit, time_zone, disable_server_side_cursors, test, options; or one of DBCONFIG_ENV, DBCONFIG_FILE, DBCONFIG_SECRETS_DIR. Did you mean "DBCONFIG_DEFAULT_HOST"?',
+        id="unknown_var",
+    ),
+    pytest.param(
+        {
+            "databases": {"default": {"backend": "postgresql", "name": "app"}},
+            "environments": {"production": {}, "development": {}},
+        },
+        None,
+        {"DBCONFIG_ENV": "prod"},
+        'DBCONFIG_ENV: unknown environment "prod". Known environments: "development" or "production". Add environments.prod to dbconfig.json, or fix DBCONFIG_ENV.',
+        id="unknown_env",
+    ),
+    pytest.param(
+        None,
+        None,
+        {"DBCONFIG_FILE": "nope.json"},
+        "nope.json (from DBCONFIG_FILE): the configuration file does not exist. Create it, or fix DBCONFIG_FILE / config_file=.",
+        id="explicit_missing",
+    ),
+    pytest.param(
+        {"databases": {"default": {"backend": "mysql", "name": "app", "search_path": ["a"]}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.search_path (alias "default"): search_path is not supported on MySQL. MySQL and MariaDB have no schema search path: a database is a schema. Set name instead. The backend "mysql" comes from dbconfig.json: databases.default.backend.',
+        id="search_path_mysql",
+    ),
+    pytest.param(
+        {"databases": {"default": {"sslmode": "require"}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.sslmode (alias "default"): sslmode is not supported on SQLite. SQLite is a local file: there is no server, network, TLS or user. The backend "sqlite" is the built-in default here: set "backend" or "url".',
+        id="sslmode_sqlite",
+    ),
+    pytest.param(
+        {"databases": {"default": {"backend": "mariadb", "name": "app", "pool": True}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.pool (alias "default"): pool is not supported on MariaDB. Django\'s connection pool exists for PostgreSQL only; use conn_max_age. The backend "mariadb" comes from dbconfig.json: databases.default.backend.',
+        id="pool_mysql",
+    ),
+    pytest.param(
+        {
+            "databases": {
+                "default": {"backend": "postgresql", "name": "app", "pool": True, "conn_max_age": 30}
+            }
+        },
+        None,
+        {},
+        'dbconfig.json: databases.default.conn_max_age (alias "default"): conn_max_age must be 0 or unset with pool (the pool keeps the connections). Remove conn_max_age for this alias.',
+        id="pool_age",
+    ),
+    pytest.param(
+        None,
+        None,
+        {"DATABASE_URL": "postgresql://u:hunter2-secret@h:99999/app"},
+        'DATABASE_URL (alias "default"): the URL is malformed. Check the form scheme://user:password@host:port/name and percent-encode special characters in the user name and password.',
+        id="url_bad_port_pw",
+    ),
+    pytest.param(
+        None,
+        None,
+        {"DATABASE_URL": "oracle://u:hunter2-secret@h/app"},
+        'DATABASE_URL (alias "default"): the URL scheme "oracle" names a backend django-dbconfig does not configure. Use postgresql://, postgres://, postgis://, mysql://, mariadb://, sqlite:// or spatialite://.',
+        id="url_scheme",
+    ),
+    pytest.param(
+        None,
+        None,
+        {"DATABASE_URL": "foo://u:hunter2-secret@h/app"},
+        'DATABASE_URL (alias "default"): the URL scheme "foo" is not supported. Use postgresql://, postgres://, postgis://, mysql://, mariadb://, sqlite:// or spatialite://.',
+        id="url_unknown_scheme",
+    ),
+    pytest.param(
+        {"databases": {"default": {"backend": "postgresql", "name": "app", "password": 12345678}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.password (alias "default"): password: expected a string (the value is not shown: password is secret).',
+        id="pw_wrong_type",
+    ),
+    pytest.param(
+        None,
+        '{"databases": {"default": {"password": "hunter2-secret"',
+        {},
+        ".secrets/dbconfig.json: not valid JSON (Expecting ',' delimiter at line 1, column 56). Fix the syntax.",
+        id="secrets_bad_json",
+    ),
+    pytest.param(
+        None,
+        None,
+        {"DATABASE_URL": "postgresql://u@h/a", "DBCONFIG_DEFAULT_URL": "postgresql://u@h/b"},
+        'DATABASE_URL and DBCONFIG_DEFAULT_URL both set the URL of alias "default". Keep one of them.',
+        id="both_url",
+    ),
+    pytest.param(
+        None,
+        None,
+        {"DBCONFIG_DEFAULT_HOST": "a", "DBCONFIG_DEFAULT_HOST_FILE": "/x"},
+        "DBCONFIG_DEFAULT_HOST and DBCONFIG_DEFAULT_HOST_FILE are both set. Set the value or the file, not both.",
+        id="both_file",
+    ),
+    pytest.param(
+        {"defaults": {"url": "postgresql://u@h/a"}},
+        None,
+        {},
+        "dbconfig.json: defaults.url: url cannot be a default for every alias. Move it under databases.<alias>.url.",
+        id="url_in_defaults",
+    ),
+    pytest.param(
+        None,
+        None,
+        {"DBCONFIG_ANALYTISC_HOST": "x"},
+        'Alias "analytisc" has no backend: set "backend" or "url" for it (e.g. DBCONFIG_ANALYTISC_URL or databases.analytisc.url). Its settings come from: DBCONFIG_ANALYTISC_HOST.',
+        id="no_backend",
+    ),
+    pytest.param(
+        {"databases": {"default": {"backend": "postgresql", "name": "app", "replica_of": "default"}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.replica_of (alias "default"): an alias cannot be a replica of itself.',
+        id="replica_self",
+    ),
+    pytest.param(
+        {
+            "databases": {
+                "default": {"backend": "postgresql", "name": "app"},
+                "r": {"backend": "postgresql", "name": "app", "replica_of": "default"},
+            },
+            "routes": {"a": "r"},
+        },
+        None,
+        {},
+        'dbconfig.json: routes.a: route "a" goes to the replica "r". Route to its primary: reads are sent to replicas automatically.',
+        id="route_replica",
+    ),
+]
+
+
+@pytest.mark.parametrize(("document", "secrets", "environ", "message"), CASES)
+def test_bad_input_names_source_alias_and_fix(
+    project: Any, document: Any, secrets: str | None, environ: dict[str, str], message: str
+) -> None:
+    if document is not None:
+        project.write_config(document)
+    if secrets is not None:
+        project.write_secrets(secrets)
+    with pytest.raises(DbConfigError) as info:
+        project.load(environ)
+    assert str(info.value).replace(str(project.root), "<base>") == message
+    assert SECRET not in str(info.value)
+
+
+# A password, arriving through every layer, next to a mistake in the same alias.
+LEAKS = [
+    pytest.param(
+        {"databases": {"default": {**PG, "password": SECRET, "port": "x"}}}, None, {}, None, id="file"
+    ),
+    pytest.param(
+        {"databases": {"default": {**PG, "port": 0}}},
+        {"databases.default.password": SECRET},
+        {},
+        None,
+        id="secrets",
+    ),
+    pytest.param(
+        {"databases": {"default": PG}},
+        None,
+        {"DBCONFIG_DEFAULT_PASSWORD": SECRET, "DBCONFIG_DEFAULT_SSLMODE": "on"},
+        None,
+        id="variable",
+    ),
+    pytest.param(
+        None, None, {"DATABASE_URL": f"postgresql://u:{SECRET}@h:notaport/app"}, None, id="url-port"
+    ),
+    pytest.param(None, None, {"DATABASE_URL": f"postgresql://u:{SECRET}@[::1/app"}, None, id="url-bracket"),
+    pytest.param(
+        None, None, {"DATABASE_URL": f"mysql://u:{SECRET}@h/app?search_path=x"}, None, id="url-mysql"
+    ),
+    pytest.param(
+        None,
+        None,
+        {"DATABASE_URL": f"postgresql://u:{SECRET}@h/app?statement_timeout=forever"},
+        None,
+        id="url-option",
+    ),
+    pytest.param(None, None, {"DATABASE_URL": f"{SECRET}"}, None, id="url-no-scheme"),
+    pytest.param(None, None, {"DBCONFIG_DEFAULT_URL": f"mongodb://u:{SECRET}@h/app"}, None, id="url-scheme"),
+    pytest.param(
+        None,
+        None,
+        {"DATABASE_URL": "sqlite:///x.db", "DBCONFIG_DEFAULT_PASSWORD": SECRET},
+        None,
+        id="sqlite-password",
+    ),
+    pytest.param(
+        None, None, {}, {"databases": {"default": {**PG, "password": [SECRET]}}}, id="override-type"
+    ),
+    pytest.param(
+        None, None, {"DBCONFIG_DEFAULT_OPTIONS": f'{{"password": "{SECRET}"'}, None, id="options-json"
+    ),
+]
+
+
+@pytest.mark.parametrize(("document", "secrets", "environ", "overrides"), LEAKS)
+def test_no_secret_in_any_error(
+    project: Any, document: Any, secrets: Any, environ: dict[str, str], overrides: Any
+) -> None:
+    if document is not None:
+        project.write_config(document)
+    if secrets is not None:
+        project.write_secrets(secrets)
+    with pytest.raises(DbConfigError) as info:
+        project.load(environ, overrides=overrides)
+    text = str(info.value)
+    assert SECRET not in text
+    assert info.value.__cause__ is None or SECRET not in str(info.value.__cause__)
+    assert SECRET not in repr(info.value)
+
+
+def test_secret_from_file_twin_never_appears(project: Any) -> None:
+    path = project.write_file("secret", f"{SECRET}\n")
+    with pytest.raises(DbConfigError) as info:
+        project.load({"DBCONFIG_DEFAULT_PASSWORD_FILE": str(path), "DBCONFIG_DEFAULT_PORT": "0"})
+    assert SECRET not in str(info.value)
+
+
+WEIRD_DOCUMENTS = [
+    "",
+    "null",
+    "1",
+    '"text"',
+    "[]",
+    '{"databases": null}',
+    '{"databases": {"default": []}}',
+    '{"databases": {"default": {"options": []}}}',
+    '{"databases": {"default": {"test": "x"}}}',
+    '{"databases": {"default": {"search_path": []}}}',
+    '{"databases": {"default": {"search_path": [1]}}}',
+    '{"databases": {"default": {"search_path": "app"}}}',
+    '{"routes": []}',
+    '{"routes": {"a": 1}}',
+    '{"environments": []}',
+    '{"defaults": []}',
+    '{"databases": {"1x": {}}}',
+    '{"databases": {"": {}}}',
+    '{"databases": {"default": {"port": true}}}',
+    '{"databases": {"default": {"conn_max_age": 1.5}}}',
+    '{"databases": {"default": {"statement_timeout": -1}}}',
+    '{"databases": {"default": {"statement_timeout": NaN}}}',
+    '{"databases": {"default": {"statement_timeout": Infinity}}}',
+    '{"databases": {"default": {"engine": "x"}}}',
+    '{"databases": {"default": {"backend": null}}}',
+    '{"databases": {"default": {"url": ""}}}',
+    '{"databases": {"default": {"url": "postgresql://"}}}',
+    '{"databases": {"default": {"url": 5}}}',
+    '{"databases.default.host.x": 1}',
+    '{"databases": {"default": {"host": {"a": 1}}}}',
+    '{"databases": {"default": {"search_path": ["a\\u0000b"]}}}',
+    "\ud800",
+    '{"a": 1, "a": {"b"}}',
+]
+
+
+@pytest.mark.parametrize("text", WEIRD_DOCUMENTS)
+def test_nothing_but_dbconfig_error_escapes(project: Any, text: str) -> None:
+    path = project.root / "dbconfig.json"
+    path.write_bytes(text.encode("utf-8", "surrogatepass"))
+    try:
+        project.load()
+    except DbConfigError as exc:
+        assert "dbconfig.json" in str(exc)
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"DBCONFIG_DEFAULT_PORT_FILE": "/"},
+        {"DBCONFIG_DEFAULT_HOST_FILE": "/dev/null/x"},
+        {"DBCONFIG_SECRETS_DIR": "/dev/null"},
+        {"DBCONFIG_FILE": "/"},
+        {"DBCONFIG_FILE": "\x00"},
+        {"DBCONFIG__HOST": "x"},
+        {"DBCONFIG_": "x"},
+        {"DBCONFIG_DEFAULT_OPTIONS": "[1]"},
+        {"DBCONFIG_DEFAULT_POOL": "maybe"},
+        {"DATABASE_URL": "postgresql://u@h/app", "DBCONFIG_DEFAULT_POOL": '{"min_size": 2', "x": "y"},
+    ],
+)
+def test_odd_environment_raises_only_dbconfig_error(project: Any, environ: dict[str, str]) -> None:
+    with pytest.raises(DbConfigError):
+        project.load(environ)
+
+
+def test_odd_arguments_raise_only_dbconfig_error(project: Any) -> None:
+    with pytest.raises(DbConfigError):
+        load_config(project.root, environ={}, overrides=["not", "a", "mapping"])  # type: ignore[list-item]
+    with pytest.raises(DbConfigError):
+        load_config(project.root / "missing" / "\x00", environ={})
+    with pytest.raises(DbConfigError):
+        with override(42):  # type: ignore[arg-type]
+            pass
+
+
+def test_error_is_improperly_configured() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    assert issubclass(DbConfigError, ImproperlyConfigured)
+
+
+def test_missing_default_config_file_is_fine_but_explicit_one_is_an_error(project: Any) -> None:
+    assert project.load().aliases == ("default",)
+    with pytest.raises(DbConfigError, match=r"^missing\.json: the configuration file does not exist"):
+        project.load(config_file="missing.json")
+
+
+def test_build_databases_raises_the_same_errors(project: Any) -> None:
+    project.write_config({"databases": {"default": {"backend": "oracle"}}})
+    with pytest.raises(DbConfigError, match="backend"):
+        build_databases(project.root, environ={})
+
+
+def test_repr_of_config_and_sources_hides_secrets(project: Any) -> None:
+    project.write_config({"databases": {"default": {**PG, "password": SECRET}}})
+    config = project.load({"DATABASE_URL": f"postgresql://u:{SECRET}@h/app"})
+    assert SECRET not in repr(config)
+    assert SECRET not in json.dumps([row.__dict__ for row in config.explain("default")])
+    assert {row.key: row.value for row in config.explain("default")}["url"] == "postgresql://u:********@h/app"
+
+
+def test_override_rejects_unknown_keys_at_load(project: Any) -> None:
+    async def main() -> None:
+        with override({"databases.default.hots": "x"}):
+            with pytest.raises(DbConfigError, match='Did you mean "host"'):
+                project.load()
+
+    asyncio.run(main())
+    assert Path(project.root).exists()
