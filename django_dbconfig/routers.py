@@ -1,0 +1,394 @@
+"""DatabaseRouter: models to aliases, reads to replicas, reads pinned to the primary after a write.
+
+Per-request state (which primaries this request or task has written to, and the
+`pin_to_primary()` / `use_database()` blocks) lives in one context variable, so
+threads and asyncio tasks never see each other's pins. The write pins are cleared
+when a request starts and when it finishes (Django's request signals, connected
+when the router is created).
+
+Aliases with `read_only: true`, and replicas, get a small execute wrapper that turns
+the server's refusal of a write into an error naming the alias.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import itertools
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS
+from django.db.utils import DatabaseError
+
+from .errors import DbConfigError, did_you_mean, one_of
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DatabaseRouter",
+    "ReadOnlyDatabaseError",
+    "connect_signals",
+    "pin_to_primary",
+    "reset_pins",
+    "use_database",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    """What the current request or task has asked for. Immutable: a change is a new `set()`."""
+
+    forced: str | None = None  # use_database(alias)
+    pin_all: bool = False  # pin_to_primary()
+    written: frozenset[str] = field(default_factory=frozenset)  # primaries written to
+
+
+_EMPTY = _State()
+# None (the default) means "nothing pinned": the hot path tests one identity.
+_state: contextvars.ContextVar[_State | None] = contextvars.ContextVar(
+    "django_dbconfig_router_state", default=None
+)
+
+
+def _set(state: _State) -> None:
+    _state.set(None if state == _EMPTY else state)
+
+
+@contextlib.contextmanager
+def pin_to_primary() -> Iterator[None]:
+    """Send every read inside the block to the primary of its alias."""
+    before = (_state.get() or _EMPTY).pin_all
+    _set(replace(_state.get() or _EMPTY, pin_all=True))
+    try:
+        yield
+    finally:
+        # Restore only our own field: writes pinned inside the block stay pinned.
+        _set(replace(_state.get() or _EMPTY, pin_all=before))
+
+
+@contextlib.contextmanager
+def use_database(alias: str) -> Iterator[None]:
+    """Send every routed read and write inside the block to `alias`."""
+    from django.db import connections
+
+    known = list(connections)
+    if alias not in known:
+        raise DbConfigError(
+            f'use_database("{alias}"): there is no such alias in DATABASES. '
+            f"Known aliases: {one_of(known)}." + did_you_mean(alias, known)
+        )
+    before = (_state.get() or _EMPTY).forced
+    _set(replace(_state.get() or _EMPTY, forced=alias))
+    try:
+        yield
+    finally:
+        _set(replace(_state.get() or _EMPTY, forced=before))
+
+
+def reset_pins(**_: Any) -> None:
+    """Forget the writes of this request or task: reads go to replicas again.
+
+    Connected to `request_started` and `request_finished`. Call it yourself at the
+    end of a unit of work outside a request (a task-queue job, a long-lived thread).
+    Open `pin_to_primary()` and `use_database()` blocks are left as they are.
+    """
+    state = _state.get()
+    if state is not None and state.written:
+        _set(replace(state, written=frozenset()))
+
+
+_UNSET = object()
+
+
+class DatabaseRouter:
+    """Route by app label or model; spread reads over replicas; read your own writes.
+
+    Django creates it with no arguments: routes then come from the setting
+    `DBCONFIG_ROUTES` or else the config `build_databases()` built, replicas from
+    that config or else from each alias's `TEST["MIRROR"]`, aliases from
+    `settings.DATABASES`. The keyword arguments replace those sources (for tests,
+    or an instance put directly in `DATABASE_ROUTERS`).
+    """
+
+    def __init__(
+        self,
+        *,
+        routes: Mapping[str, str] | None = None,
+        replicas: Mapping[str, Iterable[str]] | None = None,
+        databases: Mapping[str, Any] | None = None,
+    ) -> None:
+        from django.conf import settings
+
+        from .config import last_config
+
+        aliases = tuple(settings.DATABASES if databases is None else databases)
+        config = last_config()
+        route_sources: Mapping[str, str]
+        if routes is not None:
+            route_sources = dict.fromkeys(routes, "DatabaseRouter(routes=...)")
+        elif getattr(settings, "DBCONFIG_ROUTES", None) is not None:
+            routes = getattr(settings, "DBCONFIG_ROUTES")  # noqa: B009 - not in django-stubs
+            if not isinstance(routes, Mapping):
+                raise DbConfigError(
+                    "settings.DBCONFIG_ROUTES must be a dict of app_label or app_label.ModelName "
+                    f'to alias, e.g. {{"reports": "analytics"}}; got {type(routes).__name__}.'
+                )
+            route_sources = {key: f"settings.DBCONFIG_ROUTES[{key!r}]" for key in routes}
+        elif config is not None:
+            routes, route_sources = config.routes, config.route_sources
+        else:
+            routes, route_sources = {}, {}
+
+        if replicas is None:
+            if config is not None:
+                replicas = config.replicas
+                replica_source = "the replica_of keys of the configuration"
+            else:
+                replicas = _mirrors(settings.DATABASES if databases is None else databases)
+                replica_source = "settings.DATABASES (TEST.MIRROR)"
+        else:
+            replica_source = "DatabaseRouter(replicas=...)"
+
+        self._replica_of: dict[str, str] = {}
+        self._pickers: dict[str, Callable[[], str]] = {}
+        for primary, listed in replicas.items():
+            names = tuple(listed)
+            for name in (primary, *names):
+                if name not in aliases:
+                    raise DbConfigError(
+                        f'{replica_source}: "{name}" is not an alias in DATABASES. '
+                        f"Known aliases: {one_of(aliases)}." + did_you_mean(name, aliases)
+                    )
+            for name in names:
+                self._replica_of[name] = primary
+            if names:
+                # Round robin: cheap, even, and itertools.cycle's next() is atomic under the GIL.
+                self._pickers[primary] = itertools.cycle(names).__next__
+
+        self._app_routes: dict[str, str] = {}
+        self._model_routes: dict[str, str] = {}
+        for key, alias in routes.items():
+            where = route_sources.get(key, f"route {key!r}")
+            self._check_route(key, alias, where, aliases)
+            if "." in key:
+                self._model_routes[key.lower()] = alias
+            else:
+                self._app_routes[key] = alias
+        # model class -> (alias, replica picker or None); filled on first use of each model.
+        self._cache: dict[type, tuple[str, Callable[[], str] | None]] = {}
+        connect_signals()
+        _guard_open_connections()
+
+    def _check_route(self, key: object, alias: object, where: str, aliases: tuple[str, ...]) -> None:
+        if not isinstance(key, str) or not _ROUTE_KEY.fullmatch(key):
+            raise DbConfigError(
+                f"{where}: {key!r} is not a route key. Use an app label (\"reports\") or "
+                'app_label.ModelName ("events.PageView").'
+            )
+        if not isinstance(alias, str) or alias not in aliases:
+            raise DbConfigError(
+                f'{where}: route "{key}" goes to {alias!r}, which is not an alias in DATABASES. '
+                f"Known aliases: {one_of(aliases)}." + did_you_mean(str(alias), aliases)
+            )
+        if alias in self._replica_of:
+            raise DbConfigError(
+                f'{where}: route "{key}" goes to the replica "{alias}". Route to its primary '
+                f'"{self._replica_of[alias]}": reads are sent to replicas automatically.'
+            )
+
+    def __repr__(self) -> str:
+        routes = {**self._app_routes, **self._model_routes}
+        replicas = {primary: tuple(sorted(r for r, p in self._replica_of.items() if p == primary))
+                    for primary in self._pickers}
+        return f"DatabaseRouter(routes={routes!r}, replicas={replicas!r})"
+
+    def _learn(self, model: type) -> tuple[str, Callable[[], str] | None]:
+        meta = model._meta  # type: ignore[attr-defined]
+        alias = self._model_routes.get(meta.label_lower) or self._app_routes.get(meta.app_label)
+        alias = alias or DEFAULT_DB_ALIAS
+        entry = (alias, self._pickers.get(alias))
+        self._cache[model] = entry
+        return entry
+
+    def route(self, model: type) -> str:
+        """The alias `model` belongs to (its primary), ignoring replicas and pins."""
+        return (self._cache.get(model) or self._learn(model))[0]
+
+    def db_for_read(self, model: type, **hints: Any) -> str:
+        """A replica of the model's alias, or the alias itself when pinned or without replicas."""
+        try:
+            alias, pick = self._cache[model]
+        except KeyError:
+            alias, pick = self._learn(model)
+        state = _state.get()
+        if state is not None:
+            if state.forced is not None:
+                return state.forced
+            if state.pin_all or alias in state.written:
+                return alias
+        if pick is None:
+            return alias
+        return pick()
+
+    def db_for_write(self, model: type, **hints: Any) -> str:
+        """The model's alias; later reads of it in this request or task go there too."""
+        state = _state.get()
+        if state is not None and state.forced is not None:
+            alias = state.forced
+        else:
+            alias = (self._cache.get(model) or self._learn(model))[0]
+        if alias in self._pickers and (state is None or alias not in state.written):
+            current = state or _EMPTY
+            _state.set(replace(current, written=current.written | {alias}))
+        return alias
+
+    def allow_relation(self, obj1: Any, obj2: Any, **hints: Any) -> bool | None:
+        """True within one alias and its replicas; otherwise no opinion (Django then refuses)."""
+        if self._family(obj1) == self._family(obj2):
+            return True
+        return None
+
+    def _family(self, obj: Any) -> str:
+        alias = obj._state.db or self.route(type(obj))
+        return self._replica_of.get(alias, alias)
+
+    def allow_migrate(self, db: str, app_label: str, model_name: str | None = None,
+                      **hints: Any) -> bool:
+        """A model migrates on its own alias only, never on a replica."""
+        if db in self._replica_of:
+            return False
+        alias = None
+        if model_name is not None:
+            alias = self._model_routes.get(f"{app_label}.{model_name}".lower())
+        return db == (alias or self._app_routes.get(app_label) or DEFAULT_DB_ALIAS)
+
+
+_ROUTE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
+
+
+def _mirrors(databases: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """Replicas from hand-written DATABASES: an alias whose TEST.MIRROR names its primary."""
+    replicas: dict[str, list[str]] = {}
+    for alias, entry in databases.items():
+        mirror = ((entry or {}).get("TEST") or {}).get("MIRROR")
+        if mirror:
+            replicas.setdefault(mirror, []).append(alias)
+    return {primary: tuple(names) for primary, names in replicas.items()}
+
+
+# --------------------------------------------------------------------------- signals
+
+
+def connect_signals() -> None:
+    """Clear write pins at each request's start and end; guard read-only connections.
+
+    Idempotent. The router calls it when Django creates it; call it from an
+    AppConfig.ready() to guard connections opened before the first routed query.
+    """
+    from django.core.signals import request_finished, request_started
+    from django.db.backends.signals import connection_created
+
+    request_started.connect(reset_pins, dispatch_uid="django_dbconfig.routers.request_started")
+    request_finished.connect(reset_pins, dispatch_uid="django_dbconfig.routers.request_finished")
+    connection_created.connect(_on_connection_created,
+                               dispatch_uid="django_dbconfig.routers.connection_created")
+
+
+# ------------------------------------------------------------------ read-only refusal
+
+
+class ReadOnlyDatabaseError(DatabaseError):
+    """The server refused a write on a read-only alias or a replica."""
+
+
+def _pg_refused(error: BaseException | None) -> bool:
+    # SQLSTATE 25006 read_only_sql_transaction: default_transaction_read_only, or a hot standby.
+    return getattr(error, "sqlstate", None) == "25006"
+
+
+def _mysql_refused(error: BaseException | None) -> bool:
+    # 1792 ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION (MySQL and MariaDB).
+    args: tuple[Any, ...] = getattr(error, "args", ())
+    return bool(args) and args[0] == 1792
+
+
+# Per vendor: the OPTIONS entry the backend renders read_only into, how it reads there,
+# and how the driver reports a refused write.
+_READ_ONLY: dict[str, tuple[str, re.Pattern[str], Callable[[BaseException | None], bool]]] = {
+    "postgresql": ("options", re.compile(r"default_transaction_read_only=(on|true|1)\b", re.I),
+                   _pg_refused),
+    "mysql": ("init_command", re.compile(r"\b(tx|transaction)_read_only\s*=\s*(1|on)\b", re.I),
+              _mysql_refused),
+}
+
+
+class _ReadOnlyGuard:
+    """Execute wrapper: re-raise the server's refusal of a write naming the alias and why."""
+
+    def __init__(self, message: str, refused: Callable[[BaseException | None], bool]) -> None:
+        self.message = message
+        self.refused = refused
+
+    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool,
+                 context: Mapping[str, Any]) -> Any:
+        try:
+            return execute(sql, params, many, context)
+        except DatabaseError as exc:
+            if self.refused(exc.__cause__):
+                raise ReadOnlyDatabaseError(self.message) from exc
+            raise
+
+
+def _guard_message(connection: Any) -> str | None:
+    """Why writes on this connection's alias are refused, or None if they are not."""
+    from .config import last_config
+
+    spec = _READ_ONLY.get(connection.vendor)
+    if spec is None:
+        return None
+    option, pattern, _ = spec
+    settings_dict = connection.settings_dict
+    alias = connection.alias
+    config = last_config()
+    primary = (settings_dict.get("TEST") or {}).get("MIRROR")
+    if pattern.search(str((settings_dict.get("OPTIONS") or {}).get(option, ""))):
+        source = f"settings.DATABASES[{alias!r}]['OPTIONS'][{option!r}]"
+        if config is not None and alias in config.aliases:
+            source = next((row.source for row in config.explain(alias) if row.key == "read_only"),
+                          source)
+        return (f"database alias '{alias}' is read-only (read_only: true in {source}): "
+                f"the server refused this write. Send writes to another alias, or remove "
+                f"read_only for '{alias}'.")
+    if primary:
+        return (f"database alias '{alias}' is a read replica of '{primary}': the server refused "
+                f"this write. Writes go to '{primary}' (let the router choose, or use "
+                f".using('{primary}')).")
+    return None
+
+
+def _install_guard(connection: Any) -> None:
+    if any(isinstance(w, _ReadOnlyGuard) for w in connection.execute_wrappers):
+        return
+    message = _guard_message(connection)
+    if message is None:
+        return
+    refused = _READ_ONLY[connection.vendor][2]
+    # First in the list is outermost, and a user's execute_wrapper() block pops the last.
+    connection.execute_wrappers.insert(0, _ReadOnlyGuard(message, refused))
+    logger.debug("guarding writes on read-only alias %s", connection.alias)
+
+
+def _on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
+    _install_guard(connection)
+
+
+def _guard_open_connections() -> None:
+    """Guard connections this thread opened before the router existed."""
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        _install_guard(connection)
