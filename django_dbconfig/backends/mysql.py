@@ -17,6 +17,12 @@ SSL_MODES = {
     "verify-ca": "VERIFY_CA",
     "verify-full": "VERIFY_IDENTITY",
 }
+TLS_MODES = ("require", "verify-ca", "verify-full")
+# What sql_mode is set to, failing the connect, when TLS was asked for and the
+# session is not encrypted. mysqlclient built on MariaDB Connector/C 3.3
+# connects in plain text despite ssl_mode=REQUIRED; this guard runs on the
+# server, inside the connect, whatever the driver did.
+TLS_GUARD = "DBCONFIG_TLS_REQUIRED_BUT_SESSION_NOT_ENCRYPTED"
 _NO_SEARCH_PATH = "MySQL and MariaDB have no schema search path: a database is a schema. Set name instead."
 _POSTGRES_ONLY = "it is a PostgreSQL setting with no MySQL/MariaDB equivalent."
 
@@ -33,14 +39,24 @@ class MySQL(Backend):
         "application_name": _POSTGRES_ONLY,
     }
     defaults = {"port": 3306, "conn_max_age": 60, "conn_health_checks": True, "connect_timeout": 5000}
-    # The session variable that bounds a statement, and how to write milliseconds for it.
     read_only_variable = "transaction_read_only"
+    # Where the session's status variables can be read in an expression.
+    session_status_table = "performance_schema.session_status"
 
     def statement_timeout(self, ms: int) -> str:
         return f"max_execution_time={ms}"
 
+    def tls_guard(self) -> str:
+        """An assignment that fails unless this session is on TLS (and if its status is unreadable)."""
+        cipher = (
+            f"(SELECT VARIABLE_VALUE FROM {self.session_status_table} WHERE VARIABLE_NAME = 'Ssl_cipher')"
+        )
+        return f"sql_mode = IF(COALESCE({cipher}, '') = '', '{TLS_GUARD}', @@SESSION.sql_mode)"
+
     def session_assignments(self, values: Mapping[str, Any]) -> list[str]:
         assignments = []
+        if values.get("sslmode") in TLS_MODES:
+            assignments.append(self.tls_guard())
         if "statement_timeout" in values:
             assignments.append(self.statement_timeout(values["statement_timeout"]))
         if "lock_timeout" in values:
@@ -74,6 +90,7 @@ class MariaDB(MySQL):
     name = "mariadb"
     display = "MariaDB"
     read_only_variable = "tx_read_only"
+    session_status_table = "information_schema.SESSION_STATUS"
 
     def statement_timeout(self, ms: int) -> str:
         # MariaDB counts seconds, with fractions.
