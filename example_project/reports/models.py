@@ -7,3 +7,6 @@ class DailySales(models.Model):
     day = models.DateField(unique=True)
     orders = models.PositiveIntegerField(default=0)
     revenue_cents = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.orders} orders"

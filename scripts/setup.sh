@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Prepare this machine for the project: system packages, the two database
+# servers, and a virtualenv (.venv) with the package and its test tools.
+# Safe to run again: each step does nothing when it is already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# mysqlclient compiles against MariaDB Connector/C, found through pkg-config.
+if ! { command -v pkg-config >/dev/null && pkg-config --exists libmariadb; }; then
+    echo "setup: installing libmariadb-dev and pkg-config" >&2
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq libmariadb-dev pkg-config >/dev/null
+fi
+
+bash scripts/services.sh
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+# Reinstall only when the project's requirements changed since the last install.
+stamp=.venv/.dbconfig-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+    touch "$stamp"
+fi
