@@ -348,3 +348,52 @@ def test_repr_shows_routes_and_replicas() -> None:
     assert repr(make_router({"reports": "analytics"})) == (
         "DatabaseRouter(routes={'reports': 'analytics'}, replicas={'default': ('replica1', 'replica2')})"
     )
+
+
+# ------------------------------------------------------------- through Django requests
+
+_request_router: DatabaseRouter | None = None
+
+
+def _view(request: Any) -> Any:
+    from django.http import HttpResponse
+
+    assert _request_router is not None
+    if request.GET.get("write"):
+        _request_router.db_for_write(Order)
+    return HttpResponse(_request_router.db_for_read(Order))
+
+
+urlpatterns = [__import__("django.urls").urls.path("read/", _view)]
+
+
+@pytest.fixture
+def request_router() -> Iterator[DatabaseRouter]:
+    global _request_router  # noqa: PLW0603 - the views above read it
+    _request_router = make_router()
+    with override_settings(ROOT_URLCONF=__name__):
+        yield _request_router
+    _request_router = None
+
+
+def test_a_write_pins_the_rest_of_its_request_only(request_router: DatabaseRouter) -> None:
+    from django.test import Client
+
+    client = Client()
+    assert client.get("/read/", {"write": "1"}).content == b"default"
+    assert client.get("/read/").content in (b"replica1", b"replica2")
+    assert request_router.db_for_read(Order) in ("replica1", "replica2")
+
+
+def test_a_write_pins_the_rest_of_its_async_request_only(request_router: DatabaseRouter) -> None:
+    from django.test import AsyncClient
+
+    async def requests() -> list[bytes]:
+        client = AsyncClient()
+        first = await client.get("/read/", {"write": "1"})
+        second = await client.get("/read/")
+        return [first.content, second.content]
+
+    first, second = asyncio.run(requests())
+    assert first == b"default"
+    assert second in (b"replica1", b"replica2")
