@@ -54,7 +54,7 @@ class DatabaseConfig:
     """The validated, rendered configuration. Immutable; secrets never in its repr."""
 
     _databases: Mapping[str, DatabaseSettings]
-    _explain: Mapping[str, tuple[ExplainRow, ...]]
+    _effective: Mapping[str, Mapping[str, Value]]
     aliases: tuple[str, ...]
     routes: Mapping[str, str]
     route_sources: Mapping[str, str]
@@ -71,12 +71,13 @@ class DatabaseConfig:
     def explain(self, alias: str) -> tuple[ExplainRow, ...]:
         """Each effective key of `alias` with its value (secrets masked) and source."""
         try:
-            return self._explain[alias]
+            effective = self._effective[alias]
         except KeyError:
             raise DbConfigError(
                 f'There is no alias "{alias}". Known aliases: {one_of(self.aliases)}.'
                 + did_you_mean(alias, self.aliases)
             ) from None
+        return tuple(_explain_rows(effective))
 
     def __repr__(self) -> str:
         return f"DatabaseConfig(aliases={self.aliases!r}, sources={self.sources!r})"
@@ -168,12 +169,11 @@ def _load(
     secrets_file = JsonFile(secrets_path, label=display_path(secrets_path, base), required=False)
     file_source = JsonFileSource(main_file)
     secrets_source = SecretsFileSource(secrets_file, profile)
+    file_layer, secrets_layer = file_source.load(1), secrets_source.load(3)
     if profile is not None:
         _check_profile(profile, file_source, secrets_source, from_env=environment is None)
-
-    lower: list[Layer] = [DefaultsSource().load(0), file_source.load(1)]
-    lower.append(ProfileSource(main_file, profile).load(2) if profile else Layer(file_label))
-    lower.append(secrets_source.load(3))
+    profile_layer = ProfileSource(main_file, profile).load(2) if profile else Layer(file_label)
+    lower = [DefaultsSource().load(0), file_layer, profile_layer, secrets_layer]
     known = sorted({alias for layer in lower for alias in layer.databases})
     environ_source = EnvironSource(env, base_dir=base, known_aliases=known)
     override_source = OverrideSource([*_overrides.get(), *([overrides] if overrides is not None else [])])
@@ -209,21 +209,19 @@ def _build(merged: Merged, base: Path, secrets_path: Path, sources: tuple[str, .
     version = (django.VERSION[0], django.VERSION[1])
     aliases = tuple(merged.databases)
     databases: dict[str, DatabaseSettings] = {}
-    explain: dict[str, tuple[ExplainRow, ...]] = {}
     vendors: dict[str, str] = {}
     effective_all: dict[str, dict[str, Value]] = {}
     for alias in aliases:
         backend, effective = _effective(alias, merged.databases[alias], aliases)
         ctx = RenderContext(alias=alias, base_dir=base, django_version=version)
         databases[alias] = backend.render({k: v.value for k, v in effective.items()}, ctx)
-        explain[alias] = tuple(_explain_rows(effective))
         vendors[alias] = backend.name
         effective_all[alias] = effective
     replicas = _replicas(effective_all, vendors)
     routes = _routes(merged.routes, aliases, replicas)
     return DatabaseConfig(
         _databases=MappingProxyType(databases),
-        _explain=MappingProxyType(explain),
+        _effective=MappingProxyType(effective_all),
         aliases=aliases,
         routes=MappingProxyType({k: v.value for k, v in routes.items()}),
         route_sources=MappingProxyType({k: str(v.origin) for k, v in routes.items()}),

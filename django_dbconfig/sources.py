@@ -62,6 +62,7 @@ class JsonFile:
         self.label = label
         self.required = required
         self._document: Mapping[str, Any] | None = None
+        self._parsed: dict[int, tuple[Layer, dict[str, Any]]] = {}
 
     def document(self) -> Mapping[str, Any]:
         if self._document is None:
@@ -98,9 +99,17 @@ class JsonFile:
     def __repr__(self) -> str:
         return f"JsonFile({str(self.path)!r}, required={self.required})"
 
+    def parsed(self, rank: int) -> tuple[Layer, dict[str, Any]]:
+        """The file as a layer at `rank`, and its raw `environments`; parsed once per rank."""
+        if rank not in self._parsed:
+            self._parsed[rank] = parse_document(
+                self.document(), label=self.label, rank=rank, allow_environments=True
+            )
+        return self._parsed[rank]
 
-def _split_environments(file: JsonFile, rank: int) -> tuple[Layer, dict[str, Any]]:
-    return parse_document(file.document(), label=file.label, rank=rank, allow_environments=True)
+    def environments(self) -> dict[str, Any]:
+        """The raw `environments` object, from any parse already made."""
+        return next(iter(self._parsed.values()))[1] if self._parsed else self.parsed(0)[1]
 
 
 class JsonFileSource:
@@ -111,10 +120,10 @@ class JsonFileSource:
         self.label = file.label
 
     def load(self, rank: int) -> Layer:
-        return _split_environments(self.file, rank)[0]
+        return self.file.parsed(rank)[0]
 
     def profiles(self) -> tuple[str, ...]:
-        return tuple(_split_environments(self.file, 0)[1])
+        return tuple(self.file.environments())
 
     def __repr__(self) -> str:
         return f"JsonFileSource({self.file!r})"
@@ -129,7 +138,7 @@ class ProfileSource:
         self.label = file.label
 
     def load(self, rank: int) -> Layer:
-        environments = _split_environments(self.file, rank)[1]
+        environments = self.file.environments()
         if self.name not in environments:
             return Layer(self.label)
         return _profile_layer(environments[self.name], self.file.label, self.name, rank)
@@ -172,17 +181,20 @@ class SecretsFileSource:
         self.label = file.label
 
     def load(self, rank: int) -> Layer:
-        layer, environments = _split_environments(self.file, rank)
-        if self.environment and self.environment in environments:
-            profile = _profile_layer(environments[self.environment], self.label, self.environment, rank)
-            layer.defaults.update(profile.defaults)
-            for alias, values in profile.databases.items():
-                layer.databases.setdefault(alias, {}).update(values)
-            layer.routes.update(profile.routes)
-        return layer
+        base, environments = self.file.parsed(rank)
+        if not (self.environment and self.environment in environments):
+            return base
+        profile = _profile_layer(environments[self.environment], self.label, self.environment, rank)
+        aliases = {*base.databases, *profile.databases}
+        return Layer(
+            self.label,
+            defaults={**base.defaults, **profile.defaults},
+            databases={a: {**base.databases.get(a, {}), **profile.databases.get(a, {})} for a in aliases},
+            routes={**base.routes, **profile.routes},
+        )
 
     def profiles(self) -> tuple[str, ...]:
-        return tuple(_split_environments(self.file, 0)[1])
+        return tuple(self.file.environments())
 
     def __repr__(self) -> str:
         return f"SecretsFileSource({self.file!r}, environment={self.environment!r})"
