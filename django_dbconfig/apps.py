@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.core import checks
 
 
 class DbConfigAppConfig(AppConfig):
     name = "django_dbconfig"
     verbose_name = "Database configuration"
     default = True
+
+    def ready(self) -> None:
+        from .checks import check_configuration, check_live
+
+        # Static checks open no connection: they run with every `manage.py check`.
+        checks.register(check_configuration, "dbconfig")
+        # Live checks probe the servers, only when asked: `check --database ALIAS`.
+        checks.register(check_live, "dbconfig", checks.Tags.database)

@@ -1,0 +1,191 @@
+"""Live probes: one module per backend, each opening its own connection to one alias.
+
+Every alias is probed in its own daemon thread at the same time. A probe that
+has not connected within the alias's connect timeout (plus a small margin), or
+has not finished within the same time once connected, is abandoned and reported
+as timed out: a server that accepts TCP and never answers cannot hang dbcheck.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+from ..report import AliasReport, Problem, Report
+from .base import Expected, ProbeSpec, scrub, secrets_of
+
+logger = logging.getLogger(__name__)
+
+# Seconds allowed beyond a timeout for the driver to give up by itself and report why.
+MARGIN = 0.5
+DEFAULT_TIMEOUT = 5.0
+
+
+def _module(vendor: str) -> ModuleType:
+    from . import mysql, postgresql, sqlite
+
+    modules: dict[str, ModuleType] = {"postgresql": postgresql, "mysql": mysql, "sqlite": sqlite}
+    return modules[vendor]
+
+
+def vendor_of(entry: Mapping[str, Any]) -> str:
+    """Django's vendor family of a DATABASES entry, from its ENGINE, without a connection."""
+    engine = str(entry.get("ENGINE", ""))
+    for vendor, words in (("postgresql", ("postgres", "postgis", "psycopg")),
+                          ("mysql", ("mysql", "mariadb")), ("sqlite", ("sqlite", "spatialite"))):
+        if any(word in engine for word in words):
+            return vendor
+    return "unknown"
+
+
+def expected_for(alias: str, entry: Mapping[str, Any]) -> Expected:
+    """What is asked of an alias: from the config that built it, else from the entry itself."""
+    from ..config import last_config
+
+    vendor = vendor_of(entry)
+    if vendor == "unknown":
+        return Expected()
+    module = _module(vendor)
+    config = last_config()
+    if config is not None and alias in config.aliases and _same_server(config.databases()[alias], entry):
+        rows = {row.key: row.value for row in config.explain(alias)}
+        result: Expected = module.expected_from_config(rows, entry)
+        return result
+    fallback: Expected = module.expected_from_settings(entry)
+    return fallback
+
+
+def _same_server(built: Mapping[str, Any], entry: Mapping[str, Any]) -> bool:
+    """Whether DATABASES still holds the entry the config built (not replaced since)."""
+    return all(str(built.get(key) or "") == str(entry.get(key) or "")
+               for key in ("ENGINE", "NAME", "HOST", "PORT", "USER"))
+
+
+def connect_timeout(vendor: str, entry: Mapping[str, Any]) -> float:
+    """The alias's own connect timeout in seconds (OPTIONS.connect_timeout), else 5."""
+    options = entry.get("OPTIONS") or {}
+    value = options.get("connect_timeout") if vendor != "sqlite" else options.get("timeout")
+    try:
+        seconds = float(value) if value is not None else DEFAULT_TIMEOUT
+    except (TypeError, ValueError):
+        seconds = DEFAULT_TIMEOUT
+    return seconds if seconds > 0 else DEFAULT_TIMEOUT
+
+
+def probe_aliases(aliases: Sequence[str], *, timeout: float | None = None, require_tls: bool = False,
+                  create_schemas: bool = False, include_static: bool = True) -> Report:
+    """Probe the aliases at once; add routing (and, with include_static, static) problems."""
+    from django.db import connections
+
+    from .. import checks
+
+    settings = connections.settings
+    specs = []
+    for alias in aliases:
+        entry = copy.deepcopy(settings[alias])
+        vendor = vendor_of(entry)
+        specs.append(ProbeSpec(
+            alias=alias, vendor=vendor, settings=entry, expected=expected_for(alias, entry),
+            timeout=timeout if timeout is not None else connect_timeout(vendor, entry),
+            require_tls=require_tls, create_schemas=create_schemas,
+        ))
+    reports = run(specs)
+    report = Report(reports, checks.routing_problems(list(settings)))
+    if include_static:
+        by_alias = {db.alias: db for db in reports}
+        for where, found in checks.static_problems(settings):
+            if where is None:
+                report.problems.append(found)
+            elif where in by_alias:
+                by_alias[where].problems.append(found)
+    return report
+
+
+class _Run:
+    """One probe in its thread: the result lands here when (if) it finishes."""
+
+    def __init__(self, spec: ProbeSpec, target: Callable[[ProbeSpec], AliasReport]) -> None:
+        self.spec = spec
+        self.result: AliasReport | None = None
+        self.done = threading.Event()
+        self.started = time.monotonic()
+        self.thread = threading.Thread(target=self._run, args=(target,), daemon=True,
+                                       name=f"dbcheck-{spec.alias}")
+
+    def _run(self, target: Callable[[ProbeSpec], AliasReport]) -> None:
+        try:
+            self.result = target(self.spec)
+        except BaseException as exc:
+            self.result = failed(self.spec, exc)
+        finally:
+            self.done.set()
+
+    def deadline(self) -> float:
+        # Connecting is bounded by the connect timeout; so is the rest, counted from the connection.
+        connected_at = self.spec.connected_at
+        return (connected_at if connected_at is not None else self.started) + self.spec.timeout + MARGIN
+
+
+def run(specs: Sequence[ProbeSpec]) -> list[AliasReport]:
+    """Run every probe at once; each is abandoned at its own deadline."""
+    runs = [_Run(spec, _target(spec)) for spec in specs]
+    for item in runs:
+        item.thread.start()
+    for item in runs:
+        while not item.done.is_set():
+            remaining = item.deadline() - time.monotonic()
+            if remaining <= 0:
+                break
+            item.done.wait(min(remaining, 0.05))
+    return [item.result if item.result is not None else timed_out(item.spec, time.monotonic() - item.started)
+            for item in runs]
+
+
+def _target(spec: ProbeSpec) -> Callable[[ProbeSpec], AliasReport]:
+    if spec.vendor == "unknown":
+        return _unsupported
+    module = _module(spec.vendor)
+    # Import the driver here, in one thread, not in every probe thread at once.
+    module.load(spec)
+    probe: Callable[[ProbeSpec], AliasReport] = module.probe
+    return probe
+
+
+def _unsupported(spec: ProbeSpec) -> AliasReport:
+    from .. import checks
+
+    report = AliasReport(spec.alias, "unknown")
+    report.error = f"dbcheck has no probe for ENGINE {spec.settings.get('ENGINE')!r}."
+    report.add(checks.problem(checks.E101, report.error, alias=spec.alias))
+    return report
+
+
+def failed(spec: ProbeSpec, exc: BaseException) -> AliasReport:
+    """The report of an alias whose probe raised: the message scrubbed of every secret."""
+    from .. import checks
+
+    message = scrub(f"{type(exc).__name__}: {exc}".strip(), secrets_of(spec.settings))
+    logger.info("dbcheck: %s failed: %s", spec.alias, message)
+    report = AliasReport(spec.alias, spec.vendor)
+    report.error = message
+    report.add(checks.problem(checks.E101, f"Cannot connect: {message}", alias=spec.alias))
+    return report
+
+
+def timed_out(spec: ProbeSpec, elapsed: float) -> AliasReport:
+    from .. import checks
+
+    phase = "stopped answering after connecting" if spec.connected.is_set() else "did not answer"
+    message = f"timed out: the server {phase} within {spec.timeout:g} s (waited {elapsed:.1f} s)."
+    logger.info("dbcheck: %s %s", spec.alias, message)
+    report = AliasReport(spec.alias, spec.vendor, error=message, elapsed_s=round(elapsed, 3))
+    report.add(checks.problem(checks.E102, message[0].upper() + message[1:], alias=spec.alias))
+    return report
+
+
+__all__ = ["Expected", "ProbeSpec", "Problem", "expected_for", "probe_aliases", "run", "vendor_of"]

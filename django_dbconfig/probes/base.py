@@ -1,0 +1,169 @@
+"""What every live probe shares: what is expected of an alias, TLS levels, scrubbing secrets."""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+from ..config import MASK
+from ..durations import format_duration
+from ..keys import is_secret_option
+from ..report import AliasReport, SettingCheck
+
+# TLS strength, weakest first: a level asked for must be reached or it is an error.
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+REQUIRE = SSLMODES.index("require")
+
+DURATION_SETTINGS = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the configuration asks of an alias, as the probe compares it with the server."""
+
+    sslmode: str | None = None
+    search_path: tuple[str, ...] | None = None
+    durations: Mapping[str, int] = field(default_factory=dict)  # milliseconds
+    application_name: str | None = None
+    read_only: bool | None = None
+
+
+@dataclass
+class ProbeSpec:
+    """One alias to probe: its normalised DATABASES entry and what is expected of it."""
+
+    alias: str
+    vendor: str
+    settings: dict[str, Any]
+    expected: Expected
+    timeout: float
+    require_tls: bool = False
+    create_schemas: bool = False
+    # Set by the probe once the server has accepted the connection: the deadline changes.
+    connected: threading.Event = field(default_factory=threading.Event)
+    connected_at: float | None = None
+
+    def mark_connected(self) -> None:
+        self.connected_at = time.monotonic()
+        self.connected.set()
+
+    @property
+    def whole_seconds(self) -> int:
+        return max(1, math.ceil(self.timeout))
+
+
+def level(mode: str | None) -> int:
+    return SSLMODES.index(mode) if mode in SSLMODES else -1
+
+
+def secrets_of(settings: Mapping[str, Any]) -> list[str]:
+    """Every secret value of a DATABASES entry, for scrubbing driver messages."""
+    found: list[str] = []
+    if settings.get("PASSWORD"):
+        found.append(str(settings["PASSWORD"]))
+
+    def walk(mapping: Mapping[str, Any]) -> None:
+        for key, value in mapping.items():
+            if isinstance(value, Mapping):
+                walk(value)
+            elif is_secret_option(str(key)) and value:
+                found.append(str(value))
+
+    walk(settings.get("OPTIONS") or {})
+    return found
+
+
+_CONNINFO_SECRET = re.compile(
+    r"""(?ix)\b(password|passwd|pwd|sslpassword)(\s*[=:]\s*)('(?:[^'\\]|\\.)*'|"[^"]*"|[^\s,;)]+)""")
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s:]*):([^@\s]*)@")
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """Remove passwords from a driver's message, even one that repeats the connection string."""
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        # A very short secret would mangle every message; the patterns below still catch it.
+        if len(secret) < 4:
+            continue
+        for variant in {secret, quote(secret, safe=""), quote_plus(secret), repr(secret)[1:-1]}:
+            text = text.replace(variant, MASK)
+    text = _CONNINFO_SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+    return _URL_USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:{MASK}@", text)
+
+
+def compare_duration(report: AliasReport, name: str, expected_ms: int, actual_ms: int | None,
+                     *, actual_text: str | None = None) -> None:
+    """Record a timeout read back from the server; a difference is an error."""
+    from .. import checks
+
+    ok = actual_ms == expected_ms
+    actual = actual_text if actual_text is not None else (
+        None if actual_ms is None else format_duration(actual_ms))
+    report.settings[name] = SettingCheck(format_duration(expected_ms), actual, ok)
+    if not ok:
+        report.add(checks.problem(checks.E109, f'{name} is {actual} on the server, but '
+                                               f'{format_duration(expected_ms)} is configured.',
+                                  alias=report.alias, setting=name))
+
+
+def compare_text(report: AliasReport, name: str, expected: str, actual: str | None) -> None:
+    from .. import checks
+
+    ok = expected == actual
+    report.settings[name] = SettingCheck(expected, actual, ok)
+    if not ok:
+        report.add(checks.problem(checks.E109, f'{name} is {actual!r} on the server, but {expected!r} '
+                                               "is configured.", alias=report.alias, setting=name))
+
+
+def compare_read_only(report: AliasReport, expected: bool | None, actual: bool) -> None:
+    """Read-only in effect is always reported; a difference from the configured value is an error."""
+    from .. import checks
+
+    ok = expected is None or expected == actual
+    report.settings["read_only"] = SettingCheck(
+        None if expected is None else _onoff(expected), _onoff(actual), ok)
+    if not ok:
+        what = "is not read-only" if expected else "is read-only"
+        report.add(checks.problem(checks.E110, f"The session {what}, but read_only is "
+                                               f"{_onoff(bool(expected))} in the configuration.",
+                                  alias=report.alias))
+
+
+def _onoff(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def check_tls(report: AliasReport, spec: ProbeSpec, *, effective_mode: str | None) -> None:
+    """Compare the TLS reached with the TLS asked for (by the config or the driver's mode)."""
+    from .. import checks
+
+    tls = report.tls
+    if tls is None:
+        return
+    asked = spec.expected.sslmode
+    wanted = asked if level(asked) >= level(effective_mode) else effective_mode
+    if effective_mode is not None and asked is not None and level(effective_mode) < level(asked):
+        report.add(checks.problem(
+            checks.E104, f"sslmode {asked} is configured, but the driver connected with "
+                         f"{effective_mode}.", alias=spec.alias))
+    elif level(wanted) >= REQUIRE and not tls.in_use:
+        report.add(checks.problem(
+            checks.E103, f"sslmode {wanted} asks for TLS, but the server reports this session as "
+                         "not encrypted.", alias=spec.alias))
+    elif level(wanted) > REQUIRE and not tls.verified:
+        report.add(checks.problem(
+            checks.E104, f"sslmode {wanted} asks for a verified server certificate, but the driver "
+                         "did not verify it.", alias=spec.alias))
+    if spec.require_tls and not tls.in_use:
+        report.add(checks.problem(checks.E105, "--require-tls: this session is not encrypted.",
+                                  alias=spec.alias))
+    elif wanted in ("allow", "prefer") and not tls.in_use:
+        report.add(checks.problem(
+            checks.W101, f"sslmode {wanted} allows TLS, but this session is not encrypted.",
+            alias=spec.alias))

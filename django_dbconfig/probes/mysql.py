@@ -1,0 +1,161 @@
+"""MySQL and MariaDB probe: TLS from the session's Ssl_* status, settings from @@session."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ..backends.base import whole_seconds
+from ..durations import parse_duration
+from ..report import AliasReport, TlsReport
+from .base import (
+    Expected,
+    ProbeSpec,
+    check_tls,
+    compare_duration,
+    compare_read_only,
+    scrub,
+    secrets_of,
+)
+
+# mysqlclient's ssl_mode as the sslmode of the same strength.
+SSL_MODE_LEVELS = {
+    "DISABLED": "disable",
+    "PREFERRED": "prefer",
+    "REQUIRED": "require",
+    "VERIFY_CA": "verify-ca",
+    "VERIFY_IDENTITY": "verify-full",
+}
+_ASSIGNMENT = re.compile(r"^\s*(?:@@)?(?:session\.)?([a-z_]+)\s*=\s*'?([^']*?)'?\s*$", re.IGNORECASE)
+
+
+def load(spec: ProbeSpec) -> None:
+    """Import the backend (and mysqlclient) before the probe threads start."""
+    from django.db.utils import load_backend
+
+    load_backend(spec.settings["ENGINE"])
+
+
+def expected_from_config(rows: Mapping[str, str], entry: Mapping[str, Any]) -> Expected:
+    """What the configuration asks; lock timeouts in the whole seconds the server counts."""
+    durations = {}
+    if "statement_timeout" in rows:
+        durations["statement_timeout"] = parse_duration(rows["statement_timeout"])
+    if "lock_timeout" in rows:
+        durations["lock_timeout"] = whole_seconds(parse_duration(rows["lock_timeout"])) * 1000
+    return Expected(
+        sslmode=rows.get("sslmode"),
+        durations=durations,
+        read_only=rows["read_only"] == "true" if "read_only" in rows else None,
+    )
+
+
+def expected_from_settings(entry: Mapping[str, Any]) -> Expected:
+    """What a hand-written entry asks: its ssl_mode and the SET SESSION of its init_command."""
+    options = entry.get("OPTIONS") or {}
+    assignments = session_assignments(str(options.get("init_command") or ""))
+    durations: dict[str, int] = {}
+    try:
+        if "max_statement_time" in assignments:
+            durations["statement_timeout"] = round(float(assignments["max_statement_time"]) * 1000)
+        elif "max_execution_time" in assignments:
+            durations["statement_timeout"] = int(assignments["max_execution_time"])
+        if "innodb_lock_wait_timeout" in assignments:
+            durations["lock_timeout"] = int(assignments["innodb_lock_wait_timeout"]) * 1000
+    except ValueError:
+        pass  # not a number we can compare: the server would refuse it anyway
+    read_only = assignments.get("tx_read_only", assignments.get("transaction_read_only"))
+    return Expected(
+        sslmode=SSL_MODE_LEVELS.get(str(options.get("ssl_mode", "")).upper()),
+        durations=durations,
+        read_only=read_only.lower() in ("1", "on", "true") if read_only is not None else None,
+    )
+
+
+def session_assignments(init_command: str) -> dict[str, str]:
+    """name -> value of a `SET [SESSION] a=b, c=d` init_command (the last one winning)."""
+    text = init_command.strip().rstrip(";")
+    match = re.match(r"(?is)^set\s+(?:session\s+)?(.*)$", text)
+    if not match:
+        return {}
+    found = {}
+    for part in match.group(1).split(","):
+        assignment = _ASSIGNMENT.match(part)
+        if assignment:
+            found[assignment.group(1).lower()] = assignment.group(2)
+    return found
+
+
+def probe(spec: ProbeSpec) -> AliasReport:
+    """Connect as Django would (own connection) and read back what is in effect."""
+    from django.db.utils import load_backend
+
+    wrapper = load_backend(spec.settings["ENGINE"]).DatabaseWrapper(spec.settings, spec.alias)
+    params = wrapper.get_connection_params()
+    seconds = spec.whole_seconds
+    # read_timeout bounds the handshake and every query after it, not only the TCP connect.
+    params.update(connect_timeout=seconds, read_timeout=seconds, write_timeout=seconds)
+    connection = wrapper.get_new_connection(params)
+    spec.mark_connected()
+    report = AliasReport(spec.alias, "mysql")
+    try:
+        cursor = connection.cursor()
+        try:
+            _inspect(cursor, spec, report, params)
+        finally:
+            cursor.close()
+    except Exception as exc:
+        from .. import checks
+
+        message = scrub(f"{type(exc).__name__}: {exc}", secrets_of(spec.settings))
+        report.add(checks.problem(checks.E111, f"A check query failed: {message}", alias=spec.alias))
+    finally:
+        connection.close()
+    return report
+
+
+def _one(cursor: Any, sql: str) -> Any:
+    cursor.execute(sql)
+    return cursor.fetchone()
+
+
+def _inspect(cursor: Any, spec: ProbeSpec, report: AliasReport, params: Mapping[str, Any]) -> None:
+    version = str(_one(cursor, "SELECT VERSION()")[0])
+    mariadb = "mariadb" in version.lower()
+    report.vendor = "mariadb" if mariadb else "mysql"
+    # "10.11.6-MariaDB-0+deb12u1" -> "10.11.6-MariaDB": the distribution's suffix says nothing.
+    report.server_version = version.split("-", maxsplit=1)[0] + ("-MariaDB" if mariadb else "")
+    timings = []
+    for _ in range(3):
+        start = time.perf_counter()
+        _one(cursor, "SELECT 1")
+        timings.append(time.perf_counter() - start)
+    report.latency_ms = round(min(timings) * 1000, 2)
+
+    cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_%'")
+    status = {str(name): str(value) for name, value in cursor.fetchall()}
+    cipher = status.get("Ssl_cipher") or None
+    mode = SSL_MODE_LEVELS.get(str(params.get("ssl_mode", "")).upper())
+    # The server cannot know what the client checked: only VERIFY_CA and VERIFY_IDENTITY
+    # make every driver check the certificate (and the session must be on TLS).
+    verified = cipher is not None and mode in ("verify-ca", "verify-full")
+    report.tls = TlsReport(cipher is not None, status.get("Ssl_version") or None, cipher, verified,
+                           str(params["ssl_mode"]) if params.get("ssl_mode") else None)
+    check_tls(report, spec, effective_mode=mode)
+
+    expected = spec.expected
+    if "statement_timeout" in expected.durations:
+        if mariadb:
+            seconds = _one(cursor, "SELECT @@session.max_statement_time")[0]
+            actual = round(float(seconds) * 1000)
+        else:
+            actual = int(_one(cursor, "SELECT @@session.max_execution_time")[0])
+        compare_duration(report, "statement_timeout", expected.durations["statement_timeout"], actual)
+    if "lock_timeout" in expected.durations:
+        actual = int(_one(cursor, "SELECT @@session.innodb_lock_wait_timeout")[0]) * 1000
+        compare_duration(report, "lock_timeout", expected.durations["lock_timeout"], actual)
+    variable = "tx_read_only" if mariadb else "transaction_read_only"
+    read_only = bool(int(_one(cursor, f"SELECT @@session.{variable}")[0]))
+    compare_read_only(report, expected.read_only, read_only)

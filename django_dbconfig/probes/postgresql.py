@@ -1,0 +1,271 @@
+"""PostgreSQL probe: TLS from pg_stat_ssl, schemas from pg_namespace, settings from SHOW."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..backends.postgresql import quote_ident
+from ..durations import parse_duration
+from ..report import AliasReport, SchemaReport, TlsReport
+from .base import (
+    DURATION_SETTINGS,
+    Expected,
+    ProbeSpec,
+    check_tls,
+    compare_duration,
+    compare_read_only,
+    compare_text,
+    scrub,
+    secrets_of,
+)
+
+logger = logging.getLogger(__name__)
+
+# SHOW prints durations in the largest exact unit; a bare number is in the base unit, ms.
+_PG_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|min|h|d)?\s*$")
+_PG_UNITS_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def load(spec: ProbeSpec) -> None:
+    """Import the backend (and its driver) before the probe threads start."""
+    from django.db.utils import load_backend
+
+    load_backend(spec.settings["ENGINE"])
+
+
+def expected_from_config(rows: Mapping[str, str], entry: Mapping[str, Any]) -> Expected:
+    """What the configuration asks, from its effective values (the intent, before any options)."""
+    return Expected(
+        sslmode=rows.get("sslmode"),
+        search_path=tuple(rows["search_path"].split(", ")) if "search_path" in rows else None,
+        durations={key: parse_duration(rows[key]) for key in DURATION_SETTINGS if key in rows},
+        application_name=rows.get("application_name"),
+        read_only=rows["read_only"] == "true" if "read_only" in rows else None,
+    )
+
+
+def expected_from_settings(entry: Mapping[str, Any]) -> Expected:
+    """What a hand-written DATABASES entry asks: its sslmode and its `-c` startup options."""
+    options = entry.get("OPTIONS") or {}
+    switches = startup_settings(str(options.get("options") or ""))
+    durations = {}
+    for key in DURATION_SETTINGS:
+        if key in switches:
+            ms = pg_duration_ms(switches[key])
+            if ms is not None:
+                durations[key] = ms
+    read_only = switches.get("default_transaction_read_only")
+    return Expected(
+        sslmode=options.get("sslmode"),
+        search_path=tuple(split_identifiers(switches["search_path"])) if "search_path" in switches else None,
+        durations=durations,
+        application_name=options.get("application_name") or switches.get("application_name"),
+        read_only=read_only.lower() in ("on", "true", "1", "yes") if read_only is not None else None,
+    )
+
+
+def startup_settings(options: str) -> dict[str, str]:
+    """The `-c name=value` settings of libpq's `options`, the last one winning as on the server."""
+    tokens: list[str] = []
+    current: list[str] = []
+    escaped = False
+    for char in options:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char.isspace():
+            if current:
+                tokens.append("".join(current))
+                current = []
+        else:
+            current.append(char)
+    if current:
+        tokens.append("".join(current))
+    found: dict[str, str] = {}
+    index = 0
+    switch = "-c"
+    while index < len(tokens):
+        token = tokens[index]
+        if token == switch and index + 1 < len(tokens):
+            index += 1
+            token = tokens[index]
+        elif token.startswith("-c") or token.startswith("--"):
+            token = token[2:]
+        else:
+            index += 1
+            continue
+        name, sep, value = token.partition("=")
+        if sep:
+            found[name.replace("-", "_").lower()] = value
+        index += 1
+    return found
+
+
+def split_identifiers(text: str) -> list[str]:
+    """A comma-separated identifier list as PostgreSQL reads it (quotes kept, others folded)."""
+    names: list[str] = []
+    current: list[str] = []
+    quoted = False
+    in_quotes = False
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if in_quotes:
+            if char == '"':
+                if text[index + 1:index + 2] == '"':
+                    current.append('"')
+                    index += 1
+                else:
+                    in_quotes = False
+            else:
+                current.append(char)
+        elif char == '"':
+            in_quotes = quoted = True
+        elif char == ",":
+            names.append(_finish(current, quoted))
+            current, quoted = [], False
+        else:
+            current.append(char)
+        index += 1
+    if current or quoted:
+        names.append(_finish(current, quoted))
+    return [name for name in names if name]
+
+
+def _finish(chars: list[str], quoted: bool) -> str:
+    text = "".join(chars)
+    return text if quoted else text.strip().lower()
+
+
+def pg_duration_ms(text: str) -> int | None:
+    match = _PG_DURATION.match(text)
+    if not match:
+        return None
+    return int(match.group(1)) * _PG_UNITS_MS[match.group(2) or "ms"]
+
+
+def probe(spec: ProbeSpec) -> AliasReport:
+    """Connect as Django would (own connection, no pool) and read back what is in effect."""
+    from django.db.utils import load_backend
+
+    settings = spec.settings
+    settings.setdefault("OPTIONS", {}).pop("pool", None)
+    wrapper = load_backend(settings["ENGINE"]).DatabaseWrapper(settings, spec.alias)
+    params = wrapper.get_connection_params()
+    # libpq counts whole seconds and treats anything under 2 as 2.
+    params["connect_timeout"] = max(2, spec.whole_seconds)
+    connection = wrapper.get_new_connection(params)
+    spec.mark_connected()
+    report = AliasReport(spec.alias, "postgresql")
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            _inspect(cursor, connection, spec, report)
+    except Exception as exc:
+        from .. import checks
+
+        message = scrub(f"{type(exc).__name__}: {exc}", secrets_of(settings))
+        report.add(checks.problem(checks.E111, f"A check query failed: {message}", alias=spec.alias))
+    finally:
+        connection.close()
+    return report
+
+
+def _one(cursor: Any, sql: str, params: Any = None) -> Any:
+    cursor.execute(sql, params)
+    return cursor.fetchone()
+
+
+def _inspect(cursor: Any, connection: Any, spec: ProbeSpec, report: AliasReport) -> None:
+    report.server_version = str(_one(cursor, "SHOW server_version")[0]).split()[0]
+    timings = []
+    for _ in range(3):
+        start = time.perf_counter()
+        _one(cursor, "SELECT 1")
+        timings.append(time.perf_counter() - start)
+    report.latency_ms = round(min(timings) * 1000, 2)
+
+    in_use, version, cipher = _one(
+        cursor, "SELECT ssl, version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+    mode, rootcert = client_ssl(connection)
+    verified = bool(in_use) and (mode in ("verify-ca", "verify-full")
+                                 or (mode in ("allow", "prefer", "require") and _exists(rootcert)))
+    report.tls = TlsReport(bool(in_use), version, cipher, verified, mode)
+    check_tls(report, spec, effective_mode=mode)
+
+    expected = spec.expected
+    for name, ms in expected.durations.items():
+        actual = str(_one(cursor, f"SHOW {name}")[0])
+        compare_duration(report, name, ms, pg_duration_ms(actual), actual_text=actual)
+    if expected.application_name is not None:
+        compare_text(report, "application_name", expected.application_name,
+                     str(_one(cursor, "SHOW application_name")[0]))
+    actual_path = split_identifiers(str(_one(cursor, "SHOW search_path")[0]))
+    if expected.search_path is not None:
+        compare_text(report, "search_path", ", ".join(expected.search_path), ", ".join(actual_path))
+    read_only = str(_one(cursor, "SHOW transaction_read_only")[0]) == "on"
+    compare_read_only(report, expected.read_only, read_only)
+
+    schemas = list(expected.search_path if expected.search_path is not None else actual_path)
+    _schemas(cursor, spec, report, [s for s in schemas if s != "$user"])
+
+
+def client_ssl(connection: Any) -> tuple[str | None, str | None]:
+    """The sslmode libpq actually used and its root certificate, from the connection itself."""
+    values: dict[str, str | None] = {}
+    pgconn = getattr(connection, "pgconn", None)
+    if pgconn is not None:  # psycopg 3
+        for option in pgconn.info:
+            if option.keyword in (b"sslmode", b"sslrootcert"):
+                values[option.keyword.decode()] = option.val.decode() if option.val else None
+    else:  # psycopg2
+        parameters = connection.info.dsn_parameters
+        values = {key: parameters.get(key) for key in ("sslmode", "sslrootcert")}
+    return values.get("sslmode"), values.get("sslrootcert")
+
+
+def _exists(rootcert: str | None) -> bool:
+    """Whether libpq had a root certificate: then it verified the chain in every mode."""
+    if rootcert == "system":
+        return True
+    path = Path(rootcert) if rootcert else Path(os.path.expanduser("~/.postgresql/root.crt"))
+    return path.is_file()
+
+
+def _schemas(cursor: Any, spec: ProbeSpec, report: AliasReport, expected: list[str]) -> None:
+    """Check each search_path schema exists and is usable; create missing ones if asked."""
+    from .. import checks
+
+    report.schemas = schemas = SchemaReport(expected=expected)
+    if not expected:
+        return
+    cursor.execute("SELECT nspname, has_schema_privilege(oid, 'USAGE') FROM pg_namespace "
+                   "WHERE nspname = ANY(%s)", [expected])
+    usable = dict(cursor.fetchall())
+    missing = [name for name in expected if name not in usable]
+    for name in missing if spec.create_schemas else []:
+        try:
+            cursor.execute(f"CREATE SCHEMA {quote_ident(name)}")
+        except Exception as exc:
+            message = scrub(f"{type(exc).__name__}: {exc}", secrets_of(spec.settings))
+            report.add(checks.problem(checks.E108, f'Could not create schema "{name}": {message}',
+                                      alias=spec.alias))
+        else:
+            schemas.created.append(name)
+            logger.info("dbcheck: created schema %r on %s", name, spec.alias)
+    schemas.missing = [name for name in missing if name not in schemas.created]
+    for name in schemas.missing:
+        report.add(checks.problem(checks.E106, f'Schema "{name}" of the search_path does not exist.',
+                                  alias=spec.alias))
+    for name, allowed in usable.items():
+        if not allowed:
+            report.add(checks.problem(checks.E107, f'The user may not use schema "{name}" '
+                                                   "(no USAGE privilege).", alias=spec.alias))

@@ -1,0 +1,75 @@
+"""SQLite probe: a local file, so no TLS and no schemas; the busy timeout is read back."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..durations import parse_duration
+from ..report import AliasReport
+from .base import Expected, ProbeSpec, compare_duration
+
+
+def load(spec: ProbeSpec) -> None:
+    from django.db.utils import load_backend
+
+    load_backend(spec.settings["ENGINE"])
+
+
+def expected_from_config(rows: Mapping[str, str], entry: Mapping[str, Any]) -> Expected:
+    if "lock_timeout" in rows:
+        return Expected(durations={"lock_timeout": parse_duration(rows["lock_timeout"])})
+    return Expected()
+
+
+def expected_from_settings(entry: Mapping[str, Any]) -> Expected:
+    timeout = (entry.get("OPTIONS") or {}).get("timeout")
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        return Expected(durations={"lock_timeout": round(timeout * 1000)})
+    return Expected()
+
+
+def _is_file(name: str) -> bool:
+    return bool(name) and name != ":memory:" and not name.startswith("file:") and "mode=memory" not in name
+
+
+def probe(spec: ProbeSpec) -> AliasReport:
+    """Open the file as Django would, unless it does not exist yet: dbcheck creates nothing."""
+    from .. import checks
+
+    report = AliasReport(spec.alias, "sqlite", tls=None)
+    name = str(spec.settings.get("NAME") or "")
+    if _is_file(name) and not Path(name).exists():
+        spec.mark_connected()
+        report.server_version = sqlite3.sqlite_version
+        directory = Path(name).parent
+        if directory.is_dir():
+            report.add(checks.problem(checks.W102, f"The database file {name} does not exist yet; "
+                                                   "it is created on first use.", alias=spec.alias))
+        else:
+            report.error = f"The directory of the database file {name} does not exist."
+            report.add(checks.problem(checks.E101, report.error, alias=spec.alias))
+        return report
+
+    from django.db.utils import load_backend
+
+    wrapper = load_backend(spec.settings["ENGINE"]).DatabaseWrapper(spec.settings, spec.alias)
+    connection = wrapper.get_new_connection(wrapper.get_connection_params())
+    spec.mark_connected()
+    try:
+        report.server_version = str(connection.execute("SELECT sqlite_version()").fetchone()[0])
+        timings = []
+        for _ in range(3):
+            start = time.perf_counter()
+            connection.execute("SELECT 1").fetchone()
+            timings.append(time.perf_counter() - start)
+        report.latency_ms = round(min(timings) * 1000, 2)
+        if "lock_timeout" in spec.expected.durations:
+            actual = int(connection.execute("PRAGMA busy_timeout").fetchone()[0])
+            compare_duration(report, "lock_timeout", spec.expected.durations["lock_timeout"], actual)
+    finally:
+        connection.close()
+    return report

@@ -1,0 +1,194 @@
+"""What `dbcheck` found: per-alias results, rendered as JSON (the design's shape) or text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Level = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding: its level, check id, message and an instruction to fix it."""
+
+    level: Level
+    id: str
+    message: str
+    hint: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"level": self.level, "id": self.id, "message": self.message, "hint": self.hint}
+
+
+@dataclass
+class TlsReport:
+    """TLS as the server sees the session; `verified` is what the client checked."""
+
+    in_use: bool
+    version: str | None = None
+    cipher: str | None = None
+    verified: bool = False
+    # The driver's effective mode (libpq sslmode, mysqlclient ssl_mode), for the text output.
+    mode: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"in_use": self.in_use, "version": self.version, "cipher": self.cipher,
+                "verified": self.verified}
+
+
+@dataclass
+class SchemaReport:
+    expected: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"expected": list(self.expected), "missing": list(self.missing),
+                "created": list(self.created)}
+
+
+@dataclass(frozen=True)
+class SettingCheck:
+    """A configured session setting and what the server reports for it."""
+
+    expected: str | None
+    actual: str | None
+    ok: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"expected": self.expected, "actual": self.actual, "ok": self.ok}
+
+
+@dataclass
+class AliasReport:
+    """Everything dbcheck learned about one alias."""
+
+    alias: str
+    vendor: str
+    server_version: str | None = None
+    latency_ms: float | None = None
+    tls: TlsReport | None = None
+    schemas: SchemaReport = field(default_factory=SchemaReport)
+    settings: dict[str, SettingCheck] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    # Why the alias could not be checked at all (unreachable, timed out); never a secret.
+    error: str | None = None
+    elapsed_s: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not any(p.level == "error" for p in self.problems)
+
+    @property
+    def reachable(self) -> bool:
+        return self.server_version is not None
+
+    def add(self, problem: Problem) -> None:
+        self.problems.append(problem)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "alias": self.alias,
+            "ok": self.ok,
+            "vendor": self.vendor,
+            "server_version": self.server_version,
+            "latency_ms": self.latency_ms,
+            "tls": self.tls.as_json() if self.tls is not None else None,
+            "schemas": self.schemas.as_json(),
+            "settings": {name: check.as_json() for name, check in self.settings.items()},
+            "problems": [p.as_json() for p in self.problems],
+            "error": self.error,
+        }
+
+
+@dataclass
+class Report:
+    """The whole run: one report per alias, plus problems that belong to no single alias."""
+
+    databases: list[AliasReport]
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(d.ok for d in self.databases) and not any(p.level == "error" for p in self.problems)
+
+    @property
+    def failed(self) -> list[str]:
+        return [d.alias for d in self.databases if not d.ok]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "databases": [d.as_json() for d in self.databases],
+            "problems": [p.as_json() for p in self.problems],
+        }
+
+
+def render_text(report: Report, style: Any) -> list[str]:
+    """The report as lines of a readable table, styled with Django's `style`."""
+    lines: list[str] = []
+    width = max([len(d.alias) for d in report.databases] + [5])
+    for db in report.databases:
+        status = style.SUCCESS("OK") if db.ok else style.ERROR("FAIL")
+        version = db.server_version or "-"
+        latency = f"{db.latency_ms:.2f} ms" if db.latency_ms is not None else "-"
+        heading = style.MIGRATE_HEADING(f"{db.alias:<{width}}")
+        lines.append(f"{heading}  {db.vendor} {version}  {latency}  {status}")
+        pad = " " * (width + 2)
+        if db.error is not None:
+            lines.append(f"{pad}{style.ERROR('unreachable')}: {db.error}")
+        else:
+            lines.append(f"{pad}tls       {_tls_text(db.tls, style)}")
+            if db.schemas.expected:
+                lines.append(f"{pad}schemas   {_schemas_text(db.schemas, style)}")
+            for name, check in db.settings.items():
+                mark = style.SUCCESS("ok") if check.ok else style.ERROR("MISMATCH")
+                lines.append(f"{pad}setting   {name}: expected {_show(check.expected)}, "
+                             f"actual {_show(check.actual)}  {mark}")
+        for problem in db.problems:
+            lines.extend(_problem_lines(problem, style, pad))
+    if report.problems:
+        lines.append(style.MIGRATE_HEADING("routing and configuration"))
+        for problem in report.problems:
+            lines.extend(_problem_lines(problem, style, "  "))
+    failed = len(report.failed) + (1 if any(p.level == "error" for p in report.problems) else 0)
+    total = len(report.databases)
+    if report.ok:
+        lines.append(style.SUCCESS(f"All {total} database{'s' if total != 1 else ''} passed."))
+    else:
+        lines.append(style.ERROR(f"{len(report.failed)} of {total} database{'s' if total != 1 else ''} failed"
+                                 + (", and routing has errors." if failed > len(report.failed) else ".")))
+    return lines
+
+
+def _show(value: str | None) -> str:
+    return "(not set)" if value is None else value
+
+
+def _tls_text(tls: TlsReport | None, style: Any) -> str:
+    if tls is None:
+        return "not applicable"
+    if not tls.in_use:
+        mode = f" (mode {tls.mode})" if tls.mode else ""
+        return str(style.WARNING("not in use")) + mode
+    verified = "certificate verified" if tls.verified else style.WARNING("certificate NOT verified")
+    mode = f", mode {tls.mode}" if tls.mode else ""
+    return f"{tls.version} {tls.cipher}, {verified}{mode}"
+
+
+def _schemas_text(schemas: SchemaReport, style: Any) -> str:
+    text = ", ".join(schemas.expected)
+    if schemas.missing:
+        text += "  " + style.ERROR("missing: " + ", ".join(schemas.missing))
+    if schemas.created:
+        text += "  " + style.SUCCESS("created: " + ", ".join(schemas.created))
+    return text
+
+
+def _problem_lines(problem: Problem, style: Any, pad: str) -> list[str]:
+    paint = style.ERROR if problem.level == "error" else style.WARNING
+    lines = [f"{pad}{paint(problem.level.upper())} {problem.id}: {problem.message}"]
+    if problem.hint:
+        lines.append(f"{pad}    HINT: {problem.hint}")
+    return lines
