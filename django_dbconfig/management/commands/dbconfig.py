@@ -16,7 +16,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--database", action="append", dest="databases", metavar="ALIAS",
+            "--database",
+            action="append",
+            dest="databases",
+            metavar="ALIAS",
             help="Show only this alias (repeatable). Default: every alias.",
         )
         parser.add_argument("--format", choices=("text", "json"), default="text")
