@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS
-from django.db.utils import DatabaseError
+from django.db.utils import DatabaseError, InternalError, OperationalError
 
 from .errors import DbConfigError, did_you_mean, one_of
 
@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DatabaseRouter",
     "ReadOnlyDatabaseError",
+    "ReadOnlyInternalError",
+    "ReadOnlyOperationalError",
     "connect_signals",
     "pin_to_primary",
     "reset_pins",
@@ -305,6 +307,22 @@ class ReadOnlyDatabaseError(DatabaseError):
     """The server refused a write on a read-only alias or a replica."""
 
 
+# The refusal is also still the error Django raised (InternalError from psycopg,
+# OperationalError from MySQLdb), so code catching that keeps working.
+class ReadOnlyInternalError(ReadOnlyDatabaseError, InternalError):
+    """A read-only refusal that Django reported as InternalError (PostgreSQL)."""
+
+
+class ReadOnlyOperationalError(ReadOnlyDatabaseError, OperationalError):
+    """A read-only refusal that Django reported as OperationalError (MySQL, MariaDB)."""
+
+
+_REFUSAL_CLASSES: dict[type[DatabaseError], type[ReadOnlyDatabaseError]] = {
+    InternalError: ReadOnlyInternalError,
+    OperationalError: ReadOnlyOperationalError,
+}
+
+
 def _pg_refused(error: BaseException | None) -> bool:
     # SQLSTATE 25006 read_only_sql_transaction: default_transaction_read_only, or a hot standby.
     return getattr(error, "sqlstate", None) == "25006"
@@ -329,8 +347,9 @@ _READ_ONLY: dict[str, tuple[str, re.Pattern[str], Callable[[BaseException | None
 class _ReadOnlyGuard:
     """Execute wrapper: re-raise the server's refusal of a write naming the alias and why."""
 
-    def __init__(self, message: str, refused: Callable[[BaseException | None], bool]) -> None:
-        self.message = message
+    def __init__(self, alias: str, why: str, fix: str,
+                 refused: Callable[[BaseException | None], bool]) -> None:
+        self.alias, self.why, self.fix = alias, why, fix
         self.refused = refused
 
     def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool,
@@ -338,47 +357,53 @@ class _ReadOnlyGuard:
         try:
             return execute(sql, params, many, context)
         except DatabaseError as exc:
-            if self.refused(exc.__cause__):
-                raise ReadOnlyDatabaseError(self.message) from exc
-            raise
+            if not self.refused(exc.__cause__):
+                raise
+            # The server's own words (no secrets in them) follow ours, for searching logs.
+            args: tuple[Any, ...] = getattr(exc.__cause__, "args", ())
+            # MySQLdb's args are (errno, message); psycopg's message is the first line.
+            text = str(args[1]) if len(args) == 2 and isinstance(args[0], int) else str(exc)
+            server_said = (text.strip().splitlines() or [type(exc).__name__])[0]
+            error_class = _REFUSAL_CLASSES.get(type(exc), ReadOnlyDatabaseError)
+            raise error_class(f"database alias '{self.alias}' is {self.why}: the server refused "
+                              f"this write ({server_said}). {self.fix}") from exc
 
 
-def _guard_message(connection: Any) -> str | None:
-    """Why writes on this connection's alias are refused, or None if they are not."""
+def _guard(connection: Any) -> _ReadOnlyGuard | None:
+    """A guard saying why writes on this connection's alias are refused, or None."""
     from .config import last_config
 
     spec = _READ_ONLY.get(connection.vendor)
     if spec is None:
         return None
-    option, pattern, _ = spec
+    option, pattern, refused = spec
     settings_dict = connection.settings_dict
     alias = connection.alias
-    config = last_config()
     primary = (settings_dict.get("TEST") or {}).get("MIRROR")
     if pattern.search(str((settings_dict.get("OPTIONS") or {}).get(option, ""))):
         source = f"settings.DATABASES[{alias!r}]['OPTIONS'][{option!r}]"
+        config = last_config()
         if config is not None and alias in config.aliases:
             source = next((row.source for row in config.explain(alias) if row.key == "read_only"),
                           source)
-        return (f"database alias '{alias}' is read-only (read_only: true in {source}): "
-                f"the server refused this write. Send writes to another alias, or remove "
-                f"read_only for '{alias}'.")
+        return _ReadOnlyGuard(alias, f"read-only (read_only: true in {source})",
+                              f"Send writes to another alias, or remove read_only for '{alias}'.",
+                              refused)
     if primary:
-        return (f"database alias '{alias}' is a read replica of '{primary}': the server refused "
-                f"this write. Writes go to '{primary}' (let the router choose, or use "
-                f".using('{primary}')).")
+        return _ReadOnlyGuard(alias, f"a read replica of '{primary}'",
+                              f"Writes go to '{primary}' (let the router choose, or use "
+                              f".using('{primary}')).", refused)
     return None
 
 
 def _install_guard(connection: Any) -> None:
     if any(isinstance(w, _ReadOnlyGuard) for w in connection.execute_wrappers):
         return
-    message = _guard_message(connection)
-    if message is None:
+    guard = _guard(connection)
+    if guard is None:
         return
-    refused = _READ_ONLY[connection.vendor][2]
     # First in the list is outermost, and a user's execute_wrapper() block pops the last.
-    connection.execute_wrappers.insert(0, _ReadOnlyGuard(message, refused))
+    connection.execute_wrappers.insert(0, guard)
     logger.debug("guarding writes on read-only alias %s", connection.alias)
 
 

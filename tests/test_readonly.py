@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connections
+from django.db import InternalError, OperationalError, connections
 from django.test import override_settings
 
 from django_dbconfig import build_databases
@@ -64,9 +64,11 @@ def test_postgresql_refuses_writes_and_the_error_names_the_alias(
             DailyTotal.objects.create(day=datetime.date(2024, 1, 1), total=1)
     assert str(caught.value) == (
         "database alias 'ro_analytics' is read-only (read_only: true in "
-        "override: databases.ro_analytics.read_only): the server refused this write. "
+        "override: databases.ro_analytics.read_only): the server refused this write "
+        "(cannot execute INSERT in a read-only transaction). "
         "Send writes to another alias, or remove read_only for 'ro_analytics'."
     )
+    assert isinstance(caught.value, InternalError)  # what Django raises for it, still
     assert getattr(caught.value.__cause__.__cause__, "sqlstate", None) == "25006"  # type: ignore[union-attr]
     assert "app-secret-pw" not in str(caught.value) + repr(caught.value)
 
@@ -121,7 +123,9 @@ def test_mariadb_refuses_writes_and_the_error_names_the_alias(
             cursor.execute(f"INSERT INTO `{mariadb_table}` VALUES (1)")
     assert str(caught.value) == (
         "database alias 'ro_mariadb' is read-only (read_only: true in "
-        "override: databases.ro_mariadb.read_only): the server refused this write. "
+        "override: databases.ro_mariadb.read_only): the server refused this write "
+        "(Cannot execute statement in a READ ONLY transaction). "
         "Send writes to another alias, or remove read_only for 'ro_mariadb'."
     )
+    assert isinstance(caught.value, OperationalError)  # what Django raises for it, still
     assert caught.value.__cause__.__cause__.args[0] == 1792  # type: ignore[union-attr]

@@ -156,7 +156,8 @@ def test_write_sent_to_the_replica_is_refused_naming_the_alias(routed: DatabaseR
         Order.objects.using(REPLICA).create(reference=unique())
     assert str(caught.value) == (
         "database alias 'rp_replica' is a read replica of 'rp_primary': the server refused this "
-        "write. Writes go to 'rp_primary' (let the router choose, or use .using('rp_primary'))."
+        "write (cannot execute INSERT in a read-only transaction). "
+        "Writes go to 'rp_primary' (let the router choose, or use .using('rp_primary'))."
     )
     assert caught.value.__cause__ is not None
     assert getattr(caught.value.__cause__.__cause__, "sqlstate", None) == "25006"
