@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
+from ..backends.mysql import TLS_GUARD
 from ..report import AliasReport, Problem, Report
 from .base import Expected, ProbeSpec, scrub, secrets_of
 
@@ -173,7 +174,13 @@ def failed(spec: ProbeSpec, exc: BaseException) -> AliasReport:
     logger.info("dbcheck: %s failed: %s", spec.alias, message)
     report = AliasReport(spec.alias, spec.vendor)
     report.error = message
-    report.add(checks.problem(checks.E101, f"Cannot connect: {message}", alias=spec.alias))
+    if TLS_GUARD in message:
+        # The MySQL backend's init_command refused the session on the server: no TLS.
+        report.add(checks.problem(checks.E103, f"sslmode {spec.expected.sslmode} asks for TLS, but the "
+                                               "server refused this session as not encrypted.",
+                                  alias=spec.alias))
+    else:
+        report.add(checks.problem(checks.E101, f"Cannot connect: {message}", alias=spec.alias))
     return report
 
 

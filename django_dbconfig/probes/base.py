@@ -163,7 +163,8 @@ def check_tls(report: AliasReport, spec: ProbeSpec, *, effective_mode: str | Non
     if spec.require_tls and not tls.in_use:
         report.add(checks.problem(checks.E105, "--require-tls: this session is not encrypted.",
                                   alias=spec.alias))
-    elif wanted in ("allow", "prefer") and not tls.in_use:
+    elif asked in ("allow", "prefer") and not tls.in_use:
+        # Only when asked for: libpq's own default (prefer) is nobody's decision.
         report.add(checks.problem(
-            checks.W101, f"sslmode {wanted} allows TLS, but this session is not encrypted.",
+            checks.W101, f"sslmode {asked} allows TLS, but this session is not encrypted.",
             alias=spec.alias))
