@@ -28,8 +28,12 @@ def setup_django() -> None:
     sqlite = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
     settings.configure(
         SECRET_KEY="benchmark-only",
-        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth",
-                        "tests.apps.shop", "tests.apps.reports"],
+        INSTALLED_APPS=[
+            "django.contrib.contenttypes",
+            "django.contrib.auth",
+            "tests.apps.shop",
+            "tests.apps.reports",
+        ],
         DATABASES={
             "default": sqlite,
             "replica1": {**sqlite, "TEST": {"MIRROR": "default"}},
@@ -62,8 +66,10 @@ def main() -> None:
     from django_dbconfig.routers import DatabaseRouter, pin_to_primary
     from tests.apps.shop.models import Order
 
-    routers: dict[str, Any] = {"bare (returns None)": BareRouter(),
-                               "django-dbconfig DatabaseRouter": DatabaseRouter()}
+    routers: dict[str, Any] = {
+        "bare (returns None)": BareRouter(),
+        "django-dbconfig DatabaseRouter": DatabaseRouter(),
+    }
     try:
         import multidb
     except ImportError:
@@ -87,12 +93,13 @@ def main() -> None:
             with pin_to_primary() if pinned else contextlib.nullcontext():
                 timings[name][0].append(timeit.timeit(lambda: method(Order), number=n))  # noqa: B023
                 timings[name][1].append(timeit.timeit(lambda: routed(Order), number=n))  # noqa: B023
-    results = {name: (statistics.median(direct) / n * 1e9, statistics.median(via) / n * 1e9)
-               for name, (direct, via) in timings.items()}
+    results = {
+        name: (statistics.median(direct) / n * 1e9, statistics.median(via) / n * 1e9)
+        for name, (direct, via) in timings.items()
+    }
     bare_direct, bare_django = results["bare (returns None)"]
     for name, (direct, via) in results.items():
-        print(f"{name:<44}{direct:>10.1f}{direct / bare_direct:>7.2f}x"
-              f"{via:>12.1f}{via / bare_django:>7.2f}x")
+        print(f"{name:<44}{direct:>10.1f}{direct / bare_direct:>7.2f}x{via:>12.1f}{via / bare_django:>7.2f}x")
 
 
 if __name__ == "__main__":
