@@ -260,7 +260,7 @@ def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     """Static checks of every alias: no connection is opened."""
     from django.db import connections
 
-    return [_message(p, alias) for alias, p in static_problems(connections.settings)]
+    return [_message(p, None) for _, p in static_problems(connections.settings)]
 
 
 def check_live(app_configs: Any = None, databases: Iterable[str] | None = None,
@@ -270,14 +270,9 @@ def check_live(app_configs: Any = None, databases: Iterable[str] | None = None,
         return []
     from .probes import probe_aliases
 
-    aliases = [alias for alias in databases]
-    report = probe_aliases(aliases, include_static=False)
+    report = probe_aliases(list(databases), include_static=False)
     messages = [_message(p, db.alias) for db in report.databases for p in db.problems]
-    messages += [_message(problem(E101 if "timed out" not in (db.error or "") else E102,
-                                  db.error or "", alias=db.alias), db.alias)
-                 for db in report.databases if db.error and not db.problems]
-    messages += [_message(p, None) for p in report.problems]
-    return messages
+    return messages + [_message(p, None) for p in report.problems]
 
 
 def _message(found: Problem, alias: str | None) -> CheckMessage:

@@ -167,6 +167,7 @@ def test_database_option_limits_the_aliases_and_rejects_unknown_ones(tmp_path: P
     databases = configure(tmp_path, {"default": sqlite(tmp_path, "a.sqlite3"),
                                      "other": sqlite(tmp_path, "a.sqlite3")})
     status, result = dbcheck_json(databases, "--database", "other")
+    assert status == 0
     assert [db["alias"] for db in result["databases"]] == ["other"]
     with using_databases(databases), pytest.raises(CommandError, match="invalid choice"):
         call_command("dbcheck", "--database", "nope", stdout=io.StringIO())
@@ -251,7 +252,7 @@ def test_hung_server_fails_within_its_connect_timeout_while_others_are_reported(
         assert dbs[alias]["ok"] is False
         assert dbs[alias]["server_version"] is None
         assert dbs[alias]["error"]
-        assert ids(dbs[alias])[0] in ("dbconfig.E101", "dbconfig.E102")
+        assert ids(dbs[alias]) == ["dbconfig.E102"]
     assert hung_server.accepted >= 2
 
 

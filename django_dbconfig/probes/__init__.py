@@ -179,6 +179,10 @@ def failed(spec: ProbeSpec, exc: BaseException) -> AliasReport:
         report.add(checks.problem(checks.E103, f"sslmode {spec.expected.sslmode} asks for TLS, but the "
                                                "server refused this session as not encrypted.",
                                   alias=spec.alias))
+    elif "timeout" in type(exc).__name__.lower() or "timeout expired" in message or "handshake" in message:
+        # The driver gave up by itself within the connect timeout: the server did not answer.
+        report.add(checks.problem(checks.E102, f"No answer within {spec.timeout:g} s: {message}",
+                                  alias=spec.alias))
     else:
         report.add(checks.problem(checks.E101, f"Cannot connect: {message}", alias=spec.alias))
     return report
