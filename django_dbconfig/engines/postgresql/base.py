@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.db.backends.postgresql import base as django_postgresql
+from psycopg import OperationalError
+from psycopg.pq import ConnStatus, TransactionStatus
 
 from ..health import SocketHealthCheck, Verdict, socket_readable
 
@@ -26,16 +28,15 @@ class DatabaseWrapper(SocketHealthCheck, django_postgresql.DatabaseWrapper):
         if getattr(self, "pool", None):
             # Django leaves health to the pool; keep it that way.
             return Verdict.UNSURE
-        from psycopg import OperationalError
-        from psycopg.pq import ConnStatus, TransactionStatus
-
         conn = self.connection
-        if conn.closed or conn.broken:
+        if conn.broken:
             return Verdict.DEAD
         pgconn = conn.pgconn
-        if pgconn.status != ConnStatus.OK:
+        state = pgconn.transaction_status
+        if state == TransactionStatus.UNKNOWN:
+            # libpq's answer for a connection that is closed or broken.
             return Verdict.DEAD
-        if pgconn.transaction_status != TransactionStatus.IDLE:
+        if state != TransactionStatus.IDLE:
             # In a transaction, or a query or COPY in progress: not for us to judge.
             return Verdict.UNSURE
         for reads in range(_MAX_READS):

@@ -1,0 +1,232 @@
+"""Request cycles per second with each connection strategy, on PostgreSQL and MariaDB.
+
+    .venv/bin/python benchmarks/requests.py [--rounds 15] [--seconds 2] [--only postgresql]
+
+A request cycle is what Django does around a view that runs one query:
+`request_started`, one `SELECT 1` through the Django connection, `request_finished`.
+
+The variants run side by side: each round gives every variant the same share of
+`--seconds`, handed out in slices of a few milliseconds in turn, so a burst of
+background load on the machine falls on all of them alike. Only the variant whose
+slice it is has its connection visible to Django, since the request signals visit
+every open connection. The table shows, per variant, the median over the rounds
+of requests/s and the ratio to the fastest; the last line is the median over the
+rounds of the paired ratio that the target is about.
+
+The servers are throwaway ones from tests/servers.py, reached over TCP with password
+authentication (SCRAM-SHA-256 on PostgreSQL, mysql_native_password on MariaDB),
+as a production application reaches its database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_VARIANT = "build_databases() default"
+PERSISTENT_VARIANT = "persistent, no health checks"
+TARGET = 0.9
+# Long enough for several persistent cycles (and one new connection), short enough
+# that a variant never runs alone through a burst of load.
+SLICE_SECONDS = 0.005
+WARMUP_CYCLES = 20
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of configuring the connection: a label and its DATABASES entry."""
+
+    label: str
+    settings: dict[str, Any]
+
+
+def variants_for(server: Any, engine: str, *, pool: bool) -> list[Variant]:
+    """Django's own engine configured three or four ways, plus what build_databases() renders."""
+    from django_dbconfig import build_databases
+
+    base = {
+        "ENGINE": engine,
+        "HOST": server.host,
+        "PORT": server.port,
+        "NAME": server.dbname,
+        "USER": server.user,
+        "PASSWORD": server.password,
+    }
+    variants = [
+        Variant("Django defaults (CONN_MAX_AGE=0)", base | {"CONN_MAX_AGE": 0}),
+        Variant(PERSISTENT_VARIANT, base | {"CONN_MAX_AGE": 60, "CONN_HEALTH_CHECKS": False}),
+        Variant(
+            "persistent, Django's health checks",
+            base | {"CONN_MAX_AGE": 60, "CONN_HEALTH_CHECKS": True},
+        ),
+    ]
+    if pool:
+        variants.append(Variant("pool (Django 5.1+)", base | {"OPTIONS": {"pool": True}}))
+    # An empty folder (no dbconfig.json) and the environment passed in: only the URL counts.
+    with tempfile.TemporaryDirectory() as empty:
+        rendered = build_databases(empty, environ={"DATABASE_URL": server.url()})["default"]
+    variants.append(Variant(DEFAULT_VARIANT, rendered))
+    return variants
+
+
+def configure_django(variants: dict[str, Variant]) -> None:
+    """Every variant becomes an alias of its own; `default` stays unused."""
+    import django
+    from django.conf import settings
+
+    databases: dict[str, Any] = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+    databases |= {alias: variant.settings for alias, variant in variants.items()}
+    settings.configure(DATABASES=databases, USE_TZ=True)
+    django.setup()
+
+
+class Bench:
+    """The variants' Django connections, each shown to Django only during its own slices."""
+
+    def __init__(self, aliases: list[str]) -> None:
+        from django.db import connections
+
+        self.connections = connections
+        self.wrappers: dict[str, Any] = {}
+        for alias in aliases:
+            self.wrappers[alias] = connections[alias]
+            with self.visible(alias):
+                for _ in range(WARMUP_CYCLES):
+                    self.cycle(alias)
+
+    @contextlib.contextmanager
+    def visible(self, alias: str) -> Any:
+        self.connections[alias] = self.wrappers[alias]
+        try:
+            yield
+        finally:
+            del self.connections[alias]
+
+    def cycle(self, alias: str) -> None:
+        """One request: the signals Django's handlers send, around one query."""
+        from django.core.signals import request_finished, request_started
+
+        request_started.send(sender=None)
+        try:
+            with self.wrappers[alias].cursor() as cursor:
+                cursor.execute("SELECT 1")
+                cursor.fetchone()
+        finally:
+            request_finished.send(sender=None)
+
+    def slice(self, alias: str) -> tuple[int, float]:
+        """Run cycles for one slice; return how many and how long they took."""
+        count = 0
+        with self.visible(alias):
+            start = time.perf_counter()
+            deadline = start + SLICE_SECONDS
+            while True:
+                self.cycle(alias)
+                count += 1
+                now = time.perf_counter()
+                if now >= deadline:
+                    return count, now - start
+
+    def close(self) -> None:
+        for wrapper in self.wrappers.values():
+            wrapper.close()
+            if hasattr(wrapper, "close_pool"):
+                wrapper.close_pool()
+
+
+def measure(aliases: list[str], *, rounds: int, seconds: float) -> dict[str, list[float]]:
+    """Requests/s of each alias in each round, the aliases taking turns slice by slice."""
+    bench = Bench(aliases)
+    results: dict[str, list[float]] = {alias: [] for alias in aliases}
+    try:
+        for index in range(rounds):
+            counts = dict.fromkeys(aliases, 0)
+            spent = dict.fromkeys(aliases, 0.0)
+            # Each alias gets the same time: the next slice goes to the one that had least.
+            while min(spent.values()) < seconds / len(aliases):
+                alias = min(aliases, key=spent.__getitem__)
+                count, elapsed = bench.slice(alias)
+                counts[alias] += count
+                spent[alias] += elapsed
+            for alias in aliases:
+                results[alias].append(counts[alias] / spent[alias])
+            print(f"  round {index + 1}/{rounds} done", file=sys.stderr)
+    finally:
+        bench.close()
+    return results
+
+
+def table(title: str, variants: dict[str, Variant], results: dict[str, list[float]]) -> str:
+    """One server's variants: median requests/s, ratio to the fastest, and the target."""
+    medians = {alias: statistics.median(values) for alias, values in results.items()}
+    fastest = max(medians.values())
+    width = max(len(variant.label) for variant in variants.values())
+    lines = [
+        title,
+        f"  {'configuration':<{width}}  {'requests/s':>10}  {'vs fastest':>10}",
+    ]
+    for alias, median in medians.items():
+        label = variants[alias].label
+        lines.append(f"  {label:<{width}}  {median:>10,.0f}  {median / fastest:>9.2f}x")
+    by_label = {variant.label: alias for alias, variant in variants.items()}
+    ours, baseline = results[by_label[DEFAULT_VARIANT]], results[by_label[PERSISTENT_VARIANT]]
+    paired = statistics.median(a / b for a, b in zip(ours, baseline, strict=True))
+    verdict = "meets" if paired >= TARGET else "MISSES"
+    lines.append(
+        f"  {DEFAULT_VARIANT} vs {PERSISTENT_VARIANT}, median of per-round ratios: "
+        f"{paired:.2f}x ({verdict} the {TARGET:.2f}x target)"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15, help="rounds (medians are taken)")
+    parser.add_argument(
+        "--seconds", type=float, default=2.0, help="length of one round, shared by the variants"
+    )
+    parser.add_argument("--only", choices=("postgresql", "mariadb"), help="one server only")
+    args = parser.parse_args(argv)
+
+    from tests.servers import MariaDBServer, PostgresServer
+
+    # name: (display, server class, Django's engine, whether Django pools it)
+    kinds = {
+        "postgresql": ("PostgreSQL", PostgresServer, "django.db.backends.postgresql", True),
+        "mariadb": ("MariaDB", MariaDBServer, "django.db.backends.mysql", False),
+    }
+    chosen = {name: kind for name, kind in kinds.items() if args.only in (None, name)}
+    with contextlib.ExitStack() as stack:
+        groups: dict[str, dict[str, Variant]] = {}
+        for name, (display, factory, engine, pool) in chosen.items():
+            print(f"starting a throwaway {display} server...", file=sys.stderr)
+            server = stack.enter_context(factory())
+            listed = variants_for(server, engine, pool=pool)
+            groups[name] = {f"{name}_{index}": variant for index, variant in enumerate(listed)}
+        configure_django({alias: v for group in groups.values() for alias, v in group.items()})
+        reports = []
+        for name, variants in groups.items():
+            display = chosen[name][0]
+            print(f"measuring {display}...", file=sys.stderr)
+            results = measure(list(variants), rounds=args.rounds, seconds=args.seconds)
+            title = (
+                f"{display} over TCP with password authentication, one SELECT 1 per request; "
+                f"median of {args.rounds} rounds"
+            )
+            reports.append(table(title, variants, results))
+    print("\n\n".join(reports))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
