@@ -13,6 +13,11 @@ class DbConfigAppConfig(AppConfig):
 
     def ready(self) -> None:
         from .checks import check_configuration, check_live
+        from .routers import connect_signals
+
+        # Read-only aliases name themselves in refused writes, router or not;
+        # pins are released at each request's end.
+        connect_signals()
 
         # Static checks open no connection: they run with every `manage.py check`.
         checks.register(check_configuration, "dbconfig")
