@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..types import DatabaseSettings
-from .base import COMMON_KEYS, Backend, RenderContext, resolve_path
+from .base import COMMON_KEYS, SERVER_KEYS, Backend, RenderContext, resolve_path
 
 _NO_SERVER = "SQLite is a local file: there is no server, network, TLS or user."
 
@@ -16,22 +16,7 @@ class SQLite(Backend):
     display = "SQLite"
     engine = "django.db.backends.sqlite3"
     keys = COMMON_KEYS | {"lock_timeout"}
-    reasons = {
-        key: _NO_SERVER
-        for key in (
-            "host",
-            "port",
-            "user",
-            "password",
-            "sslmode",
-            "sslrootcert",
-            "sslcert",
-            "sslkey",
-            "connect_timeout",
-            "pool",
-            "replica_of",
-        )
-    }
+    reasons = {key: _NO_SERVER for key in SERVER_KEYS - COMMON_KEYS}
     defaults = {"conn_max_age": 0}
 
     def render_common(self, values: Mapping[str, Any], ctx: RenderContext) -> DatabaseSettings:

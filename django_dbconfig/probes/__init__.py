@@ -37,8 +37,11 @@ def _module(vendor: str) -> ModuleType:
 def vendor_of(entry: Mapping[str, Any]) -> str:
     """Django's vendor family of a DATABASES entry, from its ENGINE, without a connection."""
     engine = str(entry.get("ENGINE", ""))
-    for vendor, words in (("postgresql", ("postgres", "postgis", "psycopg")),
-                          ("mysql", ("mysql", "mariadb")), ("sqlite", ("sqlite", "spatialite"))):
+    for vendor, words in (
+        ("postgresql", ("postgres", "postgis", "psycopg")),
+        ("mysql", ("mysql", "mariadb")),
+        ("sqlite", ("sqlite", "spatialite")),
+    ):
         if any(word in engine for word in words):
             return vendor
     return "unknown"
@@ -63,8 +66,10 @@ def expected_for(alias: str, entry: Mapping[str, Any]) -> Expected:
 
 def _same_server(built: Mapping[str, Any], entry: Mapping[str, Any]) -> bool:
     """Whether DATABASES still holds the entry the config built (not replaced since)."""
-    return all(str(built.get(key) or "") == str(entry.get(key) or "")
-               for key in ("ENGINE", "NAME", "HOST", "PORT", "USER"))
+    return all(
+        str(built.get(key) or "") == str(entry.get(key) or "")
+        for key in ("ENGINE", "NAME", "HOST", "PORT", "USER")
+    )
 
 
 def connect_timeout(vendor: str, entry: Mapping[str, Any]) -> float:
@@ -78,8 +83,14 @@ def connect_timeout(vendor: str, entry: Mapping[str, Any]) -> float:
     return seconds if seconds > 0 else DEFAULT_TIMEOUT
 
 
-def probe_aliases(aliases: Sequence[str], *, timeout: float | None = None, require_tls: bool = False,
-                  create_schemas: bool = False, include_static: bool = True) -> Report:
+def probe_aliases(
+    aliases: Sequence[str],
+    *,
+    timeout: float | None = None,
+    require_tls: bool = False,
+    create_schemas: bool = False,
+    include_static: bool = True,
+) -> Report:
     """Probe the aliases at once; add routing (and, with include_static, static) problems."""
     from django.db import connections
 
@@ -90,11 +101,17 @@ def probe_aliases(aliases: Sequence[str], *, timeout: float | None = None, requi
     for alias in aliases:
         entry = copy.deepcopy(settings[alias])
         vendor = vendor_of(entry)
-        specs.append(ProbeSpec(
-            alias=alias, vendor=vendor, settings=entry, expected=expected_for(alias, entry),
-            timeout=timeout if timeout is not None else connect_timeout(vendor, entry),
-            require_tls=require_tls, create_schemas=create_schemas,
-        ))
+        specs.append(
+            ProbeSpec(
+                alias=alias,
+                vendor=vendor,
+                settings=entry,
+                expected=expected_for(alias, entry),
+                timeout=timeout if timeout is not None else connect_timeout(vendor, entry),
+                require_tls=require_tls,
+                create_schemas=create_schemas,
+            )
+        )
     reports = run(specs)
     report = Report(reports, checks.routing_problems(list(settings)))
     if include_static:
@@ -115,8 +132,9 @@ class _Run:
         self.result: AliasReport | None = None
         self.done = threading.Event()
         self.started = time.monotonic()
-        self.thread = threading.Thread(target=self._run, args=(target,), daemon=True,
-                                       name=f"dbcheck-{spec.alias}")
+        self.thread = threading.Thread(
+            target=self._run, args=(target,), daemon=True, name=f"dbcheck-{spec.alias}"
+        )
 
     def _run(self, target: Callable[[ProbeSpec], AliasReport]) -> None:
         try:
@@ -143,8 +161,10 @@ def run(specs: Sequence[ProbeSpec]) -> list[AliasReport]:
             if remaining <= 0:
                 break
             item.done.wait(min(remaining, 0.05))
-    return [item.result if item.result is not None else timed_out(item.spec, time.monotonic() - item.started)
-            for item in runs]
+    return [
+        item.result if item.result is not None else timed_out(item.spec, time.monotonic() - item.started)
+        for item in runs
+    ]
 
 
 def _target(spec: ProbeSpec) -> Callable[[ProbeSpec], AliasReport]:
@@ -176,13 +196,19 @@ def failed(spec: ProbeSpec, exc: BaseException) -> AliasReport:
     report.error = message
     if TLS_GUARD in message:
         # The MySQL backend's init_command refused the session on the server: no TLS.
-        report.add(checks.problem(checks.E103, f"sslmode {spec.expected.sslmode} asks for TLS, but the "
-                                               "server refused this session as not encrypted.",
-                                  alias=spec.alias))
+        report.add(
+            checks.problem(
+                checks.E103,
+                f"sslmode {spec.expected.sslmode} asks for TLS, but the "
+                "server refused this session as not encrypted.",
+                alias=spec.alias,
+            )
+        )
     elif "timeout" in type(exc).__name__.lower() or "timeout expired" in message or "handshake" in message:
         # The driver gave up by itself within the connect timeout: the server did not answer.
-        report.add(checks.problem(checks.E102, f"No answer within {spec.timeout:g} s: {message}",
-                                  alias=spec.alias))
+        report.add(
+            checks.problem(checks.E102, f"No answer within {spec.timeout:g} s: {message}", alias=spec.alias)
+        )
     else:
         report.add(checks.problem(checks.E101, f"Cannot connect: {message}", alias=spec.alias))
     return report

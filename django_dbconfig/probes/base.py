@@ -58,6 +58,21 @@ class ProbeSpec:
         return max(1, math.ceil(self.timeout))
 
 
+def fetch_one(cursor: Any, sql: str, params: Any = None) -> Any:
+    cursor.execute(sql, params)
+    return cursor.fetchone()
+
+
+def round_trip_ms(cursor: Any, *, samples: int = 3) -> float:
+    """The best of a few `SELECT 1` round trips, in milliseconds: the least noisy figure."""
+    timings = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        fetch_one(cursor, "SELECT 1")
+        timings.append(time.perf_counter() - start)
+    return round(min(timings) * 1000, 2)
+
+
 def level(mode: str | None) -> int:
     return SSLMODES.index(mode) if mode in SSLMODES else -1
 
@@ -80,7 +95,8 @@ def secrets_of(settings: Mapping[str, Any]) -> list[str]:
 
 
 _CONNINFO_SECRET = re.compile(
-    r"""(?ix)\b(password|passwd|pwd|sslpassword)(\s*[=:]\s*)('(?:[^'\\]|\\.)*'|"[^"]*"|[^\s,;)]+)""")
+    r"""(?ix)\b(password|passwd|pwd|sslpassword)(\s*[=:]\s*)('(?:[^'\\]|\\.)*'|"[^"]*"|[^\s,;)]+)"""
+)
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s:]*):([^@\s]*)@")
 
 
@@ -96,19 +112,28 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     return _URL_USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:{MASK}@", text)
 
 
-def compare_duration(report: AliasReport, name: str, expected_ms: int, actual_ms: int | None,
-                     *, actual_text: str | None = None) -> None:
+def compare_duration(
+    report: AliasReport, name: str, expected_ms: int, actual_ms: int | None, *, actual_text: str | None = None
+) -> None:
     """Record a timeout read back from the server; a difference is an error."""
     from .. import checks
 
     ok = actual_ms == expected_ms
-    actual = actual_text if actual_text is not None else (
-        None if actual_ms is None else format_duration(actual_ms))
+    actual = (
+        actual_text
+        if actual_text is not None
+        else (None if actual_ms is None else format_duration(actual_ms))
+    )
     report.settings[name] = SettingCheck(format_duration(expected_ms), actual, ok)
     if not ok:
-        report.add(checks.problem(checks.E109, f'{name} is {actual} on the server, but '
-                                               f'{format_duration(expected_ms)} is configured.',
-                                  alias=report.alias, setting=name))
+        report.add(
+            checks.problem(
+                checks.E109,
+                f"{name} is {actual} on the server, but {format_duration(expected_ms)} is configured.",
+                alias=report.alias,
+                setting=name,
+            )
+        )
 
 
 def compare_text(report: AliasReport, name: str, expected: str, actual: str | None) -> None:
@@ -117,8 +142,14 @@ def compare_text(report: AliasReport, name: str, expected: str, actual: str | No
     ok = expected == actual
     report.settings[name] = SettingCheck(expected, actual, ok)
     if not ok:
-        report.add(checks.problem(checks.E109, f'{name} is {actual!r} on the server, but {expected!r} '
-                                               "is configured.", alias=report.alias, setting=name))
+        report.add(
+            checks.problem(
+                checks.E109,
+                f"{name} is {actual!r} on the server, but {expected!r} is configured.",
+                alias=report.alias,
+                setting=name,
+            )
+        )
 
 
 def compare_read_only(report: AliasReport, expected: bool | None, actual: bool) -> None:
@@ -127,12 +158,17 @@ def compare_read_only(report: AliasReport, expected: bool | None, actual: bool) 
 
     ok = expected is None or expected == actual
     report.settings["read_only"] = SettingCheck(
-        None if expected is None else _onoff(expected), _onoff(actual), ok)
+        None if expected is None else _onoff(expected), _onoff(actual), ok
+    )
     if not ok:
         what = "is not read-only" if expected else "is read-only"
-        report.add(checks.problem(checks.E110, f"The session {what}, but read_only is "
-                                               f"{_onoff(bool(expected))} in the configuration.",
-                                  alias=report.alias))
+        report.add(
+            checks.problem(
+                checks.E110,
+                f"The session {what}, but read_only is {_onoff(bool(expected))} in the configuration.",
+                alias=report.alias,
+            )
+        )
 
 
 def _onoff(value: bool) -> str:
@@ -149,22 +185,39 @@ def check_tls(report: AliasReport, spec: ProbeSpec, *, effective_mode: str | Non
     asked = spec.expected.sslmode
     wanted = asked if level(asked) >= level(effective_mode) else effective_mode
     if effective_mode is not None and asked is not None and level(effective_mode) < level(asked):
-        report.add(checks.problem(
-            checks.E104, f"sslmode {asked} is configured, but the driver connected with "
-                         f"{effective_mode}.", alias=spec.alias))
+        report.add(
+            checks.problem(
+                checks.E104,
+                f"sslmode {asked} is configured, but the driver connected with {effective_mode}.",
+                alias=spec.alias,
+            )
+        )
     elif level(wanted) >= REQUIRE and not tls.in_use:
-        report.add(checks.problem(
-            checks.E103, f"sslmode {wanted} asks for TLS, but the server reports this session as "
-                         "not encrypted.", alias=spec.alias))
+        report.add(
+            checks.problem(
+                checks.E103,
+                f"sslmode {wanted} asks for TLS, but the server reports this session as not encrypted.",
+                alias=spec.alias,
+            )
+        )
     elif level(wanted) > REQUIRE and not tls.verified:
-        report.add(checks.problem(
-            checks.E104, f"sslmode {wanted} asks for a verified server certificate, but the driver "
-                         "did not verify it.", alias=spec.alias))
+        report.add(
+            checks.problem(
+                checks.E104,
+                f"sslmode {wanted} asks for a verified server certificate, but the driver did not verify it.",
+                alias=spec.alias,
+            )
+        )
     if spec.require_tls and not tls.in_use:
-        report.add(checks.problem(checks.E105, "--require-tls: this session is not encrypted.",
-                                  alias=spec.alias))
+        report.add(
+            checks.problem(checks.E105, "--require-tls: this session is not encrypted.", alias=spec.alias)
+        )
     elif asked in ("allow", "prefer") and not tls.in_use:
         # Only when asked for: libpq's own default (prefer) is nobody's decision.
-        report.add(checks.problem(
-            checks.W101, f"sslmode {asked} allows TLS, but this session is not encrypted.",
-            alias=spec.alias))
+        report.add(
+            checks.problem(
+                checks.W101,
+                f"sslmode {asked} allows TLS, but this session is not encrypted.",
+                alias=spec.alias,
+            )
+        )

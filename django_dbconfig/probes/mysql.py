@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +15,8 @@ from .base import (
     check_tls,
     compare_duration,
     compare_read_only,
+    fetch_one,
+    round_trip_ms,
     scrub,
     secrets_of,
 )
@@ -116,23 +117,13 @@ def probe(spec: ProbeSpec) -> AliasReport:
     return report
 
 
-def _one(cursor: Any, sql: str) -> Any:
-    cursor.execute(sql)
-    return cursor.fetchone()
-
-
 def _inspect(cursor: Any, spec: ProbeSpec, report: AliasReport, params: Mapping[str, Any]) -> None:
-    version = str(_one(cursor, "SELECT VERSION()")[0])
+    version = str(fetch_one(cursor, "SELECT VERSION()")[0])
     mariadb = "mariadb" in version.lower()
     report.vendor = "mariadb" if mariadb else "mysql"
     # "10.11.6-MariaDB-0+deb12u1" -> "10.11.6-MariaDB": the distribution's suffix says nothing.
     report.server_version = version.split("-", maxsplit=1)[0] + ("-MariaDB" if mariadb else "")
-    timings = []
-    for _ in range(3):
-        start = time.perf_counter()
-        _one(cursor, "SELECT 1")
-        timings.append(time.perf_counter() - start)
-    report.latency_ms = round(min(timings) * 1000, 2)
+    report.latency_ms = round_trip_ms(cursor)
 
     cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_%'")
     status = {str(name): str(value) for name, value in cursor.fetchall()}
@@ -141,21 +132,26 @@ def _inspect(cursor: Any, spec: ProbeSpec, report: AliasReport, params: Mapping[
     # The server cannot know what the client checked: only VERIFY_CA and VERIFY_IDENTITY
     # make every driver check the certificate (and the session must be on TLS).
     verified = cipher is not None and mode in ("verify-ca", "verify-full")
-    report.tls = TlsReport(cipher is not None, status.get("Ssl_version") or None, cipher, verified,
-                           str(params["ssl_mode"]) if params.get("ssl_mode") else None)
+    report.tls = TlsReport(
+        cipher is not None,
+        status.get("Ssl_version") or None,
+        cipher,
+        verified,
+        str(params["ssl_mode"]) if params.get("ssl_mode") else None,
+    )
     check_tls(report, spec, effective_mode=mode)
 
     expected = spec.expected
     if "statement_timeout" in expected.durations:
         if mariadb:
-            seconds = _one(cursor, "SELECT @@session.max_statement_time")[0]
+            seconds = fetch_one(cursor, "SELECT @@session.max_statement_time")[0]
             actual = round(float(seconds) * 1000)
         else:
-            actual = int(_one(cursor, "SELECT @@session.max_execution_time")[0])
+            actual = int(fetch_one(cursor, "SELECT @@session.max_execution_time")[0])
         compare_duration(report, "statement_timeout", expected.durations["statement_timeout"], actual)
     if "lock_timeout" in expected.durations:
-        actual = int(_one(cursor, "SELECT @@session.innodb_lock_wait_timeout")[0]) * 1000
+        actual = int(fetch_one(cursor, "SELECT @@session.innodb_lock_wait_timeout")[0]) * 1000
         compare_duration(report, "lock_timeout", expected.durations["lock_timeout"], actual)
     variable = "tx_read_only" if mariadb else "transaction_read_only"
-    read_only = bool(int(_one(cursor, f"SELECT @@session.{variable}")[0]))
+    read_only = bool(int(fetch_one(cursor, f"SELECT @@session.{variable}")[0]))
     compare_read_only(report, expected.read_only, read_only)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ from .base import (
     compare_duration,
     compare_read_only,
     compare_text,
+    fetch_one,
+    round_trip_ms,
     scrub,
     secrets_of,
 )
@@ -120,7 +121,7 @@ def split_identifiers(text: str) -> list[str]:
         char = text[index]
         if in_quotes:
             if char == '"':
-                if text[index + 1:index + 2] == '"':
+                if text[index + 1 : index + 2] == '"':
                     current.append('"')
                     index += 1
                 else:
@@ -179,39 +180,35 @@ def probe(spec: ProbeSpec) -> AliasReport:
     return report
 
 
-def _one(cursor: Any, sql: str, params: Any = None) -> Any:
-    cursor.execute(sql, params)
-    return cursor.fetchone()
-
-
 def _inspect(cursor: Any, connection: Any, spec: ProbeSpec, report: AliasReport) -> None:
-    report.server_version = str(_one(cursor, "SHOW server_version")[0]).split()[0]
-    timings = []
-    for _ in range(3):
-        start = time.perf_counter()
-        _one(cursor, "SELECT 1")
-        timings.append(time.perf_counter() - start)
-    report.latency_ms = round(min(timings) * 1000, 2)
+    report.server_version = str(fetch_one(cursor, "SHOW server_version")[0]).split()[0]
+    report.latency_ms = round_trip_ms(cursor)
 
-    in_use, version, cipher = _one(
-        cursor, "SELECT ssl, version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+    in_use, version, cipher = fetch_one(
+        cursor, "SELECT ssl, version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+    )
     mode, rootcert = client_ssl(connection)
-    verified = bool(in_use) and (mode in ("verify-ca", "verify-full")
-                                 or (mode in ("allow", "prefer", "require") and _exists(rootcert)))
+    verified = bool(in_use) and (
+        mode in ("verify-ca", "verify-full") or (mode in ("allow", "prefer", "require") and _exists(rootcert))
+    )
     report.tls = TlsReport(bool(in_use), version, cipher, verified, mode)
     check_tls(report, spec, effective_mode=mode)
 
     expected = spec.expected
     for name, ms in expected.durations.items():
-        actual = str(_one(cursor, f"SHOW {name}")[0])
+        actual = str(fetch_one(cursor, f"SHOW {name}")[0])
         compare_duration(report, name, ms, pg_duration_ms(actual), actual_text=actual)
     if expected.application_name is not None:
-        compare_text(report, "application_name", expected.application_name,
-                     str(_one(cursor, "SHOW application_name")[0]))
-    actual_path = split_identifiers(str(_one(cursor, "SHOW search_path")[0]))
+        compare_text(
+            report,
+            "application_name",
+            expected.application_name,
+            str(fetch_one(cursor, "SHOW application_name")[0]),
+        )
+    actual_path = split_identifiers(str(fetch_one(cursor, "SHOW search_path")[0]))
     if expected.search_path is not None:
         compare_text(report, "search_path", ", ".join(expected.search_path), ", ".join(actual_path))
-    read_only = str(_one(cursor, "SHOW transaction_read_only")[0]) == "on"
+    read_only = str(fetch_one(cursor, "SHOW transaction_read_only")[0]) == "on"
     compare_read_only(report, expected.read_only, read_only)
 
     schemas = list(expected.search_path if expected.search_path is not None else actual_path)
@@ -247,8 +244,10 @@ def _schemas(cursor: Any, spec: ProbeSpec, report: AliasReport, expected: list[s
     report.schemas = schemas = SchemaReport(expected=expected)
     if not expected:
         return
-    cursor.execute("SELECT nspname, has_schema_privilege(oid, 'USAGE') FROM pg_namespace "
-                   "WHERE nspname = ANY(%s)", [expected])
+    cursor.execute(
+        "SELECT nspname, has_schema_privilege(oid, 'USAGE') FROM pg_namespace WHERE nspname = ANY(%s)",
+        [expected],
+    )
     usable = dict(cursor.fetchall())
     missing = [name for name in expected if name not in usable]
     for name in missing if spec.create_schemas else []:
@@ -256,16 +255,25 @@ def _schemas(cursor: Any, spec: ProbeSpec, report: AliasReport, expected: list[s
             cursor.execute(f"CREATE SCHEMA {quote_ident(name)}")
         except Exception as exc:
             message = scrub(f"{type(exc).__name__}: {exc}", secrets_of(spec.settings))
-            report.add(checks.problem(checks.E108, f'Could not create schema "{name}": {message}',
-                                      alias=spec.alias))
+            report.add(
+                checks.problem(checks.E108, f'Could not create schema "{name}": {message}', alias=spec.alias)
+            )
         else:
             schemas.created.append(name)
             logger.info("dbcheck: created schema %r on %s", name, spec.alias)
     schemas.missing = [name for name in missing if name not in schemas.created]
     for name in schemas.missing:
-        report.add(checks.problem(checks.E106, f'Schema "{name}" of the search_path does not exist.',
-                                  alias=spec.alias))
+        report.add(
+            checks.problem(
+                checks.E106, f'Schema "{name}" of the search_path does not exist.', alias=spec.alias
+            )
+        )
     for name, allowed in usable.items():
         if not allowed:
-            report.add(checks.problem(checks.E107, f'The user may not use schema "{name}" '
-                                                   "(no USAGE privilege).", alias=spec.alias))
+            report.add(
+                checks.problem(
+                    checks.E107,
+                    f'The user may not use schema "{name}" (no USAGE privilege).',
+                    alias=spec.alias,
+                )
+            )

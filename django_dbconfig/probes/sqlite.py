@@ -47,8 +47,13 @@ def probe(spec: ProbeSpec) -> AliasReport:
         report.server_version = sqlite3.sqlite_version
         directory = Path(name).parent
         if directory.is_dir():
-            report.add(checks.problem(checks.W102, f"The database file {name} does not exist yet; "
-                                                   "it is created on first use.", alias=spec.alias))
+            report.add(
+                checks.problem(
+                    checks.W102,
+                    f"The database file {name} does not exist yet; it is created on first use.",
+                    alias=spec.alias,
+                )
+            )
         else:
             report.error = f"The directory of the database file {name} does not exist."
             report.add(checks.problem(checks.E101, report.error, alias=spec.alias))
