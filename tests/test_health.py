@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from django_dbconfig import build_databases
-from django_dbconfig.engines.health import Verdict, socket_readable
+from django_dbconfig.engines.health import SocketWatch, Verdict, socket_readable
 from tests.conftest import django_connection, query_one
 
 OURS = {"postgresql": "django_dbconfig.engines.postgresql", "mysql": "django_dbconfig.engines.mysql"}
@@ -139,6 +139,21 @@ def test_socket_readable_is_true_once_the_peer_sends_or_closes(
     ours.recv(1)
     peer.close()
     assert (sent, socket_readable(ours.fileno())) == (True, True)
+
+
+def test_socket_watch_follows_the_connection_to_a_new_descriptor() -> None:
+    watch = SocketWatch()
+    first, first_peer = socket.socketpair()
+    second, second_peer = socket.socketpair()
+    try:
+        first_peer.sendall(b"E")
+        seen = [watch.readable(first.fileno()), watch.readable(second.fileno())]
+        second_peer.close()
+        seen.append(watch.readable(second.fileno()))
+    finally:
+        for sock in (first, first_peer, second, second_peer):
+            sock.close()
+    assert seen == [True, False, True]
 
 
 def test_socket_readable_never_waits(socket_pair: tuple[socket.socket, socket.socket]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import logging
 import select
+from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -39,6 +40,25 @@ def socket_readable(fd: int) -> bool:
     return bool(readable or errored)
 
 
+class SocketWatch:
+    """`socket_readable` for one connection at a time, reusing its poll object per request."""
+
+    def __init__(self) -> None:
+        self.fd = -1
+        self.poller = select.poll() if hasattr(select, "poll") else None
+
+    def readable(self, fd: int) -> bool:
+        if self.poller is None:
+            return socket_readable(fd)
+        if fd != self.fd:
+            # A new connection: poll watches descriptor numbers, so follow the number.
+            if self.fd >= 0:
+                self.poller.unregister(self.fd)
+            self.poller.register(fd, select.POLLIN | select.POLLPRI)
+            self.fd = fd
+        return bool(self.poller.poll(0))
+
+
 class SocketHealthCheck(BaseDatabaseWrapper):
     """Run the local socket check before Django's health check; fall back to it when unsure.
 
@@ -51,6 +71,10 @@ class SocketHealthCheck(BaseDatabaseWrapper):
     # Set by Django's BaseDatabaseWrapper (4.1+); the stubs do not declare them.
     health_check_enabled: bool
     health_check_done: bool
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.socket_watch = SocketWatch()
 
     def socket_verdict(self) -> Verdict:
         """Judge the idle connection from local state only."""

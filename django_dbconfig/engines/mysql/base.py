@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.backends.mysql import base as django_mysql
 
-from ..health import SocketHealthCheck, Verdict, socket_readable
+from ..health import SocketHealthCheck, Verdict
 
 
 class DatabaseWrapper(SocketHealthCheck, django_mysql.DatabaseWrapper):
@@ -28,4 +28,4 @@ class DatabaseWrapper(SocketHealthCheck, django_mysql.DatabaseWrapper):
         fd = conn.fileno()
         if fd < 0:
             return Verdict.UNSURE
-        return Verdict.DEAD if socket_readable(fd) else Verdict.HEALTHY
+        return Verdict.DEAD if self.socket_watch.readable(fd) else Verdict.HEALTHY

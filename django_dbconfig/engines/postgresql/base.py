@@ -6,7 +6,7 @@ from django.db.backends.postgresql import base as django_postgresql
 from psycopg import OperationalError
 from psycopg.pq import ConnStatus, TransactionStatus
 
-from ..health import SocketHealthCheck, Verdict, socket_readable
+from ..health import SocketHealthCheck, Verdict
 
 # More reads than this without reaching the end means a chatty, live connection.
 _MAX_READS = 3
@@ -40,7 +40,7 @@ class DatabaseWrapper(SocketHealthCheck, django_postgresql.DatabaseWrapper):
             # In a transaction, or a query or COPY in progress: not for us to judge.
             return Verdict.UNSURE
         for reads in range(_MAX_READS):
-            if not socket_readable(pgconn.socket):
+            if not self.socket_watch.readable(pgconn.socket):
                 # Nothing was pending (healthy), or messages are now buffered (unsure).
                 return Verdict.HEALTHY if reads == 0 else Verdict.UNSURE
             try:
