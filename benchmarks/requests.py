@@ -71,7 +71,7 @@ def variants_for(server: Any, engine: str, *, pool: bool) -> list[Variant]:
         ),
     ]
     if pool:
-        variants.append(Variant("pool (Django 5.1+)", base | {"OPTIONS": {"pool": True}}))
+        variants.append(Variant("pool (Django 5.1+), no checks", base | {"OPTIONS": {"pool": True}}))
     # An empty folder (no dbconfig.json) and the environment passed in: only the URL counts.
     with tempfile.TemporaryDirectory() as empty:
         rendered = build_databases(empty, environ={"DATABASE_URL": server.url()})["default"]

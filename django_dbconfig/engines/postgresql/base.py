@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from django.db.backends.postgresql import base as django_postgresql
-from psycopg import OperationalError
-from psycopg.pq import ConnStatus, TransactionStatus
+from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+if is_psycopg3:
+    from psycopg import OperationalError
+    from psycopg.pq import ConnStatus, TransactionStatus
 
 from ..health import SocketHealthCheck, Verdict
 
@@ -25,8 +28,9 @@ class DatabaseWrapper(SocketHealthCheck, django_postgresql.DatabaseWrapper):
         the stream is a close, and anything else leaves the messages buffered for
         psycopg and falls back to Django's `SELECT 1`, which delivers them as usual.
         """
-        if getattr(self, "pool", None):
-            # Django leaves health to the pool; keep it that way.
+        if not is_psycopg3 or getattr(self, "pool", None):
+            # psycopg2 (Django 4.2 to 5.x) keeps Django's check; with a pool, Django leaves
+            # health to the pool, and so do we.
             return Verdict.UNSURE
         conn = self.connection
         if conn.broken:
