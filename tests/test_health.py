@@ -30,6 +30,13 @@ def rendered(tmp_path: Path, url: str, **environ: str) -> dict[str, Any]:
     return dict(build_databases(tmp_path, environ={"DATABASE_URL": url, **environ})["default"])
 
 
+def tls_environ(server: Any, tls: bool) -> dict[str, str]:
+    """Variables for a verified TLS connection to a throwaway server, or none."""
+    if not tls:
+        return {}
+    return {"DBCONFIG_DEFAULT_SSLMODE": "verify-full", "DBCONFIG_DEFAULT_SSLROOTCERT": str(server.ca_path)}
+
+
 def new_request(connection: Any) -> None:
     """What Django's request_started handler does to each connection."""
     connection.close_if_unusable_or_obsolete()
@@ -197,13 +204,18 @@ def test_pg_healthy_idle_connection_is_kept_and_ours_sends_no_query(
 
 
 @pytest.mark.postgresql
-def test_pg_terminated_backend_is_found_without_a_round_trip(tmp_path: Path, pg_plain_server: Any) -> None:
-    settings = rendered(tmp_path, pg_plain_server.url())
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_pg_terminated_backend_is_found_without_a_round_trip(
+    tmp_path: Path, request: pytest.FixtureRequest, tls: bool
+) -> None:
+    server = request.getfixturevalue("pg_tls_server" if tls else "pg_plain_server")
+    settings = rendered(tmp_path, server.url(), **tls_environ(server, tls))
     with django_connection(settings) as connection:
+        assert connection.connection.pgconn.ssl_in_use is tls
         spy = Spy(connection)
         pid = connection.connection.info.backend_pid
-        pg_plain_server.psql("SELECT pg_terminate_backend(%s)", [pid])
-        wait_for(lambda: pg_gone(pg_plain_server, pid), "the backend to exit")
+        server.psql("SELECT pg_terminate_backend(%s)", [pid])
+        wait_for(lambda: pg_gone(server, pid), "the backend to exit")
         wait_for(lambda: socket_readable(connection.connection.fileno()), "the close")
         new_request(connection)
         connection.close_if_health_check_failed()
@@ -280,14 +292,20 @@ def test_mariadb_healthy_idle_connection_is_kept_and_ours_sends_no_ping(
 
 
 @pytest.mark.mariadb
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_mariadb_killed_connection_is_found_without_a_round_trip(
-    tmp_path: Path, mariadb_plain_server: Any
+    tmp_path: Path, request: pytest.FixtureRequest, tls: bool
 ) -> None:
-    settings = rendered(tmp_path, mariadb_plain_server.url())
+    server = request.getfixturevalue("mariadb_tls_server" if tls else "mariadb_plain_server")
+    url = server.url().replace("mysql://", "mariadb://", 1)
+    settings = rendered(tmp_path, url, **tls_environ(server, tls))
     with django_connection(settings) as connection:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+            assert bool(cursor.fetchone()[1]) is tls
         spy = Spy(connection)
         thread_id = query_one(connection, "SELECT CONNECTION_ID()")
-        mariadb_plain_server.sql(f"KILL {int(thread_id)}")
+        server.sql(f"KILL {int(thread_id)}")
         wait_for(lambda: socket_readable(connection.connection.fileno()), "the close")
         new_request(connection)
         connection.close_if_health_check_failed()

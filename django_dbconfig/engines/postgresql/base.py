@@ -29,7 +29,7 @@ class DatabaseWrapper(SocketHealthCheck, django_postgresql.DatabaseWrapper):
         psycopg and falls back to Django's `SELECT 1`, which delivers them as usual.
         """
         if not is_psycopg3 or getattr(self, "pool", None):
-            # psycopg2 (Django 4.2 to 5.x) keeps Django's check; with a pool, Django leaves
+            # With psycopg2, Django's check; with a pool, Django leaves
             # health to the pool, and so do we.
             return Verdict.UNSURE
         conn = self.connection
