@@ -45,15 +45,19 @@ def test_override_blocks_in_threads_do_not_see_each_other(project: Any) -> None:
 
 
 def test_override_blocks_in_asyncio_tasks_do_not_see_each_other(project: Any) -> None:
-    async def build(index: int, ready: asyncio.Barrier) -> str:
-        with override({"databases.default.name": f"task-{index}.db"}):
-            await ready.wait()
-            await asyncio.sleep(0)
-            return load_config(project.root, environ={}).databases()["default"]["NAME"]
-
     async def main() -> list[str]:
-        ready = asyncio.Barrier(10)
-        return list(await asyncio.gather(*(build(i, ready) for i in range(10))))
+        inside, everyone_inside = 0, asyncio.Event()
+
+        async def build(index: int) -> str:
+            nonlocal inside
+            with override({"databases.default.name": f"task-{index}.db"}):
+                inside += 1
+                if inside == 10:
+                    everyone_inside.set()
+                await everyone_inside.wait()  # all ten blocks are open at once
+                return load_config(project.root, environ={}).databases()["default"]["NAME"]
+
+        return list(await asyncio.gather(*(build(i) for i in range(10))))
 
     assert asyncio.run(main()) == [str(project.root / f"task-{i}.db") for i in range(10)]
 
