@@ -14,8 +14,9 @@ from types import MappingProxyType
 from typing import Any
 
 from .backends import BACKENDS, Backend, RenderContext
+from .durations import format_duration
 from .errors import DbConfigError, did_you_mean, one_of
-from .keys import KEYS, is_secret_option
+from .keys import DURATION_KEYS, KEYS, is_secret_option
 from .layer import Layer, Origin, Value
 from .merge import Merged, merge
 from .sources import (
@@ -70,14 +71,20 @@ class DatabaseConfig:
 
     def explain(self, alias: str) -> tuple[ExplainRow, ...]:
         """Each effective key of `alias` with its value (secrets masked) and source."""
+        return tuple(_explain_rows(self._alias(alias)))
+
+    def values(self, alias: str) -> dict[str, Any]:
+        """Each effective key of `alias` with its typed value (durations in ms), secrets included."""
+        return {key: value.value for key, value in self._alias(alias).items()}
+
+    def _alias(self, alias: str) -> Mapping[str, Value]:
         try:
-            effective = self._effective[alias]
+            return self._effective[alias]
         except KeyError:
             raise DbConfigError(
                 f'There is no alias "{alias}". Known aliases: {one_of(self.aliases)}.'
                 + did_you_mean(alias, self.aliases)
             ) from None
-        return tuple(_explain_rows(effective))
 
     def __repr__(self) -> str:
         return f"DatabaseConfig(aliases={self.aliases!r}, sources={self.sources!r})"

@@ -143,10 +143,10 @@ def test_text_output_shows_tls_and_never_the_password(
 
 @pytest.fixture
 def odd_schema(shared_postgres: dict[str, Any]) -> Iterator[str]:
-    """A unique schema name with capitals, a space and a quote; dropped afterwards if created."""
+    """A unique schema name with capitals, a comma, a space and a quote; dropped afterwards if created."""
     import psycopg
 
-    name = f'Dbcheck {uuid.uuid4().hex[:8]} "Odd"'
+    name = f'Dbcheck, {uuid.uuid4().hex[:8]} "Odd"'
     yield name
     with psycopg.connect(**shared_postgres, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(name)}")

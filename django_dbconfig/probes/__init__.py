@@ -57,8 +57,7 @@ def expected_for(alias: str, entry: Mapping[str, Any]) -> Expected:
     module = _module(vendor)
     config = last_config()
     if config is not None and alias in config.aliases and _same_server(config.databases()[alias], entry):
-        rows = {row.key: row.value for row in config.explain(alias)}
-        result: Expected = module.expected_from_config(rows, entry)
+        result: Expected = module.expected_from_config(config.values(alias), entry)
         return result
     fallback: Expected = module.expected_from_settings(entry)
     return fallback

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..backends.base import whole_seconds
-from ..durations import parse_duration
 from ..report import AliasReport, TlsReport
 from .base import (
     Expected,
@@ -39,18 +38,14 @@ def load(spec: ProbeSpec) -> None:
     load_backend(spec.settings["ENGINE"])
 
 
-def expected_from_config(rows: Mapping[str, str], entry: Mapping[str, Any]) -> Expected:
+def expected_from_config(values: Mapping[str, Any], entry: Mapping[str, Any]) -> Expected:
     """What the configuration asks; lock timeouts in the whole seconds the server counts."""
     durations = {}
-    if "statement_timeout" in rows:
-        durations["statement_timeout"] = parse_duration(rows["statement_timeout"])
-    if "lock_timeout" in rows:
-        durations["lock_timeout"] = whole_seconds(parse_duration(rows["lock_timeout"])) * 1000
-    return Expected(
-        sslmode=rows.get("sslmode"),
-        durations=durations,
-        read_only=rows["read_only"] == "true" if "read_only" in rows else None,
-    )
+    if "statement_timeout" in values:
+        durations["statement_timeout"] = values["statement_timeout"]
+    if "lock_timeout" in values:
+        durations["lock_timeout"] = whole_seconds(values["lock_timeout"]) * 1000
+    return Expected(sslmode=values.get("sslmode"), durations=durations, read_only=values.get("read_only"))
 
 
 def expected_from_settings(entry: Mapping[str, Any]) -> Expected:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.postgresql import quote_ident
-from ..durations import parse_duration
 from ..report import AliasReport, SchemaReport, TlsReport
 from .base import (
     DURATION_SETTINGS,
@@ -40,14 +39,14 @@ def load(spec: ProbeSpec) -> None:
     load_backend(spec.settings["ENGINE"])
 
 
-def expected_from_config(rows: Mapping[str, str], entry: Mapping[str, Any]) -> Expected:
+def expected_from_config(values: Mapping[str, Any], entry: Mapping[str, Any]) -> Expected:
     """What the configuration asks, from its effective values (the intent, before any options)."""
     return Expected(
-        sslmode=rows.get("sslmode"),
-        search_path=tuple(rows["search_path"].split(", ")) if "search_path" in rows else None,
-        durations={key: parse_duration(rows[key]) for key in DURATION_SETTINGS if key in rows},
-        application_name=rows.get("application_name"),
-        read_only=rows["read_only"] == "true" if "read_only" in rows else None,
+        sslmode=values.get("sslmode"),
+        search_path=values.get("search_path"),
+        durations={key: values[key] for key in DURATION_SETTINGS if key in values},
+        application_name=values.get("application_name"),
+        read_only=values.get("read_only"),
     )
 
 

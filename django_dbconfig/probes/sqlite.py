@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..durations import parse_duration
 from ..report import AliasReport
 from .base import Expected, ProbeSpec, compare_duration
 
@@ -19,9 +18,9 @@ def load(spec: ProbeSpec) -> None:
     load_backend(spec.settings["ENGINE"])
 
 
-def expected_from_config(rows: Mapping[str, str], entry: Mapping[str, Any]) -> Expected:
-    if "lock_timeout" in rows:
-        return Expected(durations={"lock_timeout": parse_duration(rows["lock_timeout"])})
+def expected_from_config(values: Mapping[str, Any], entry: Mapping[str, Any]) -> Expected:
+    if "lock_timeout" in values:
+        return Expected(durations={"lock_timeout": values["lock_timeout"]})
     return Expected()
 
 
