@@ -375,9 +375,7 @@ def display_value(key: str, value: Any) -> str:
         if root == "url":
             return mask_url(str(value))
         return MASK
-    if key in ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout", "connect_timeout"):
-        from .durations import format_duration
-
+    if key in DURATION_KEYS:
         return format_duration(int(value))
     if isinstance(value, tuple):
         return ", ".join(value)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .durations import parse_duration
-from .errors import one_of
+from .errors import did_you_mean, one_of
 
 BACKENDS = ("postgresql", "mysql", "mariadb", "sqlite")
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -90,11 +90,7 @@ def _choice(choices: tuple[str, ...]) -> Callable[..., str]:
     def coerce(value: object, *, from_env: bool) -> str:
         text = _text(value, from_env=from_env).strip().lower()
         if text not in choices:
-            from .errors import did_you_mean
-
-            raise ValueError(
-                f'"{value}" is not one of {one_of(choices)}.{did_you_mean(text, choices)}'.rstrip(".")
-            )
+            raise ValueError(f'"{value}" is not one of {one_of(choices)}.{did_you_mean(text, choices)}')
         return text
 
     return coerce
