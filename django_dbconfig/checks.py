@@ -157,9 +157,9 @@ def _alias_problems(alias: str, entry: Mapping[str, Any]) -> list[Problem]:
 def _tls_mode(vendor: str, options: Mapping[str, Any]) -> str | None:
     if vendor == "postgresql":
         return options.get("sslmode")
-    from .probes.mysql import SSL_MODE_LEVELS
+    from .backends.mysql import SSLMODE_OF
 
-    return SSL_MODE_LEVELS.get(str(options.get("ssl_mode", "")).upper())
+    return SSLMODE_OF.get(str(options.get("ssl_mode", "")).upper())
 
 
 def _is_loopback(host: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .backends.mysql import SSLMODE_OF
 from .errors import DbConfigError
 from .keys import CONNECTION_KEYS, KEYS, OBJECT_KEYS
 from .layer import Value, coerce, make_values
@@ -20,13 +21,6 @@ ENGINE_FAMILIES = {
     "timescale.db.backends.postgis": ("postgresql", "timescale.db.backends.postgis"),
 }
 SUPPORTED_SCHEMES = "postgresql://, postgres://, postgis://, mysql://, mariadb://, sqlite:// or spatialite://"
-_MYSQL_SSL_MODES = {
-    "DISABLED": "disable",
-    "PREFERRED": "prefer",
-    "REQUIRED": "require",
-    "VERIFY_CA": "verify-ca",
-    "VERIFY_IDENTITY": "verify-full",
-}
 _registered = False
 
 
@@ -97,8 +91,8 @@ def _option(name: str, option: Any, url: Value, alias: str) -> dict[str, Value]:
         name, option = "search_path", option.removeprefix("-c search_path=")
     elif name == "ssl" and isinstance(option, dict) and set(option) == {"ca"}:
         name, option = "sslrootcert", option["ca"]
-    elif name in {"ssl_mode", "ssl-mode"} and str(option).upper() in _MYSQL_SSL_MODES:
-        name, option = "sslmode", _MYSQL_SSL_MODES[str(option).upper()]
+    elif name in {"ssl_mode", "ssl-mode"} and str(option).upper() in SSLMODE_OF:
+        name, option = "sslmode", SSLMODE_OF[str(option).upper()]
     if name in KEYS and name not in CONNECTION_KEYS and name not in OBJECT_KEYS and name != "url":
         if isinstance(option, list):
             raise DbConfigError(f'{origin} (alias "{alias}"): the URL gives {name} more than once.')

@@ -17,6 +17,9 @@ SSL_MODES = {
     "verify-ca": "VERIFY_CA",
     "verify-full": "VERIFY_IDENTITY",
 }
+# The sslmode each ssl_mode stands for, for URLs and for reading settings back.
+# PREFERRED is both allow and prefer; the later, prefer, wins.
+SSLMODE_OF = {ssl_mode: sslmode for sslmode, ssl_mode in SSL_MODES.items()}
 TLS_MODES = ("require", "verify-ca", "verify-full")
 # What sql_mode is set to, failing the connect, when TLS was asked for and the
 # session is not encrypted. mysqlclient built on MariaDB Connector/C 3.3

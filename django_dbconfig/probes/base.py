@@ -13,11 +13,10 @@ from urllib.parse import quote, quote_plus
 
 from ..config import MASK
 from ..durations import format_duration
-from ..keys import is_secret_option
+from ..keys import SSLMODES, is_secret_option
 from ..report import AliasReport, SettingCheck
 
-# TLS strength, weakest first: a level asked for must be reached or it is an error.
-SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# keys.SSLMODES runs weakest first: a level asked for must be reached or it is an error.
 REQUIRE = SSLMODES.index("require")
 
 DURATION_SETTINGS = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
@@ -59,7 +58,10 @@ class ProbeSpec:
 
 
 def fetch_one(cursor: Any, sql: str, params: Any = None) -> Any:
-    cursor.execute(sql, params)
+    if params is None:
+        cursor.execute(sql)  # sqlite3 refuses None for "no parameters"
+    else:
+        cursor.execute(sql, params)
     return cursor.fetchone()
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..backends.base import whole_seconds
+from ..backends.mysql import SSLMODE_OF, MariaDB, MySQL
 from ..report import AliasReport, TlsReport
 from .base import (
     Expected,
@@ -20,14 +21,6 @@ from .base import (
     secrets_of,
 )
 
-# mysqlclient's ssl_mode as the sslmode of the same strength.
-SSL_MODE_LEVELS = {
-    "DISABLED": "disable",
-    "PREFERRED": "prefer",
-    "REQUIRED": "require",
-    "VERIFY_CA": "verify-ca",
-    "VERIFY_IDENTITY": "verify-full",
-}
 _ASSIGNMENT = re.compile(r"^\s*(?:@@)?(?:session\.)?([a-z_]+)\s*=\s*'?([^']*?)'?\s*$", re.IGNORECASE)
 
 
@@ -62,9 +55,9 @@ def expected_from_settings(entry: Mapping[str, Any]) -> Expected:
             durations["lock_timeout"] = int(assignments["innodb_lock_wait_timeout"]) * 1000
     except ValueError:
         pass  # not a number we can compare: the server would refuse it anyway
-    read_only = assignments.get("tx_read_only", assignments.get("transaction_read_only"))
+    read_only = assignments.get(MariaDB.read_only_variable, assignments.get(MySQL.read_only_variable))
     return Expected(
-        sslmode=SSL_MODE_LEVELS.get(str(options.get("ssl_mode", "")).upper()),
+        sslmode=SSLMODE_OF.get(str(options.get("ssl_mode", "")).upper()),
         durations=durations,
         read_only=read_only.lower() in ("1", "on", "true") if read_only is not None else None,
     )
@@ -123,7 +116,7 @@ def _inspect(cursor: Any, spec: ProbeSpec, report: AliasReport, params: Mapping[
     cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_%'")
     status = {str(name): str(value) for name, value in cursor.fetchall()}
     cipher = status.get("Ssl_cipher") or None
-    mode = SSL_MODE_LEVELS.get(str(params.get("ssl_mode", "")).upper())
+    mode = SSLMODE_OF.get(str(params.get("ssl_mode", "")).upper())
     # The server cannot know what the client checked: only VERIFY_CA and VERIFY_IDENTITY
     # make every driver check the certificate (and the session must be on TLS).
     verified = cipher is not None and mode in ("verify-ca", "verify-full")
@@ -147,6 +140,6 @@ def _inspect(cursor: Any, spec: ProbeSpec, report: AliasReport, params: Mapping[
     if "lock_timeout" in expected.durations:
         actual = int(fetch_one(cursor, "SELECT @@session.innodb_lock_wait_timeout")[0]) * 1000
         compare_duration(report, "lock_timeout", expected.durations["lock_timeout"], actual)
-    variable = "tx_read_only" if mariadb else "transaction_read_only"
+    variable = MariaDB.read_only_variable if mariadb else MySQL.read_only_variable
     read_only = bool(int(fetch_one(cursor, f"SELECT @@session.{variable}")[0]))
     compare_read_only(report, expected.read_only, read_only)

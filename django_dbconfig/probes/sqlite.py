@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..report import AliasReport
-from .base import Expected, ProbeSpec, compare_duration
+from .base import Expected, ProbeSpec, compare_duration, round_trip_ms
 
 
 def load(spec: ProbeSpec) -> None:
@@ -65,12 +64,7 @@ def probe(spec: ProbeSpec) -> AliasReport:
     spec.mark_connected()
     try:
         report.server_version = str(connection.execute("SELECT sqlite_version()").fetchone()[0])
-        timings = []
-        for _ in range(3):
-            start = time.perf_counter()
-            connection.execute("SELECT 1").fetchone()
-            timings.append(time.perf_counter() - start)
-        report.latency_ms = round(min(timings) * 1000, 2)
+        report.latency_ms = round_trip_ms(connection.cursor())
         if "lock_timeout" in spec.expected.durations:
             actual = int(connection.execute("PRAGMA busy_timeout").fetchone()[0])
             compare_duration(report, "lock_timeout", spec.expected.durations["lock_timeout"], actual)
