@@ -87,8 +87,9 @@ def run_dbcheck(databases: dict[str, Any]) -> tuple[float, int]:
 
 
 def main() -> None:
-    settings.configure(INSTALLED_APPS=["django.contrib.contenttypes", "django_dbconfig"],
-                       DATABASES={}, USE_TZ=True)
+    settings.configure(
+        INSTALLED_APPS=["django.contrib.contenttypes", "django_dbconfig"], DATABASES={}, USE_TZ=True
+    )
     django.setup()
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=9)
@@ -98,11 +99,20 @@ def main() -> None:
     server = PostgresServer(tls=True, tls_material=ca).__enter__()
     base = Path(tempfile.mkdtemp(prefix="dbcheck-bench-"))
     try:
+
         def alias(port: int) -> dict[str, Any]:
-            return {"backend": "postgresql", "host": server.host, "port": port,
-                    "name": server.dbname, "user": server.user, "password": server.password,
-                    "sslmode": "verify-full", "sslrootcert": str(ca.ca_path), "statement_timeout": "30s",
-                    "connect_timeout": "2s"}
+            return {
+                "backend": "postgresql",
+                "host": server.host,
+                "port": port,
+                "name": server.dbname,
+                "user": server.user,
+                "password": server.password,
+                "sslmode": "verify-full",
+                "sslrootcert": str(ca.ca_path),
+                "statement_timeout": "30s",
+                "connect_timeout": "2s",
+            }
 
         def build(names: list[str], port: int) -> dict[str, Any]:
             return build_databases(base, environ={}, overrides={"databases": {n: alias(port) for n in names}})
@@ -130,8 +140,10 @@ def main() -> None:
                 elapsed, status = run_dbcheck(databases)
                 assert status == 1, "the hung alias must fail"
                 hung_times.append(elapsed)
-        print(f"hung alias (connect_timeout 2 s) + healthy alias: median "
-              f"{statistics.median(hung_times):.2f} s over {len(hung_times)} runs")
+        print(
+            f"hung alias (connect_timeout 2 s) + healthy alias: median "
+            f"{statistics.median(hung_times):.2f} s over {len(hung_times)} runs"
+        )
     finally:
         server.cleanup()
         ca.cleanup()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .database_urls import expand_url
 from .keys import CONNECTION_KEYS
 from .layer import Layer, Value
-from .urls import expand_url
 
 
 @dataclass(frozen=True)

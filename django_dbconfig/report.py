@@ -33,8 +33,12 @@ class TlsReport:
     mode: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"in_use": self.in_use, "version": self.version, "cipher": self.cipher,
-                "verified": self.verified}
+        return {
+            "in_use": self.in_use,
+            "version": self.version,
+            "cipher": self.cipher,
+            "verified": self.verified,
+        }
 
 
 @dataclass
@@ -44,8 +48,7 @@ class SchemaReport:
     created: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
-        return {"expected": list(self.expected), "missing": list(self.missing),
-                "created": list(self.created)}
+        return {"expected": list(self.expected), "missing": list(self.missing), "created": list(self.created)}
 
 
 @dataclass(frozen=True)
@@ -144,8 +147,10 @@ def render_text(report: Report, style: Any) -> list[str]:
                 lines.append(f"{pad}schemas   {_schemas_text(db.schemas, style)}")
             for name, check in db.settings.items():
                 mark = style.SUCCESS("ok") if check.ok else style.ERROR("MISMATCH")
-                lines.append(f"{pad}setting   {name}: expected {_show(check.expected)}, "
-                             f"actual {_show(check.actual)}  {mark}")
+                lines.append(
+                    f"{pad}setting   {name}: expected {_show(check.expected)}, "
+                    f"actual {_show(check.actual)}  {mark}"
+                )
         for problem in db.problems:
             lines.extend(_problem_lines(problem, style, pad))
     if report.problems:
@@ -157,8 +162,12 @@ def render_text(report: Report, style: Any) -> list[str]:
     if report.ok:
         lines.append(style.SUCCESS(f"All {total} database{'s' if total != 1 else ''} passed."))
     else:
-        lines.append(style.ERROR(f"{len(report.failed)} of {total} database{'s' if total != 1 else ''} failed"
-                                 + (", and routing has errors." if failed > len(report.failed) else ".")))
+        lines.append(
+            style.ERROR(
+                f"{len(report.failed)} of {total} database{'s' if total != 1 else ''} failed"
+                + (", and routing has errors." if failed > len(report.failed) else ".")
+            )
+        )
     return lines
 
 

@@ -6,8 +6,8 @@ threads and asyncio tasks never see each other's pins. The write pins are cleare
 when a request starts and when it finishes (Django's request signals, connected
 when the router is created).
 
-Aliases with `read_only: true`, and replicas, get a small execute wrapper that turns
-the server's refusal of a write into an error naming the alias.
+The read-only guard (readonly.py) is installed from here, on Django's
+connection_created signal.
 """
 
 from __future__ import annotations
@@ -22,9 +22,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS
-from django.db.utils import DatabaseError, InternalError, OperationalError
 
 from .errors import DbConfigError, did_you_mean, one_of
+from .readonly import (
+    ReadOnlyDatabaseError,
+    ReadOnlyInternalError,
+    ReadOnlyOperationalError,
+    guard_open_connections,
+    on_connection_created,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -183,12 +189,12 @@ class DatabaseRouter:
         # model class -> (alias, replica picker or None); filled on first use of each model.
         self._cache: dict[type, tuple[str, Callable[[], str] | None]] = {}
         connect_signals()
-        _guard_open_connections()
+        guard_open_connections()
 
     def _check_route(self, key: object, alias: object, where: str, aliases: tuple[str, ...]) -> None:
         if not isinstance(key, str) or not _ROUTE_KEY.fullmatch(key):
             raise DbConfigError(
-                f"{where}: {key!r} is not a route key. Use an app label (\"reports\") or "
+                f'{where}: {key!r} is not a route key. Use an app label ("reports") or '
                 'app_label.ModelName ("events.PageView").'
             )
         if not isinstance(alias, str) or alias not in aliases:
@@ -204,8 +210,10 @@ class DatabaseRouter:
 
     def __repr__(self) -> str:
         routes = {**self._app_routes, **self._model_routes}
-        replicas = {primary: tuple(sorted(r for r, p in self._replica_of.items() if p == primary))
-                    for primary in self._pickers}
+        replicas = {
+            primary: tuple(sorted(r for r, p in self._replica_of.items() if p == primary))
+            for primary in self._pickers
+        }
         return f"DatabaseRouter(routes={routes!r}, replicas={replicas!r})"
 
     def _learn(self, model: type) -> tuple[str, Callable[[], str] | None]:
@@ -258,8 +266,7 @@ class DatabaseRouter:
         alias = obj._state.db or self.route(type(obj))
         return self._replica_of.get(alias, alias)
 
-    def allow_migrate(self, db: str, app_label: str, model_name: str | None = None,
-                      **hints: Any) -> bool:
+    def allow_migrate(self, db: str, app_label: str, model_name: str | None = None, **hints: Any) -> bool:
         """A model migrates on its own alias only, never on a replica."""
         if db in self._replica_of:
             return False
@@ -296,124 +303,6 @@ def connect_signals() -> None:
 
     request_started.connect(reset_pins, dispatch_uid="django_dbconfig.routers.request_started")
     request_finished.connect(reset_pins, dispatch_uid="django_dbconfig.routers.request_finished")
-    connection_created.connect(_on_connection_created,
-                               dispatch_uid="django_dbconfig.routers.connection_created")
-
-
-# ------------------------------------------------------------------ read-only refusal
-
-
-class ReadOnlyDatabaseError(DatabaseError):
-    """The server refused a write on a read-only alias or a replica."""
-
-
-# The refusal is also still the error Django raised (InternalError from psycopg,
-# OperationalError from MySQLdb), so code catching that keeps working.
-class ReadOnlyInternalError(ReadOnlyDatabaseError, InternalError):
-    """A read-only refusal that Django reported as InternalError (PostgreSQL)."""
-
-
-class ReadOnlyOperationalError(ReadOnlyDatabaseError, OperationalError):
-    """A read-only refusal that Django reported as OperationalError (MySQL, MariaDB)."""
-
-
-_REFUSAL_CLASSES: dict[type[DatabaseError], type[ReadOnlyDatabaseError]] = {
-    InternalError: ReadOnlyInternalError,
-    OperationalError: ReadOnlyOperationalError,
-}
-
-
-def _pg_refused(error: BaseException | None) -> bool:
-    # SQLSTATE 25006 read_only_sql_transaction: default_transaction_read_only, or a hot standby.
-    return getattr(error, "sqlstate", None) == "25006"
-
-
-def _mysql_refused(error: BaseException | None) -> bool:
-    # 1792 ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION (MySQL and MariaDB).
-    args: tuple[Any, ...] = getattr(error, "args", ())
-    return bool(args) and args[0] == 1792
-
-
-# Per vendor: the OPTIONS entry the backend renders read_only into, how it reads there,
-# and how the driver reports a refused write.
-_READ_ONLY: dict[str, tuple[str, re.Pattern[str], Callable[[BaseException | None], bool]]] = {
-    "postgresql": ("options", re.compile(r"default_transaction_read_only=(on|true|1)\b", re.I),
-                   _pg_refused),
-    "mysql": ("init_command", re.compile(r"\b(tx|transaction)_read_only\s*=\s*(1|on)\b", re.I),
-              _mysql_refused),
-}
-
-
-class _ReadOnlyGuard:
-    """Execute wrapper: re-raise the server's refusal of a write naming the alias and why."""
-
-    def __init__(self, alias: str, why: str, fix: str,
-                 refused: Callable[[BaseException | None], bool]) -> None:
-        self.alias, self.why, self.fix = alias, why, fix
-        self.refused = refused
-
-    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool,
-                 context: Mapping[str, Any]) -> Any:
-        try:
-            return execute(sql, params, many, context)
-        except DatabaseError as exc:
-            if not self.refused(exc.__cause__):
-                raise
-            # The server's own words (no secrets in them) follow ours, for searching logs.
-            args: tuple[Any, ...] = getattr(exc.__cause__, "args", ())
-            # MySQLdb's args are (errno, message); psycopg's message is the first line.
-            text = str(args[1]) if len(args) == 2 and isinstance(args[0], int) else str(exc)
-            server_said = (text.strip().splitlines() or [type(exc).__name__])[0]
-            error_class = _REFUSAL_CLASSES.get(type(exc), ReadOnlyDatabaseError)
-            raise error_class(f"database alias '{self.alias}' is {self.why}: the server refused "
-                              f"this write ({server_said}). {self.fix}") from exc
-
-
-def _guard(connection: Any) -> _ReadOnlyGuard | None:
-    """A guard saying why writes on this connection's alias are refused, or None."""
-    from .config import last_config
-
-    spec = _READ_ONLY.get(connection.vendor)
-    if spec is None:
-        return None
-    option, pattern, refused = spec
-    settings_dict = connection.settings_dict
-    alias = connection.alias
-    primary = (settings_dict.get("TEST") or {}).get("MIRROR")
-    if pattern.search(str((settings_dict.get("OPTIONS") or {}).get(option, ""))):
-        source = f"settings.DATABASES[{alias!r}]['OPTIONS'][{option!r}]"
-        config = last_config()
-        if config is not None and alias in config.aliases:
-            source = next((row.source for row in config.explain(alias) if row.key == "read_only"),
-                          source)
-        return _ReadOnlyGuard(alias, f"read-only (read_only: true in {source})",
-                              f"Send writes to another alias, or remove read_only for '{alias}'.",
-                              refused)
-    if primary:
-        return _ReadOnlyGuard(alias, f"a read replica of '{primary}'",
-                              f"Writes go to '{primary}' (let the router choose, or use "
-                              f".using('{primary}')).", refused)
-    return None
-
-
-def _install_guard(connection: Any) -> None:
-    if any(isinstance(w, _ReadOnlyGuard) for w in connection.execute_wrappers):
-        return
-    guard = _guard(connection)
-    if guard is None:
-        return
-    # First in the list is outermost, and a user's execute_wrapper() block pops the last.
-    connection.execute_wrappers.insert(0, guard)
-    logger.debug("guarding writes on read-only alias %s", connection.alias)
-
-
-def _on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
-    _install_guard(connection)
-
-
-def _guard_open_connections() -> None:
-    """Guard connections this thread opened before the router existed."""
-    from django.db import connections
-
-    for connection in connections.all(initialized_only=True):
-        _install_guard(connection)
+    connection_created.connect(
+        on_connection_created, dispatch_uid="django_dbconfig.routers.connection_created"
+    )

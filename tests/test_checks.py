@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from django_dbconfig import build_databases, checks
+from django_dbconfig import build_databases, checks, problems
 from tests.servers import HungServer
 from tests.test_dbcheck import PASSWORD, using_databases
 
@@ -36,20 +36,32 @@ def test_a_clean_configuration_has_no_messages(tmp_path: Path) -> None:
 
 
 def test_unlimited_persistent_connections_and_weak_remote_tls_warn(tmp_path: Path) -> None:
-    databases = build(tmp_path, {
-        "default": pg(conn_max_age=None),
-        "remote": pg(host="db.example.com", sslmode="prefer"),
-        "remote_ok": pg(host="db.example.com", sslmode="verify-full"),
-        "socket": pg(host="/run/postgresql"),
-        "remote_my": {"backend": "mariadb", "host": "10.0.0.7", "name": "app", "sslmode": "prefer"},
-    })
+    databases = build(
+        tmp_path,
+        {
+            "default": pg(conn_max_age=None),
+            "remote": pg(host="db.example.com", sslmode="prefer"),
+            "remote_ok": pg(host="db.example.com", sslmode="verify-full"),
+            "socket": pg(host="/run/postgresql"),
+            "remote_my": {"backend": "mariadb", "host": "10.0.0.7", "name": "app", "sslmode": "prefer"},
+        },
+    )
     assert static(databases) == [
-        ("dbconfig.W001", '"default" keeps connections open forever (CONN_MAX_AGE is None): a server '
-                          "restart or failover leaves them stale."),
-        ("dbconfig.W002", '"remote" connects to db.example.com with sslmode prefer: credentials and data '
-                          "may cross the network unencrypted."),
-        ("dbconfig.W002", '"remote_my" connects to 10.0.0.7 with sslmode prefer: credentials and data '
-                          "may cross the network unencrypted."),
+        (
+            "dbconfig.W001",
+            '"default" keeps connections open forever (CONN_MAX_AGE is None): a server '
+            "restart or failover leaves them stale.",
+        ),
+        (
+            "dbconfig.W002",
+            '"remote" connects to db.example.com with sslmode prefer: credentials and data '
+            "may cross the network unencrypted.",
+        ),
+        (
+            "dbconfig.W002",
+            '"remote_my" connects to 10.0.0.7 with sslmode prefer: credentials and data '
+            "may cross the network unencrypted.",
+        ),
     ]
 
 
@@ -62,8 +74,13 @@ def test_reserved_word_as_schema_name_warns(tmp_path: Path) -> None:
 
 
 def test_reserved_word_found_in_a_hand_written_entry() -> None:
-    databases = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": "app",
-                             "OPTIONS": {"options": "-c search_path=app,\"select\""}}}
+    databases = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "app",
+            "OPTIONS": {"options": '-c search_path=app,"select"'},
+        }
+    }
     assert [i for i, _ in static(databases)] == ["dbconfig.W005"]
 
 
@@ -76,8 +93,9 @@ def test_secrets_file_readable_by_others_and_not_ignored_by_git(tmp_path: Path) 
     databases = build(tmp_path, {"default": pg(sslmode="disable")})
     found = static(databases)
     assert [i for i, _ in found] == ["dbconfig.W003", "dbconfig.W004"]
-    assert found[0][1] == (f"The secrets file {secrets / 'dbconfig.json'} is readable or writable by "
-                           "group or others (mode 644).")
+    assert found[0][1] == (
+        f"The secrets file {secrets / 'dbconfig.json'} is readable or writable by group or others (mode 644)."
+    )
 
     (secrets / "dbconfig.json").chmod(0o600)
     (tmp_path / ".gitignore").write_text(".secrets/\n")
@@ -96,7 +114,8 @@ def test_route_to_an_unknown_alias_is_an_error(tmp_path: Path) -> None:
     databases = build(tmp_path, {"default": pg(sslmode="disable")})
     with override_settings(DBCONFIG_ROUTES={"reports": "analytics"}):
         assert static(databases) == [
-            ("dbconfig.E001", 'The route "reports" goes to "analytics", which is not in DATABASES.')]
+            ("dbconfig.E001", 'The route "reports" goes to "analytics", which is not in DATABASES.')
+        ]
         with using_databases(databases), pytest.raises(SystemCheckError, match="dbconfig.E001"):
             call_command("check", stdout=io.StringIO(), stderr=io.StringIO())
 
@@ -108,27 +127,44 @@ def test_static_checks_open_no_connection(tmp_path: Path, hung_server: HungServe
 
 
 def test_live_checks_run_only_for_the_databases_asked(tmp_path: Path, hung_server: HungServer) -> None:
-    databases = build(tmp_path, {"default": pg(host=hung_server.host, port=hung_server.port,
-                                               connect_timeout="2s")})
+    databases = build(
+        tmp_path, {"default": pg(host=hung_server.host, port=hung_server.port, connect_timeout="2s")}
+    )
     with using_databases(databases):
         assert checks.check_live(databases=None) == []
         messages = checks.check_live(databases=["default"])
     assert [(type(m), m.id) for m in messages] == [(Error, "dbconfig.E102")]
-    assert messages[0].msg == 'Database "default": No answer within 2 s: ConnectionTimeout: connection timeout expired'
+    assert (
+        messages[0].msg
+        == 'Database "default": No answer within 2 s: ConnectionTimeout: connection timeout expired'
+    )
 
     assert PASSWORD not in messages[0].msg
 
 
 def test_check_database_runs_the_live_checks(tmp_path: Path, shared_postgres: dict[str, Any]) -> None:
-    databases = build(tmp_path, {"default": {
-        "backend": "postgresql", "host": shared_postgres["host"], "port": shared_postgres["port"],
-        "name": shared_postgres["dbname"], "user": shared_postgres["user"],
-        "statement_timeout": "30s", "options": {"options": "-c statement_timeout=5s"}}})
+    databases = build(
+        tmp_path,
+        {
+            "default": {
+                "backend": "postgresql",
+                "host": shared_postgres["host"],
+                "port": shared_postgres["port"],
+                "name": shared_postgres["dbname"],
+                "user": shared_postgres["user"],
+                "statement_timeout": "30s",
+                "options": {"options": "-c statement_timeout=5s"},
+            }
+        },
+    )
     with using_databases(databases):
-        assert checks.check_live(databases=["default"]) == [Error(
-            'Database "default": statement_timeout is 5s on the server, but 30s is configured.',
-            hint=checks.HINTS[checks.E109].format(setting="statement_timeout", alias="default"),
-            id="dbconfig.E109")]
+        assert checks.check_live(databases=["default"]) == [
+            Error(
+                'Database "default": statement_timeout is 5s on the server, but 30s is configured.',
+                hint=problems.HINTS[problems.E109].format(setting="statement_timeout", alias="default"),
+                id="dbconfig.E109",
+            )
+        ]
         with pytest.raises(SystemCheckError, match="dbconfig.E109"):
             call_command("check", "--database", "default", stdout=io.StringIO(), stderr=io.StringIO())
         call_command("check", stdout=io.StringIO())  # no --database: nothing live
@@ -136,6 +172,6 @@ def test_check_database_runs_the_live_checks(tmp_path: Path, shared_postgres: di
 
 def test_every_id_has_an_instruction_and_a_line_in_the_docs() -> None:
     docs = (Path(__file__).parent.parent / "docs" / "checks.md").read_text()
-    for check_id, hint in checks.HINTS.items():
+    for check_id, hint in problems.HINTS.items():
         assert hint and check_id in docs, check_id
         assert (Warning if ".W" in check_id else Error).__name__

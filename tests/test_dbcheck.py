@@ -106,8 +106,10 @@ def test_search_path_is_split_with_quotes_and_case_folding() -> None:
 
 
 def test_scrub_removes_password_from_a_repeated_connection_string() -> None:
-    text = (f"FATAL: bad login host=db password={PASSWORD} dbname=app; "
-            f"also postgresql://app:{PASSWORD}@db/app and password='x y' and pwd: hunter22")
+    text = (
+        f"FATAL: bad login host=db password={PASSWORD} dbname=app; "
+        f"also postgresql://app:{PASSWORD}@db/app and password='x y' and pwd: hunter22"
+    )
     scrubbed = scrub(text, [PASSWORD])
     assert PASSWORD not in scrubbed
     assert "x y" not in scrubbed and "hunter22" not in scrubbed
@@ -124,9 +126,13 @@ def test_scrub_removes_the_url_encoded_password() -> None:
 
 def test_sqlite_aliases_pass_with_exit_status_0(tmp_path: Path) -> None:
     (tmp_path / "db.sqlite3").touch()
-    databases = configure(tmp_path, {"default": sqlite(tmp_path),
-                                     "analytics": {**sqlite(tmp_path, "analytics.sqlite3"),
-                                                   "lock_timeout": "2s"}})
+    databases = configure(
+        tmp_path,
+        {
+            "default": sqlite(tmp_path),
+            "analytics": {**sqlite(tmp_path, "analytics.sqlite3"), "lock_timeout": "2s"},
+        },
+    )
     (tmp_path / "analytics.sqlite3").touch()
     status, result = dbcheck_json(databases)
     import sqlite3
@@ -135,10 +141,16 @@ def test_sqlite_aliases_pass_with_exit_status_0(tmp_path: Path) -> None:
     assert result["ok"] is True
     default, analytics = result["databases"]
     assert default == {
-        "alias": "default", "ok": True, "vendor": "sqlite", "server_version": sqlite3.sqlite_version,
-        "latency_ms": default["latency_ms"], "tls": None,
+        "alias": "default",
+        "ok": True,
+        "vendor": "sqlite",
+        "server_version": sqlite3.sqlite_version,
+        "latency_ms": default["latency_ms"],
+        "tls": None,
         "schemas": {"expected": [], "missing": [], "created": []},
-        "settings": {}, "problems": [], "error": None,
+        "settings": {},
+        "problems": [],
+        "error": None,
     }
     assert isinstance(default["latency_ms"], float)
     assert analytics["settings"] == {"lock_timeout": {"expected": "2s", "actual": "2s", "ok": True}}
@@ -164,8 +176,9 @@ def test_text_output_is_a_plain_table_with_no_color(tmp_path: Path) -> None:
 
 def test_database_option_limits_the_aliases_and_rejects_unknown_ones(tmp_path: Path) -> None:
     (tmp_path / "a.sqlite3").touch()
-    databases = configure(tmp_path, {"default": sqlite(tmp_path, "a.sqlite3"),
-                                     "other": sqlite(tmp_path, "a.sqlite3")})
+    databases = configure(
+        tmp_path, {"default": sqlite(tmp_path, "a.sqlite3"), "other": sqlite(tmp_path, "a.sqlite3")}
+    )
     status, result = dbcheck_json(databases, "--database", "other")
     assert status == 0
     assert [db["alias"] for db in result["databases"]] == ["other"]
@@ -191,8 +204,9 @@ class ToNowhereRouter:
 
 def _routing(tmp_path: Path, routers: list[str]) -> tuple[int, dict[str, Any]]:
     (tmp_path / "a.sqlite3").touch()
-    databases = configure(tmp_path, {"default": sqlite(tmp_path, "a.sqlite3"),
-                                     "analytics": sqlite(tmp_path, "a.sqlite3")})
+    databases = configure(
+        tmp_path, {"default": sqlite(tmp_path, "a.sqlite3"), "analytics": sqlite(tmp_path, "a.sqlite3")}
+    )
     return dbcheck_json(databases, routers=routers)
 
 
@@ -201,9 +215,14 @@ def test_model_migrating_on_two_aliases_is_an_error(tmp_path: Path) -> None:
     assert status == 1 and result["ok"] is False
     assert all(db["ok"] for db in result["databases"])
     order = [p for p in result["problems"] if "shop.Order " in p["message"]]
-    assert order == [{"level": "error", "id": "dbconfig.E202",
-                      "message": "shop.Order may migrate on 2 aliases (default, analytics); "
-                                 "it must have exactly one.", "hint": order[0]["hint"]}]
+    assert order == [
+        {
+            "level": "error",
+            "id": "dbconfig.E202",
+            "message": "shop.Order may migrate on 2 aliases (default, analytics); it must have exactly one.",
+            "hint": order[0]["hint"],
+        }
+    ]
 
 
 def test_model_migrating_nowhere_is_an_error(tmp_path: Path) -> None:
@@ -216,7 +235,8 @@ def test_model_routed_to_a_missing_alias_is_an_error(tmp_path: Path) -> None:
     status, result = _routing(tmp_path, ["tests.test_dbcheck.ToNowhereRouter"])
     assert status == 1
     assert [(p["id"], p["message"]) for p in result["problems"]] == [
-        ("dbconfig.E201", 'shop.Order is routed to "nowhere", which is not in DATABASES.')]
+        ("dbconfig.E201", 'shop.Order is routed to "nowhere", which is not in DATABASES.')
+    ]
 
 
 def test_consistent_routing_passes(tmp_path: Path) -> None:
@@ -228,19 +248,37 @@ def test_consistent_routing_passes(tmp_path: Path) -> None:
 
 
 def _pg_alias(host: str, port: int, **extra: Any) -> dict[str, Any]:
-    return {"backend": "postgresql", "host": host, "port": port, "name": "app", "user": "app",
-            "password": PASSWORD, **extra}
+    return {
+        "backend": "postgresql",
+        "host": host,
+        "port": port,
+        "name": "app",
+        "user": "app",
+        "password": PASSWORD,
+        **extra,
+    }
 
 
 def test_hung_server_fails_within_its_connect_timeout_while_others_are_reported(
-        tmp_path: Path, hung_server: HungServer) -> None:
+    tmp_path: Path, hung_server: HungServer
+) -> None:
     (tmp_path / "db.sqlite3").touch()
-    databases = configure(tmp_path, {
-        "default": sqlite(tmp_path),
-        "hung_pg": _pg_alias(hung_server.host, hung_server.port, connect_timeout="2s"),
-        "hung_my": {"backend": "mariadb", "host": hung_server.host, "port": hung_server.port,
-                    "name": "app", "user": "app", "password": PASSWORD, "connect_timeout": "2s"},
-    })
+    databases = configure(
+        tmp_path,
+        {
+            "default": sqlite(tmp_path),
+            "hung_pg": _pg_alias(hung_server.host, hung_server.port, connect_timeout="2s"),
+            "hung_my": {
+                "backend": "mariadb",
+                "host": hung_server.host,
+                "port": hung_server.port,
+                "name": "app",
+                "user": "app",
+                "password": PASSWORD,
+                "connect_timeout": "2s",
+            },
+        },
+    )
     start = time.monotonic()
     status, result = dbcheck_json(databases)
     elapsed = time.monotonic() - start
@@ -324,9 +362,20 @@ def _mysql_error_greeting(conn: socket.socket) -> None:
 def test_server_error_repeating_the_connection_string_is_scrubbed(tmp_path: Path, backend: str) -> None:
     server = _FakeServer(_pg_error_reply if backend == "postgresql" else _mysql_error_greeting)
     try:
-        databases = configure(tmp_path, {"default": {
-            "backend": backend, "host": "127.0.0.1", "port": server.port, "name": "app",
-            "user": "app", "password": PASSWORD, "connect_timeout": "2s"}})
+        databases = configure(
+            tmp_path,
+            {
+                "default": {
+                    "backend": backend,
+                    "host": "127.0.0.1",
+                    "port": server.port,
+                    "name": "app",
+                    "user": "app",
+                    "password": PASSWORD,
+                    "connect_timeout": "2s",
+                }
+            },
+        )
         status, text = dbcheck(databases)
         _, result = dbcheck_json(databases)
     finally:

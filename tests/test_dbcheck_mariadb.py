@@ -15,8 +15,16 @@ pytestmark = pytest.mark.mariadb
 
 
 def app_alias(server: MariaDBServer, **extra: Any) -> dict[str, Any]:
-    return {"backend": "mariadb", "host": server.host, "port": server.port, "name": server.dbname,
-            "user": server.user, "password": server.password, "connect_timeout": "3s", **extra}
+    return {
+        "backend": "mariadb",
+        "host": server.host,
+        "port": server.port,
+        "name": server.dbname,
+        "user": server.user,
+        "password": server.password,
+        "connect_timeout": "3s",
+        **extra,
+    }
 
 
 def session_tls(server: MariaDBServer, ca: str) -> tuple[str, str]:
@@ -45,10 +53,12 @@ TLS_CASES = {
 
 @pytest.mark.parametrize("sslmode", list(TLS_CASES))
 def test_tls_is_reported_from_the_session_status(
-        tmp_path: Path, mariadb_tls_server: MariaDBServer, tls_ca: TLSMaterial, sslmode: str) -> None:
+    tmp_path: Path, mariadb_tls_server: MariaDBServer, tls_ca: TLSMaterial, sslmode: str
+) -> None:
     in_use, verified = TLS_CASES[sslmode]
-    databases = configure(tmp_path, {"default": app_alias(mariadb_tls_server, sslmode=sslmode,
-                                                          sslrootcert=str(tls_ca.ca_path))})
+    databases = configure(
+        tmp_path, {"default": app_alias(mariadb_tls_server, sslmode=sslmode, sslrootcert=str(tls_ca.ca_path))}
+    )
     status, result = dbcheck_json(databases)
     db = result["databases"][0]
     assert (status, db["ok"], db["error"], ids(db)) == (0, True, None, [])
@@ -67,10 +77,12 @@ def test_disable_is_a_plain_session(tmp_path: Path, mariadb_tls_server: MariaDBS
 
 
 def test_verify_full_against_a_certificate_for_another_host_fails(
-        tmp_path: Path, mariadb_server_factory: Callable[..., MariaDBServer], tls_ca: TLSMaterial) -> None:
+    tmp_path: Path, mariadb_server_factory: Callable[..., MariaDBServer], tls_ca: TLSMaterial
+) -> None:
     server = mariadb_server_factory(tls=True, cert_hostname="db.other.example")
-    databases = configure(tmp_path, {"default": app_alias(server, sslmode="verify-full",
-                                                          sslrootcert=str(tls_ca.ca_path))})
+    databases = configure(
+        tmp_path, {"default": app_alias(server, sslmode="verify-full", sslrootcert=str(tls_ca.ca_path))}
+    )
     status, result = dbcheck_json(databases)
     db = result["databases"][0]
     assert (status, db["server_version"], ids(db)) == (1, None, ["dbconfig.E101"])
@@ -78,10 +90,13 @@ def test_verify_full_against_a_certificate_for_another_host_fails(
 
 
 @pytest.mark.parametrize("sslmode", ["require", "verify-ca", "verify-full"])
-def test_a_wrong_ca_fails(tmp_path: Path, mariadb_tls_server: MariaDBServer, tls_ca: TLSMaterial,
-                          sslmode: str) -> None:
-    databases = configure(tmp_path, {"default": app_alias(mariadb_tls_server, sslmode=sslmode,
-                                                          sslrootcert=str(tls_ca.wrong_ca_path))})
+def test_a_wrong_ca_fails(
+    tmp_path: Path, mariadb_tls_server: MariaDBServer, tls_ca: TLSMaterial, sslmode: str
+) -> None:
+    databases = configure(
+        tmp_path,
+        {"default": app_alias(mariadb_tls_server, sslmode=sslmode, sslrootcert=str(tls_ca.wrong_ca_path))},
+    )
     status, result = dbcheck_json(databases)
     db = result["databases"][0]
     assert (status, ids(db)) == (1, ["dbconfig.E101"])
@@ -89,7 +104,8 @@ def test_a_wrong_ca_fails(tmp_path: Path, mariadb_tls_server: MariaDBServer, tls
 
 
 def test_require_against_a_server_without_tls_is_refused(
-        tmp_path: Path, mariadb_plain_server: MariaDBServer) -> None:
+    tmp_path: Path, mariadb_plain_server: MariaDBServer
+) -> None:
     databases = configure(tmp_path, {"default": app_alias(mariadb_plain_server, sslmode="require")})
     status, result = dbcheck_json(databases)
     db = result["databases"][0]
@@ -97,24 +113,37 @@ def test_require_against_a_server_without_tls_is_refused(
 
 
 def test_hand_written_ssl_mode_required_on_the_plain_machine_server_is_caught(
-        shared_mariadb: dict[str, Any]) -> None:
+    shared_mariadb: dict[str, Any],
+) -> None:
     # mysqlclient on MariaDB Connector/C connects without TLS here; the session says so.
-    databases = {"default": {
-        "ENGINE": "django.db.backends.mysql", "HOST": shared_mariadb["host"],
-        "PORT": shared_mariadb["port"], "NAME": shared_mariadb["database"], "USER": shared_mariadb["user"],
-        "OPTIONS": {"ssl_mode": "REQUIRED", "connect_timeout": 3},
-    }}
+    databases = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "HOST": shared_mariadb["host"],
+            "PORT": shared_mariadb["port"],
+            "NAME": shared_mariadb["database"],
+            "USER": shared_mariadb["user"],
+            "OPTIONS": {"ssl_mode": "REQUIRED", "connect_timeout": 3},
+        }
+    }
     status, result = dbcheck_json(databases)
     db = result["databases"][0]
     assert db["tls"] == {"in_use": False, "version": None, "cipher": None, "verified": False}
     assert (status, ids(db)) == (1, ["dbconfig.E103"])
-    assert db["problems"][0]["message"] == ("sslmode require asks for TLS, but the server reports this "
-                                            "session as not encrypted.")
+    assert db["problems"][0]["message"] == (
+        "sslmode require asks for TLS, but the server reports this session as not encrypted."
+    )
 
 
 def test_settings_and_read_only_are_read_back(tmp_path: Path, mariadb_tls_server: MariaDBServer) -> None:
-    databases = configure(tmp_path, {"default": app_alias(
-        mariadb_tls_server, statement_timeout="1500ms", lock_timeout="500ms", read_only=True)})
+    databases = configure(
+        tmp_path,
+        {
+            "default": app_alias(
+                mariadb_tls_server, statement_timeout="1500ms", lock_timeout="500ms", read_only=True
+            )
+        },
+    )
     status, result = dbcheck_json(databases)
     db = result["databases"][0]
     assert (status, ids(db)) == (0, [])
@@ -127,10 +156,18 @@ def test_settings_and_read_only_are_read_back(tmp_path: Path, mariadb_tls_server
 
 
 def test_an_options_override_of_init_command_is_a_mismatch(
-        tmp_path: Path, mariadb_tls_server: MariaDBServer) -> None:
-    databases = configure(tmp_path, {"default": app_alias(
-        mariadb_tls_server, statement_timeout="2s",
-        options={"init_command": "SET SESSION max_statement_time=9"})})
+    tmp_path: Path, mariadb_tls_server: MariaDBServer
+) -> None:
+    databases = configure(
+        tmp_path,
+        {
+            "default": app_alias(
+                mariadb_tls_server,
+                statement_timeout="2s",
+                options={"init_command": "SET SESSION max_statement_time=9"},
+            )
+        },
+    )
     status, result = dbcheck_json(databases)
     db = result["databases"][0]
     assert status == 1
@@ -139,8 +176,10 @@ def test_an_options_override_of_init_command_is_a_mismatch(
 
 
 def test_json_and_text_fields(tmp_path: Path, mariadb_tls_server: MariaDBServer, tls_ca: TLSMaterial) -> None:
-    databases = configure(tmp_path, {"default": app_alias(mariadb_tls_server, sslmode="verify-full",
-                                                          sslrootcert=str(tls_ca.ca_path))})
+    databases = configure(
+        tmp_path,
+        {"default": app_alias(mariadb_tls_server, sslmode="verify-full", sslrootcert=str(tls_ca.ca_path))},
+    )
     status, result = dbcheck_json(databases)
     db = result["databases"][0]
     version = mariadb_tls_server.sql("SELECT VERSION()")[0][0]

@@ -17,8 +17,16 @@ pytestmark = pytest.mark.postgresql
 
 
 def app_alias(server: PostgresServer, **extra: Any) -> dict[str, Any]:
-    return {"backend": "postgresql", "host": server.host, "port": server.port, "name": server.dbname,
-            "user": server.user, "password": server.password, "connect_timeout": "3s", **extra}
+    return {
+        "backend": "postgresql",
+        "host": server.host,
+        "port": server.port,
+        "name": server.dbname,
+        "user": server.user,
+        "password": server.password,
+        "connect_timeout": "3s",
+        **extra,
+    }
 
 
 def server_tls(server: PostgresServer, **params: Any) -> tuple[str, str]:
@@ -44,10 +52,12 @@ TLS_CASES = {
 
 @pytest.mark.parametrize("sslmode", list(TLS_CASES))
 def test_tls_is_reported_as_the_server_sees_the_session(
-        tmp_path: Path, pg_tls_server: PostgresServer, tls_ca: TLSMaterial, sslmode: str) -> None:
+    tmp_path: Path, pg_tls_server: PostgresServer, tls_ca: TLSMaterial, sslmode: str
+) -> None:
     in_use, verified, problems = TLS_CASES[sslmode]
-    databases = configure(tmp_path, {"default": app_alias(pg_tls_server, sslmode=sslmode,
-                                                          sslrootcert=str(tls_ca.ca_path))})
+    databases = configure(
+        tmp_path, {"default": app_alias(pg_tls_server, sslmode=sslmode, sslrootcert=str(tls_ca.ca_path))}
+    )
     status, result = dbcheck_json(databases)
     db = result["databases"][0]
     assert (status, db["ok"], db["error"], ids(db)) == (0, True, None, problems)
@@ -59,7 +69,8 @@ def test_tls_is_reported_as_the_server_sees_the_session(
 
 
 def test_require_without_a_root_certificate_is_encrypted_but_not_verified(
-        tmp_path: Path, pg_tls_server: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, pg_tls_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.postgresql/root.crt
     databases = configure(tmp_path, {"default": app_alias(pg_tls_server, sslmode="require")})
     status, result = dbcheck_json(databases)
@@ -69,10 +80,12 @@ def test_require_without_a_root_certificate_is_encrypted_but_not_verified(
 
 
 def test_verify_full_against_a_certificate_for_another_host_fails(
-        tmp_path: Path, pg_server_factory: Callable[..., PostgresServer], tls_ca: TLSMaterial) -> None:
+    tmp_path: Path, pg_server_factory: Callable[..., PostgresServer], tls_ca: TLSMaterial
+) -> None:
     server = pg_server_factory(tls=True, cert_hostname="db.other.example")
-    databases = configure(tmp_path, {"default": app_alias(server, sslmode="verify-full",
-                                                          sslrootcert=str(tls_ca.ca_path))})
+    databases = configure(
+        tmp_path, {"default": app_alias(server, sslmode="verify-full", sslrootcert=str(tls_ca.ca_path))}
+    )
     status, result = dbcheck_json(databases)
     db = result["databases"][0]
     assert (status, db["ok"], db["server_version"], ids(db)) == (1, False, None, ["dbconfig.E101"])
@@ -80,10 +93,13 @@ def test_verify_full_against_a_certificate_for_another_host_fails(
 
 
 @pytest.mark.parametrize("sslmode", ["require", "verify-ca", "verify-full"])
-def test_a_wrong_ca_fails(tmp_path: Path, pg_tls_server: PostgresServer, tls_ca: TLSMaterial,
-                          sslmode: str) -> None:
-    databases = configure(tmp_path, {"default": app_alias(pg_tls_server, sslmode=sslmode,
-                                                          sslrootcert=str(tls_ca.wrong_ca_path))})
+def test_a_wrong_ca_fails(
+    tmp_path: Path, pg_tls_server: PostgresServer, tls_ca: TLSMaterial, sslmode: str
+) -> None:
+    databases = configure(
+        tmp_path,
+        {"default": app_alias(pg_tls_server, sslmode=sslmode, sslrootcert=str(tls_ca.wrong_ca_path))},
+    )
     status, result = dbcheck_json(databases)
     db = result["databases"][0]
     assert (status, ids(db)) == (1, ["dbconfig.E101"])
@@ -91,9 +107,12 @@ def test_a_wrong_ca_fails(tmp_path: Path, pg_tls_server: PostgresServer, tls_ca:
 
 
 def test_prefer_with_a_wrong_ca_falls_back_to_plain_text_and_says_so(
-        tmp_path: Path, pg_tls_server: PostgresServer, tls_ca: TLSMaterial) -> None:
-    databases = configure(tmp_path, {"default": app_alias(pg_tls_server, sslmode="prefer",
-                                                          sslrootcert=str(tls_ca.wrong_ca_path))})
+    tmp_path: Path, pg_tls_server: PostgresServer, tls_ca: TLSMaterial
+) -> None:
+    databases = configure(
+        tmp_path,
+        {"default": app_alias(pg_tls_server, sslmode="prefer", sslrootcert=str(tls_ca.wrong_ca_path))},
+    )
     status, result = dbcheck_json(databases)
     db = result["databases"][0]
     assert (status, db["tls"]["in_use"], ids(db)) == (0, False, ["dbconfig.W101"])
@@ -108,16 +127,26 @@ def test_require_against_a_server_without_tls_fails(tmp_path: Path, pg_plain_ser
 
 
 def test_an_options_override_that_weakens_sslmode_is_an_error(
-        tmp_path: Path, pg_tls_server: PostgresServer, tls_ca: TLSMaterial) -> None:
-    databases = configure(tmp_path, {"default": app_alias(
-        pg_tls_server, sslmode="verify-full", sslrootcert=str(tls_ca.ca_path),
-        options={"sslmode": "allow"})})
+    tmp_path: Path, pg_tls_server: PostgresServer, tls_ca: TLSMaterial
+) -> None:
+    databases = configure(
+        tmp_path,
+        {
+            "default": app_alias(
+                pg_tls_server,
+                sslmode="verify-full",
+                sslrootcert=str(tls_ca.ca_path),
+                options={"sslmode": "allow"},
+            )
+        },
+    )
     assert databases["default"]["OPTIONS"]["sslmode"] == "allow"
     status, result = dbcheck_json(databases)
     db = result["databases"][0]
     assert (status, db["tls"]["in_use"], ids(db)) == (1, False, ["dbconfig.E104"])
-    assert db["problems"][0]["message"] == ("sslmode verify-full is configured, but the driver "
-                                            "connected with allow.")
+    assert db["problems"][0]["message"] == (
+        "sslmode verify-full is configured, but the driver connected with allow."
+    )
 
 
 def test_require_tls_fails_a_plain_session(tmp_path: Path, pg_tls_server: PostgresServer) -> None:
@@ -128,9 +157,12 @@ def test_require_tls_fails_a_plain_session(tmp_path: Path, pg_tls_server: Postgr
 
 
 def test_text_output_shows_tls_and_never_the_password(
-        tmp_path: Path, pg_tls_server: PostgresServer, tls_ca: TLSMaterial) -> None:
-    databases = configure(tmp_path, {"default": app_alias(pg_tls_server, sslmode="verify-full",
-                                                          sslrootcert=str(tls_ca.ca_path))})
+    tmp_path: Path, pg_tls_server: PostgresServer, tls_ca: TLSMaterial
+) -> None:
+    databases = configure(
+        tmp_path,
+        {"default": app_alias(pg_tls_server, sslmode="verify-full", sslrootcert=str(tls_ca.ca_path))},
+    )
     status, output = dbcheck(databases)
     version, cipher = server_tls(pg_tls_server, sslmode="require")
     assert status == 0
@@ -153,23 +185,35 @@ def odd_schema(shared_postgres: dict[str, Any]) -> Iterator[str]:
 
 
 def shared_alias(shared: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"backend": "postgresql", "host": shared["host"], "port": shared["port"],
-            "name": shared["dbname"], "user": shared["user"], "connect_timeout": "3s", **extra}
+    return {
+        "backend": "postgresql",
+        "host": shared["host"],
+        "port": shared["port"],
+        "name": shared["dbname"],
+        "user": shared["user"],
+        "connect_timeout": "3s",
+        **extra,
+    }
 
 
 def test_missing_schema_is_reported_then_created(
-        tmp_path: Path, shared_postgres: dict[str, Any], odd_schema: str) -> None:
+    tmp_path: Path, shared_postgres: dict[str, Any], odd_schema: str
+) -> None:
     import psycopg
 
-    databases = configure(tmp_path, {"default": shared_alias(shared_postgres,
-                                                             search_path=[odd_schema, "public"])})
+    databases = configure(
+        tmp_path, {"default": shared_alias(shared_postgres, search_path=[odd_schema, "public"])}
+    )
     status, result = dbcheck_json(databases)
     db = result["databases"][0]
     assert status == 1
     assert db["schemas"] == {"expected": [odd_schema, "public"], "missing": [odd_schema], "created": []}
     assert ids(db) == ["dbconfig.E106"]
-    assert db["settings"]["search_path"] == {"expected": f"{odd_schema}, public",
-                                             "actual": f"{odd_schema}, public", "ok": True}
+    assert db["settings"]["search_path"] == {
+        "expected": f"{odd_schema}, public",
+        "actual": f"{odd_schema}, public",
+        "ok": True,
+    }
 
     status, result = dbcheck_json(databases, "--create-schemas")
     db = result["databases"][0]
@@ -200,9 +244,18 @@ def test_schema_without_usage_is_reported(tmp_path: Path, pg_tls_server: Postgre
 
 
 def test_configured_settings_are_read_back(tmp_path: Path, shared_postgres: dict[str, Any]) -> None:
-    databases = configure(tmp_path, {"default": shared_alias(
-        shared_postgres, statement_timeout="30s", lock_timeout="500ms",
-        idle_in_transaction_session_timeout="5min", application_name="dbcheck-test")})
+    databases = configure(
+        tmp_path,
+        {
+            "default": shared_alias(
+                shared_postgres,
+                statement_timeout="30s",
+                lock_timeout="500ms",
+                idle_in_transaction_session_timeout="5min",
+                application_name="dbcheck-test",
+            )
+        },
+    )
     status, result = dbcheck_json(databases)
     db = result["databases"][0]
     assert (status, ids(db)) == (0, [])
@@ -215,24 +268,37 @@ def test_configured_settings_are_read_back(tmp_path: Path, shared_postgres: dict
     }
 
 
-def test_an_options_override_of_a_timeout_is_a_mismatch(tmp_path: Path, shared_postgres: dict[str, Any]) -> None:
-    databases = configure(tmp_path, {"default": shared_alias(
-        shared_postgres, statement_timeout="30s", options={"options": "-c statement_timeout=5s"})})
+def test_an_options_override_of_a_timeout_is_a_mismatch(
+    tmp_path: Path, shared_postgres: dict[str, Any]
+) -> None:
+    databases = configure(
+        tmp_path,
+        {
+            "default": shared_alias(
+                shared_postgres, statement_timeout="30s", options={"options": "-c statement_timeout=5s"}
+            )
+        },
+    )
     status, result = dbcheck_json(databases)
     db = result["databases"][0]
     assert status == 1
     assert db["settings"]["statement_timeout"] == {"expected": "30s", "actual": "5s", "ok": False}
     assert [(p["id"], p["message"]) for p in db["problems"]] == [
-        ("dbconfig.E109", "statement_timeout is 5s on the server, but 30s is configured.")]
+        ("dbconfig.E109", "statement_timeout is 5s on the server, but 30s is configured.")
+    ]
 
 
 def test_read_only_alias_is_read_only_on_the_server(tmp_path: Path, shared_postgres: dict[str, Any]) -> None:
-    databases = configure(tmp_path, {
-        "default": shared_alias(shared_postgres),
-        "reports": shared_alias(shared_postgres, read_only=True),
-        "sneaky": shared_alias(shared_postgres, read_only=True,
-                               options={"options": "-c default_transaction_read_only=off"}),
-    })
+    databases = configure(
+        tmp_path,
+        {
+            "default": shared_alias(shared_postgres),
+            "reports": shared_alias(shared_postgres, read_only=True),
+            "sneaky": shared_alias(
+                shared_postgres, read_only=True, options={"options": "-c default_transaction_read_only=off"}
+            ),
+        },
+    )
     status, result = dbcheck_json(databases)
     dbs = by_alias(result)
     assert status == 1
@@ -243,18 +309,42 @@ def test_read_only_alias_is_read_only_on_the_server(tmp_path: Path, shared_postg
 
 
 def test_json_fields_one_by_one(tmp_path: Path, pg_tls_server: PostgresServer, tls_ca: TLSMaterial) -> None:
-    databases = configure(tmp_path, {"default": app_alias(
-        pg_tls_server, sslmode="verify-full", sslrootcert=str(tls_ca.ca_path),
-        search_path=["public"], statement_timeout="30s")})
+    databases = configure(
+        tmp_path,
+        {
+            "default": app_alias(
+                pg_tls_server,
+                sslmode="verify-full",
+                sslrootcert=str(tls_ca.ca_path),
+                search_path=["public"],
+                statement_timeout="30s",
+            )
+        },
+    )
     status, result = dbcheck_json(databases)
     assert status == 0
     assert set(result) == {"ok", "databases", "problems"}
     assert result["ok"] is True and result["problems"] == []
     db = result["databases"][0]
-    assert list(db) == ["alias", "ok", "vendor", "server_version", "latency_ms", "tls", "schemas",
-                        "settings", "problems", "error"]
+    assert list(db) == [
+        "alias",
+        "ok",
+        "vendor",
+        "server_version",
+        "latency_ms",
+        "tls",
+        "schemas",
+        "settings",
+        "problems",
+        "error",
+    ]
     version = pg_tls_server.psql("SHOW server_version")[0][0].split()[0]
-    assert (db["alias"], db["ok"], db["vendor"], db["server_version"]) == ("default", True, "postgresql", version)
+    assert (db["alias"], db["ok"], db["vendor"], db["server_version"]) == (
+        "default",
+        True,
+        "postgresql",
+        version,
+    )
     assert isinstance(db["latency_ms"], float) and 0 < db["latency_ms"] < 1000
     assert list(db["tls"]) == ["in_use", "version", "cipher", "verified"]
     assert db["tls"]["in_use"] is True and db["tls"]["verified"] is True

@@ -44,8 +44,10 @@ def _tables(postgres: dict[str, Any], dbname: str) -> list[str]:
     import psycopg
 
     with psycopg.connect(**{**postgres, "dbname": dbname}, connect_timeout=5) as conn:
-        rows = conn.execute("SELECT table_name FROM information_schema.tables "
-                            "WHERE table_schema = 'public' ORDER BY table_name").fetchall()
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = 'public' ORDER BY table_name"
+        ).fetchall()
     return [row[0] for row in rows]
 
 
@@ -54,12 +56,21 @@ def project(tmp_path: Path, shared_postgres: dict[str, Any]) -> Iterator[dict[st
     """Two fresh databases on the shared server and a project pointing at them."""
     suffix = uuid.uuid4().hex[:10]
     names = {"default": f"dbconfig_mig_{suffix}_default", "analytics": f"dbconfig_mig_{suffix}_analytics"}
-    server = {"backend": "postgresql", "host": shared_postgres["host"], "port": shared_postgres["port"],
-              "user": shared_postgres["user"], "conn_max_age": 0}
-    (tmp_path / "dbconfig.json").write_text(json.dumps({
-        "databases": {alias: {**server, "name": name} for alias, name in names.items()},
-        "routes": {"reports": "analytics"},
-    }))
+    server = {
+        "backend": "postgresql",
+        "host": shared_postgres["host"],
+        "port": shared_postgres["port"],
+        "user": shared_postgres["user"],
+        "conn_max_age": 0,
+    }
+    (tmp_path / "dbconfig.json").write_text(
+        json.dumps(
+            {
+                "databases": {alias: {**server, "name": name} for alias, name in names.items()},
+                "routes": {"reports": "analytics"},
+            }
+        )
+    )
     (tmp_path / "migrate_settings.py").write_text(SETTINGS)
     created = []
     try:
@@ -73,22 +84,42 @@ def project(tmp_path: Path, shared_postgres: dict[str, Any]) -> Iterator[dict[st
 
 
 def migrate(tmp_path: Path, *args: str) -> None:
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("DBCONFIG_", "PG")) and not key.endswith("DATABASE_URL")}
-    env |= {"PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
-            "DJANGO_SETTINGS_MODULE": "migrate_settings"}
-    result = subprocess.run([sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0", *args],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DBCONFIG_", "PG")) and not key.endswith("DATABASE_URL")
+    }
+    env |= {
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+        "DJANGO_SETTINGS_MODULE": "migrate_settings",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
 
 
-def test_each_alias_gets_only_its_own_apps_tables(tmp_path: Path, project: dict[str, str],
-                                                  shared_postgres: dict[str, Any]) -> None:
+def test_each_alias_gets_only_its_own_apps_tables(
+    tmp_path: Path, project: dict[str, str], shared_postgres: dict[str, Any]
+) -> None:
     migrate(tmp_path)
     migrate(tmp_path, "--database", "analytics")
     assert _tables(shared_postgres, project["default"]) == [
-        "auth_group", "auth_group_permissions", "auth_permission", "auth_user", "auth_user_groups",
-        "auth_user_user_permissions", "django_content_type", "django_migrations",
-        "shop_customer", "shop_order",
+        "auth_group",
+        "auth_group_permissions",
+        "auth_permission",
+        "auth_user",
+        "auth_user_groups",
+        "auth_user_user_permissions",
+        "django_content_type",
+        "django_migrations",
+        "shop_customer",
+        "shop_order",
     ]
     assert _tables(shared_postgres, project["analytics"]) == ["django_migrations", "reports_dailytotal"]

@@ -33,8 +33,11 @@ def _pg_admin(postgres: dict[str, Any], sql: str) -> None:
 def pg_schema(shared_postgres: dict[str, Any]) -> Iterator[str]:
     """A fresh schema holding reports_dailytotal, dropped afterwards."""
     schema = f"dbconfig_ro_{uuid.uuid4().hex[:10]}"
-    _pg_admin(shared_postgres, f'CREATE SCHEMA "{schema}"; CREATE TABLE "{schema}".reports_dailytotal '
-                               "(id bigserial PRIMARY KEY, day date NOT NULL, total integer NOT NULL)")
+    _pg_admin(
+        shared_postgres,
+        f'CREATE SCHEMA "{schema}"; CREATE TABLE "{schema}".reports_dailytotal '
+        "(id bigserial PRIMARY KEY, day date NOT NULL, total integer NOT NULL)",
+    )
     try:
         yield schema
     finally:
@@ -44,18 +47,34 @@ def pg_schema(shared_postgres: dict[str, Any]) -> Iterator[str]:
 def pg_databases(tmp_path: Path, postgres: dict[str, Any], schema: str, *, read_only: bool) -> Any:
     url = f"postgresql://{postgres['user']}:app-secret-pw@{postgres['host']}:{postgres['port']}/{postgres['dbname']}"
     # Trust authentication: the password is never asked for, so it only has to stay out of errors.
-    return build_databases(tmp_path, environ={}, overrides={"databases": {
-        "default": {"backend": "sqlite", "name": ":memory:"},
-        "ro_analytics": {"url": url, "read_only": read_only, "search_path": [schema], "conn_max_age": 0}}})
+    return build_databases(
+        tmp_path,
+        environ={},
+        overrides={
+            "databases": {
+                "default": {"backend": "sqlite", "name": ":memory:"},
+                "ro_analytics": {
+                    "url": url,
+                    "read_only": read_only,
+                    "search_path": [schema],
+                    "conn_max_age": 0,
+                },
+            }
+        },
+    )
 
 
 @pytest.mark.postgresql
 def test_postgresql_refuses_writes_and_the_error_names_the_alias(
-        tmp_path: Path, shared_postgres: dict[str, Any], pg_schema: str, django_db_blocker: Any) -> None:
+    tmp_path: Path, shared_postgres: dict[str, Any], pg_schema: str, django_db_blocker: Any
+) -> None:
     databases = pg_databases(tmp_path, shared_postgres, pg_schema, read_only=True)
     router = DatabaseRouter(routes={"reports": "ro_analytics"}, replicas={}, databases=databases)
-    with django_db_blocker.unblock(), registered({"ro_analytics": databases["ro_analytics"]}), \
-            override_settings(DATABASE_ROUTERS=[router]):
+    with (
+        django_db_blocker.unblock(),
+        registered({"ro_analytics": databases["ro_analytics"]}),
+        override_settings(DATABASE_ROUTERS=[router]),
+    ):
         with connections["ro_analytics"].cursor() as cursor:
             cursor.execute("SHOW default_transaction_read_only")
             assert cursor.fetchone()[0] == "on"
@@ -75,11 +94,15 @@ def test_postgresql_refuses_writes_and_the_error_names_the_alias(
 
 @pytest.mark.postgresql
 def test_postgresql_alias_without_read_only_accepts_the_same_write(
-        tmp_path: Path, shared_postgres: dict[str, Any], pg_schema: str, django_db_blocker: Any) -> None:
+    tmp_path: Path, shared_postgres: dict[str, Any], pg_schema: str, django_db_blocker: Any
+) -> None:
     databases = pg_databases(tmp_path, shared_postgres, pg_schema, read_only=False)
     router = DatabaseRouter(routes={"reports": "ro_analytics"}, replicas={}, databases=databases)
-    with django_db_blocker.unblock(), registered({"ro_analytics": databases["ro_analytics"]}), \
-            override_settings(DATABASE_ROUTERS=[router]):
+    with (
+        django_db_blocker.unblock(),
+        registered({"ro_analytics": databases["ro_analytics"]}),
+        override_settings(DATABASE_ROUTERS=[router]),
+    ):
         DailyTotal.objects.create(day=datetime.date(2024, 1, 1), total=1)
         assert DailyTotal.objects.count() == 1
         assert connections["ro_analytics"].execute_wrappers == []
@@ -102,13 +125,30 @@ def mariadb_table(shared_mariadb: dict[str, Any]) -> Iterator[str]:
 @pytest.mark.mariadb
 @pytest.mark.parametrize("read_only", [True, False], ids=["read_only", "writable"])
 def test_mariadb_refuses_writes_and_the_error_names_the_alias(
-        tmp_path: Path, shared_mariadb: dict[str, Any], mariadb_table: str, django_db_blocker: Any,
-        read_only: bool) -> None:
-    databases = build_databases(tmp_path, environ={}, overrides={"databases": {
-        "default": {"backend": "sqlite", "name": ":memory:"},
-        "ro_mariadb": {"backend": "mariadb", "host": shared_mariadb["host"], "port": shared_mariadb["port"],
-                       "user": shared_mariadb["user"], "name": shared_mariadb["database"],
-                       "read_only": read_only, "conn_max_age": 0}}})
+    tmp_path: Path,
+    shared_mariadb: dict[str, Any],
+    mariadb_table: str,
+    django_db_blocker: Any,
+    read_only: bool,
+) -> None:
+    databases = build_databases(
+        tmp_path,
+        environ={},
+        overrides={
+            "databases": {
+                "default": {"backend": "sqlite", "name": ":memory:"},
+                "ro_mariadb": {
+                    "backend": "mariadb",
+                    "host": shared_mariadb["host"],
+                    "port": shared_mariadb["port"],
+                    "user": shared_mariadb["user"],
+                    "name": shared_mariadb["database"],
+                    "read_only": read_only,
+                    "conn_max_age": 0,
+                },
+            }
+        },
+    )
     connect_signals()  # as the router (or the app's ready()) does
     with django_db_blocker.unblock(), registered({"ro_mariadb": databases["ro_mariadb"]}):
         connection = connections["ro_mariadb"]

@@ -34,8 +34,12 @@ def _fresh_state() -> Iterator[None]:
 
 
 def make_router(routes: dict[str, str] | None = None, **kwargs: Any) -> DatabaseRouter:
-    return DatabaseRouter(routes=routes or {"reports": "analytics"}, replicas=kwargs.pop("replicas", REPLICAS),
-                          databases=kwargs.pop("databases", DATABASES), **kwargs)
+    return DatabaseRouter(
+        routes=routes or {"reports": "analytics"},
+        replicas=kwargs.pop("replicas", REPLICAS),
+        databases=kwargs.pop("databases", DATABASES),
+        **kwargs,
+    )
 
 
 def settings_override(**values: Any) -> Any:
@@ -90,28 +94,44 @@ def test_unrouted_models_go_to_default() -> None:
 
 
 def test_dbconfig_routes_setting_beats_config_routes(tmp_path: Path) -> None:
-    databases = build_databases(tmp_path, environ={}, overrides={
-        "databases": {"default": {"backend": "sqlite", "name": "a.sqlite3"},
-                      "analytics": {"backend": "sqlite", "name": "b.sqlite3"}},
-        "routes": {"reports": "analytics"}})
+    databases = build_databases(
+        tmp_path,
+        environ={},
+        overrides={
+            "databases": {
+                "default": {"backend": "sqlite", "name": "a.sqlite3"},
+                "analytics": {"backend": "sqlite", "name": "b.sqlite3"},
+            },
+            "routes": {"reports": "analytics"},
+        },
+    )
     with settings_override(DATABASES=databases, DBCONFIG_ROUTES={"shop": "analytics"}):
         router = DatabaseRouter()
     assert [router.db_for_write(Order), router.db_for_write(DailyTotal)] == ["analytics", "default"]
 
 
 def test_config_routes_are_used_without_the_setting(tmp_path: Path) -> None:
-    databases = build_databases(tmp_path, environ={}, overrides={
-        "databases": {"default": {"backend": "sqlite", "name": "a.sqlite3"},
-                      "analytics": {"backend": "sqlite", "name": "b.sqlite3"}},
-        "routes": {"reports": "analytics"}})
+    databases = build_databases(
+        tmp_path,
+        environ={},
+        overrides={
+            "databases": {
+                "default": {"backend": "sqlite", "name": "a.sqlite3"},
+                "analytics": {"backend": "sqlite", "name": "b.sqlite3"},
+            },
+            "routes": {"reports": "analytics"},
+        },
+    )
     with settings_override(DATABASES=databases):
         router = DatabaseRouter()
     assert [router.db_for_write(Order), router.db_for_write(DailyTotal)] == ["default", "analytics"]
 
 
 def test_route_to_unknown_alias_is_an_error_when_the_router_is_created() -> None:
-    with settings_override(DATABASES=DATABASES, DBCONFIG_ROUTES={"reports": "analytcs"}), \
-            pytest.raises(DbConfigError) as caught:
+    with (
+        settings_override(DATABASES=DATABASES, DBCONFIG_ROUTES={"reports": "analytcs"}),
+        pytest.raises(DbConfigError) as caught,
+    ):
         DatabaseRouter(replicas={})
     assert str(caught.value) == (
         "settings.DBCONFIG_ROUTES['reports']: route \"reports\" goes to 'analytcs', which is not an "
@@ -121,10 +141,17 @@ def test_route_to_unknown_alias_is_an_error_when_the_router_is_created() -> None
 
 
 def test_config_route_to_alias_missing_from_databases_names_its_source(tmp_path: Path) -> None:
-    build_databases(tmp_path, environ={}, overrides={
-        "databases": {"default": {"backend": "sqlite", "name": "a.sqlite3"},
-                      "analytics": {"backend": "sqlite", "name": "b.sqlite3"}},
-        "routes": {"reports": "analytics"}})
+    build_databases(
+        tmp_path,
+        environ={},
+        overrides={
+            "databases": {
+                "default": {"backend": "sqlite", "name": "a.sqlite3"},
+                "analytics": {"backend": "sqlite", "name": "b.sqlite3"},
+            },
+            "routes": {"reports": "analytics"},
+        },
+    )
     hand_edited = {"default": dict(SQLITE)}
     with settings_override(DATABASES=hand_edited), pytest.raises(DbConfigError) as caught:
         DatabaseRouter()
@@ -149,8 +176,10 @@ def test_malformed_route_key_is_an_error(key: Any) -> None:
 
 
 def test_dbconfig_routes_must_be_a_dict() -> None:
-    with settings_override(DATABASES=DATABASES, DBCONFIG_ROUTES=["reports"]), \
-            pytest.raises(DbConfigError, match="must be a dict"):
+    with (
+        settings_override(DATABASES=DATABASES, DBCONFIG_ROUTES=["reports"]),
+        pytest.raises(DbConfigError, match="must be a dict"),
+    ):
         DatabaseRouter(replicas={})
 
 
@@ -161,8 +190,7 @@ def test_replica_naming_unknown_alias_is_an_error() -> None:
 
 def test_replicas_come_from_test_mirror_without_a_config() -> None:
     databases = {**DATABASES, "replica1": {**SQLITE, "TEST": {"MIRROR": "default"}}}
-    with settings_override(DATABASES=databases, DBCONFIG_ROUTES={}), \
-            pytest.MonkeyPatch.context() as patch:
+    with settings_override(DATABASES=databases, DBCONFIG_ROUTES={}), pytest.MonkeyPatch.context() as patch:
         patch.setattr("django_dbconfig.config._last_config", None)
         router = DatabaseRouter()
     assert {router.db_for_read(Order) for _ in range(4)} == {"replica1"}
@@ -170,9 +198,16 @@ def test_replicas_come_from_test_mirror_without_a_config() -> None:
 
 
 def test_replicas_come_from_the_config_replica_of(tmp_path: Path) -> None:
-    databases = build_databases(tmp_path, environ={}, overrides={"databases": {
-        "default": {"url": "postgresql://app@db.internal/app"},
-        "replica": {"url": "postgresql://app@replica.internal/app", "replica_of": "default"}}})
+    databases = build_databases(
+        tmp_path,
+        environ={},
+        overrides={
+            "databases": {
+                "default": {"url": "postgresql://app@db.internal/app"},
+                "replica": {"url": "postgresql://app@replica.internal/app", "replica_of": "default"},
+            }
+        },
+    )
     with settings_override(DATABASES=databases):
         router = DatabaseRouter()
     assert [router.db_for_read(Order), router.db_for_write(Order)] == ["replica", "default"]
@@ -324,11 +359,19 @@ def test_allow_relation_across_aliases_has_no_opinion_and_django_refuses() -> No
 
 def test_allow_migrate_puts_each_model_on_its_own_alias_only() -> None:
     router = make_router({"reports": "analytics", "shop.Customer": "events"})
-    table = {db: sorted(label for label, model in
-                        (("shop.order", "order"), ("shop.customer", "customer"),
-                         ("reports.dailytotal", "dailytotal"), ("auth.user", "user"))
-                        if router.allow_migrate(db, label.split(".")[0], model_name=model))
-             for db in DATABASES}
+    table = {
+        db: sorted(
+            label
+            for label, model in (
+                ("shop.order", "order"),
+                ("shop.customer", "customer"),
+                ("reports.dailytotal", "dailytotal"),
+                ("auth.user", "user"),
+            )
+            if router.allow_migrate(db, label.split(".")[0], model_name=model)
+        )
+        for db in DATABASES
+    }
     assert table == {
         "default": ["auth.user", "shop.order"],
         "replica1": [],
@@ -341,7 +384,10 @@ def test_allow_migrate_puts_each_model_on_its_own_alias_only() -> None:
 def test_allow_migrate_without_model_name_follows_the_app_route() -> None:
     router = make_router()
     assert [router.allow_migrate(db, "reports") for db in ("default", "analytics", "replica1")] == [
-        False, True, False]
+        False,
+        True,
+        False,
+    ]
 
 
 def test_repr_shows_routes_and_replicas() -> None:

@@ -26,17 +26,24 @@ PRIMARY, REPLICA = "rp_primary", "rp_replica"
 
 
 @pytest.fixture(scope="module")
-def routed(pg_replica_pair: ReplicaPair, django_db_blocker: Any,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseRouter]:
+def routed(
+    pg_replica_pair: ReplicaPair, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DatabaseRouter]:
     """shop -> rp_primary (replica rp_replica), shop_order created and replicated."""
     primary, replica = pg_replica_pair
-    config = load_config(tmp_path_factory.mktemp("replica"), environ={}, overrides={"databases": {
-        PRIMARY: {"url": primary.url(), "conn_max_age": 0},
-        REPLICA: {"url": replica.url(), "replica_of": PRIMARY, "conn_max_age": 0}}})
+    config = load_config(
+        tmp_path_factory.mktemp("replica"),
+        environ={},
+        overrides={
+            "databases": {
+                PRIMARY: {"url": primary.url(), "conn_max_age": 0},
+                REPLICA: {"url": replica.url(), "replica_of": PRIMARY, "conn_max_age": 0},
+            }
+        },
+    )
     databases = config.databases()
     router = DatabaseRouter(routes={"shop": PRIMARY}, replicas=config.replicas, databases=databases)
-    with django_db_blocker.unblock(), registered(databases), \
-            override_settings(DATABASE_ROUTERS=[router]):
+    with django_db_blocker.unblock(), registered(databases), override_settings(DATABASE_ROUTERS=[router]):
         with connections[PRIMARY].schema_editor() as editor:
             editor.create_model(Order)
         try:
@@ -75,8 +82,9 @@ def test_the_two_aliases_are_a_primary_and_its_replica(routed: DatabaseRouter) -
     assert [in_recovery(PRIMARY), in_recovery(REPLICA)] == [False, True]
 
 
-def test_read_after_write_misses_on_the_replica_and_the_pin_sees_it(routed: DatabaseRouter,
-                                                                    pg_replica_pair: ReplicaPair) -> None:
+def test_read_after_write_misses_on_the_replica_and_the_pin_sees_it(
+    routed: DatabaseRouter, pg_replica_pair: ReplicaPair
+) -> None:
     reference = unique()
     Order.objects.create(reference=reference)
     # Without the pin: the replica has not applied the write yet.
@@ -162,4 +170,3 @@ def test_write_sent_to_the_replica_is_refused_naming_the_alias(routed: DatabaseR
     assert caught.value.__cause__ is not None
     assert getattr(caught.value.__cause__.__cause__, "sqlstate", None) == "25006"
     assert "app-secret-pw" not in str(caught.value)
-

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
+from .. import problems
 from ..backends.mysql import TLS_GUARD
 from ..report import AliasReport, Problem, Report
 from .base import Expected, ProbeSpec, scrub, secrets_of
@@ -88,12 +89,9 @@ def probe_aliases(
     timeout: float | None = None,
     require_tls: bool = False,
     create_schemas: bool = False,
-    include_static: bool = True,
 ) -> Report:
-    """Probe the aliases at once; add routing (and, with include_static, static) problems."""
+    """Probe the aliases at once, each bounded by its timeout."""
     from django.db import connections
-
-    from .. import checks
 
     settings = connections.settings
     specs = []
@@ -111,16 +109,7 @@ def probe_aliases(
                 create_schemas=create_schemas,
             )
         )
-    reports = run(specs)
-    report = Report(reports, checks.routing_problems(list(settings)))
-    if include_static:
-        by_alias = {db.alias: db for db in reports}
-        for where, found in checks.static_problems(settings):
-            if where is None:
-                report.problems.append(found)
-            elif where in by_alias:
-                by_alias[where].problems.append(found)
-    return report
+    return Report(run(specs), [])
 
 
 class _Run:
@@ -177,17 +166,15 @@ def _target(spec: ProbeSpec) -> Callable[[ProbeSpec], AliasReport]:
 
 
 def _unsupported(spec: ProbeSpec) -> AliasReport:
-    from .. import checks
 
     report = AliasReport(spec.alias, "unknown")
     report.error = f"dbcheck has no probe for ENGINE {spec.settings.get('ENGINE')!r}."
-    report.add(checks.problem(checks.E101, report.error, alias=spec.alias))
+    report.add(problems.problem(problems.E101, report.error, alias=spec.alias))
     return report
 
 
 def failed(spec: ProbeSpec, exc: BaseException) -> AliasReport:
     """The report of an alias whose probe raised: the message scrubbed of every secret."""
-    from .. import checks
 
     message = scrub(f"{type(exc).__name__}: {exc}".strip(), secrets_of(spec.settings))
     logger.info("dbcheck: %s failed: %s", spec.alias, message)
@@ -196,8 +183,8 @@ def failed(spec: ProbeSpec, exc: BaseException) -> AliasReport:
     if TLS_GUARD in message:
         # The MySQL backend's init_command refused the session on the server: no TLS.
         report.add(
-            checks.problem(
-                checks.E103,
+            problems.problem(
+                problems.E103,
                 f"sslmode {spec.expected.sslmode} asks for TLS, but the "
                 "server refused this session as not encrypted.",
                 alias=spec.alias,
@@ -206,21 +193,22 @@ def failed(spec: ProbeSpec, exc: BaseException) -> AliasReport:
     elif "timeout" in type(exc).__name__.lower() or "timeout expired" in message or "handshake" in message:
         # The driver gave up by itself within the connect timeout: the server did not answer.
         report.add(
-            checks.problem(checks.E102, f"No answer within {spec.timeout:g} s: {message}", alias=spec.alias)
+            problems.problem(
+                problems.E102, f"No answer within {spec.timeout:g} s: {message}", alias=spec.alias
+            )
         )
     else:
-        report.add(checks.problem(checks.E101, f"Cannot connect: {message}", alias=spec.alias))
+        report.add(problems.problem(problems.E101, f"Cannot connect: {message}", alias=spec.alias))
     return report
 
 
 def timed_out(spec: ProbeSpec, elapsed: float) -> AliasReport:
-    from .. import checks
 
     phase = "stopped answering after connecting" if spec.connected.is_set() else "did not answer"
     message = f"timed out: the server {phase} within {spec.timeout:g} s (waited {elapsed:.1f} s)."
     logger.info("dbcheck: %s %s", spec.alias, message)
     report = AliasReport(spec.alias, spec.vendor, error=message, elapsed_s=round(elapsed, 3))
-    report.add(checks.problem(checks.E102, message[0].upper() + message[1:], alias=spec.alias))
+    report.add(problems.problem(problems.E102, message[0].upper() + message[1:], alias=spec.alias))
     return report
 
 

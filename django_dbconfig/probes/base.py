@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from .. import problems
 from ..config import MASK
 from ..durations import format_duration
 from ..keys import SSLMODES, is_secret_option
@@ -118,7 +119,6 @@ def compare_duration(
     report: AliasReport, name: str, expected_ms: int, actual_ms: int | None, *, actual_text: str | None = None
 ) -> None:
     """Record a timeout read back from the server; a difference is an error."""
-    from .. import checks
 
     ok = actual_ms == expected_ms
     actual = (
@@ -129,8 +129,8 @@ def compare_duration(
     report.settings[name] = SettingCheck(format_duration(expected_ms), actual, ok)
     if not ok:
         report.add(
-            checks.problem(
-                checks.E109,
+            problems.problem(
+                problems.E109,
                 f"{name} is {actual} on the server, but {format_duration(expected_ms)} is configured.",
                 alias=report.alias,
                 setting=name,
@@ -139,14 +139,13 @@ def compare_duration(
 
 
 def compare_text(report: AliasReport, name: str, expected: str, actual: str | None) -> None:
-    from .. import checks
 
     ok = expected == actual
     report.settings[name] = SettingCheck(expected, actual, ok)
     if not ok:
         report.add(
-            checks.problem(
-                checks.E109,
+            problems.problem(
+                problems.E109,
                 f"{name} is {actual!r} on the server, but {expected!r} is configured.",
                 alias=report.alias,
                 setting=name,
@@ -156,7 +155,6 @@ def compare_text(report: AliasReport, name: str, expected: str, actual: str | No
 
 def compare_read_only(report: AliasReport, expected: bool | None, actual: bool) -> None:
     """Read-only in effect is always reported; a difference from the configured value is an error."""
-    from .. import checks
 
     ok = expected is None or expected == actual
     report.settings["read_only"] = SettingCheck(
@@ -165,8 +163,8 @@ def compare_read_only(report: AliasReport, expected: bool | None, actual: bool) 
     if not ok:
         what = "is not read-only" if expected else "is read-only"
         report.add(
-            checks.problem(
-                checks.E110,
+            problems.problem(
+                problems.E110,
                 f"The session {what}, but read_only is {_onoff(bool(expected))} in the configuration.",
                 alias=report.alias,
             )
@@ -179,7 +177,6 @@ def _onoff(value: bool) -> str:
 
 def check_tls(report: AliasReport, spec: ProbeSpec, *, effective_mode: str | None) -> None:
     """Compare the TLS reached with the TLS asked for (by the config or the driver's mode)."""
-    from .. import checks
 
     tls = report.tls
     if tls is None:
@@ -188,37 +185,37 @@ def check_tls(report: AliasReport, spec: ProbeSpec, *, effective_mode: str | Non
     wanted = asked if level(asked) >= level(effective_mode) else effective_mode
     if effective_mode is not None and asked is not None and level(effective_mode) < level(asked):
         report.add(
-            checks.problem(
-                checks.E104,
+            problems.problem(
+                problems.E104,
                 f"sslmode {asked} is configured, but the driver connected with {effective_mode}.",
                 alias=spec.alias,
             )
         )
     elif level(wanted) >= REQUIRE and not tls.in_use:
         report.add(
-            checks.problem(
-                checks.E103,
+            problems.problem(
+                problems.E103,
                 f"sslmode {wanted} asks for TLS, but the server reports this session as not encrypted.",
                 alias=spec.alias,
             )
         )
     elif level(wanted) > REQUIRE and not tls.verified:
         report.add(
-            checks.problem(
-                checks.E104,
+            problems.problem(
+                problems.E104,
                 f"sslmode {wanted} asks for a verified server certificate, but the driver did not verify it.",
                 alias=spec.alias,
             )
         )
     if spec.require_tls and not tls.in_use:
         report.add(
-            checks.problem(checks.E105, "--require-tls: this session is not encrypted.", alias=spec.alias)
+            problems.problem(problems.E105, "--require-tls: this session is not encrypted.", alias=spec.alias)
         )
     elif asked in ("allow", "prefer") and not tls.in_use:
         # Only when asked for: libpq's own default (prefer) is nobody's decision.
         report.add(
-            checks.problem(
-                checks.W101,
+            problems.problem(
+                problems.W101,
                 f"sslmode {asked} allows TLS, but this session is not encrypted.",
                 alias=spec.alias,
             )

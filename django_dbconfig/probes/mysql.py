@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from .. import problems
 from ..backends.base import whole_seconds
 from ..backends.mysql import SSLMODE_OF, MariaDB, MySQL
 from ..report import AliasReport, TlsReport
@@ -96,10 +97,8 @@ def probe(spec: ProbeSpec) -> AliasReport:
         finally:
             cursor.close()
     except Exception as exc:
-        from .. import checks
-
         message = scrub(f"{type(exc).__name__}: {exc}", secrets_of(spec.settings))
-        report.add(checks.problem(checks.E111, f"A check query failed: {message}", alias=spec.alias))
+        report.add(problems.problem(problems.E111, f"A check query failed: {message}", alias=spec.alias))
     finally:
         connection.close()
     return report

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .. import problems
 from ..backends.postgresql import quote_ident
 from ..report import AliasReport, SchemaReport, TlsReport
 from .base import (
@@ -170,10 +171,8 @@ def probe(spec: ProbeSpec) -> AliasReport:
         with connection.cursor() as cursor:
             _inspect(cursor, connection, spec, report)
     except Exception as exc:
-        from .. import checks
-
         message = scrub(f"{type(exc).__name__}: {exc}", secrets_of(settings))
-        report.add(checks.problem(checks.E111, f"A check query failed: {message}", alias=spec.alias))
+        report.add(problems.problem(problems.E111, f"A check query failed: {message}", alias=spec.alias))
     finally:
         connection.close()
     return report
@@ -238,7 +237,6 @@ def _exists(rootcert: str | None) -> bool:
 
 def _schemas(cursor: Any, spec: ProbeSpec, report: AliasReport, expected: list[str]) -> None:
     """Check each search_path schema exists and is usable; create missing ones if asked."""
-    from .. import checks
 
     report.schemas = schemas = SchemaReport(expected=expected)
     if not expected:
@@ -255,7 +253,9 @@ def _schemas(cursor: Any, spec: ProbeSpec, report: AliasReport, expected: list[s
         except Exception as exc:
             message = scrub(f"{type(exc).__name__}: {exc}", secrets_of(spec.settings))
             report.add(
-                checks.problem(checks.E108, f'Could not create schema "{name}": {message}', alias=spec.alias)
+                problems.problem(
+                    problems.E108, f'Could not create schema "{name}": {message}', alias=spec.alias
+                )
             )
         else:
             schemas.created.append(name)
@@ -263,15 +263,15 @@ def _schemas(cursor: Any, spec: ProbeSpec, report: AliasReport, expected: list[s
     schemas.missing = [name for name in missing if name not in schemas.created]
     for name in schemas.missing:
         report.add(
-            checks.problem(
-                checks.E106, f'Schema "{name}" of the search_path does not exist.', alias=spec.alias
+            problems.problem(
+                problems.E106, f'Schema "{name}" of the search_path does not exist.', alias=spec.alias
             )
         )
     for name, allowed in usable.items():
         if not allowed:
             report.add(
-                checks.problem(
-                    checks.E107,
+                problems.problem(
+                    problems.E107,
                     f'The user may not use schema "{name}" (no USAGE privilege).',
                     alias=spec.alias,
                 )

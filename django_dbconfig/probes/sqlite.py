@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .. import problems
 from ..report import AliasReport
 from .base import Expected, ProbeSpec, compare_duration, round_trip_ms
 
@@ -36,7 +37,6 @@ def _is_file(name: str) -> bool:
 
 def probe(spec: ProbeSpec) -> AliasReport:
     """Open the file as Django would, unless it does not exist yet: dbcheck creates nothing."""
-    from .. import checks
 
     report = AliasReport(spec.alias, "sqlite", tls=None)
     name = str(spec.settings.get("NAME") or "")
@@ -46,15 +46,15 @@ def probe(spec: ProbeSpec) -> AliasReport:
         directory = Path(name).parent
         if directory.is_dir():
             report.add(
-                checks.problem(
-                    checks.W102,
+                problems.problem(
+                    problems.W102,
                     f"The database file {name} does not exist yet; it is created on first use.",
                     alias=spec.alias,
                 )
             )
         else:
             report.error = f"The directory of the database file {name} does not exist."
-            report.add(checks.problem(checks.E101, report.error, alias=spec.alias))
+            report.add(problems.problem(problems.E101, report.error, alias=spec.alias))
         return report
 
     from django.db.utils import load_backend

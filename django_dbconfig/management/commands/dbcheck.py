@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from ...probes import probe_aliases
+from ...checks import verify
 from ...report import render_text
 
 
@@ -25,28 +25,44 @@ def _seconds(value: str) -> float:
 
 
 class Command(BaseCommand):
-    help = ("Check every database alias against its live server: reachability, TLS as the server "
-            "sees it, search_path schemas, session settings, read-only mode and routing.")
+    help = (
+        "Check every database alias against its live server: reachability, TLS as the server "
+        "sees it, search_path schemas, session settings, read-only mode and routing."
+    )
     # dbcheck reports the configuration checks itself, per alias, instead of stopping on them.
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--database", action="append", dest="databases", choices=tuple(connections),
-            metavar="ALIAS", help="Check only this alias (repeatable). Default: every alias.",
+            "--database",
+            action="append",
+            dest="databases",
+            choices=tuple(connections),
+            metavar="ALIAS",
+            help="Check only this alias (repeatable). Default: every alias.",
         )
         parser.add_argument("--format", choices=("text", "json"), default="text")
-        parser.add_argument("--require-tls", action="store_true",
-                            help="Fail every alias whose session is not on TLS.")
-        parser.add_argument("--create-schemas", action="store_true",
-                            help="Create the search_path schemas that are missing.")
-        parser.add_argument("--timeout", type=_seconds, metavar="SECONDS",
-                            help="Connect timeout for every alias, instead of each alias's own.")
+        parser.add_argument(
+            "--require-tls", action="store_true", help="Fail every alias whose session is not on TLS."
+        )
+        parser.add_argument(
+            "--create-schemas", action="store_true", help="Create the search_path schemas that are missing."
+        )
+        parser.add_argument(
+            "--timeout",
+            type=_seconds,
+            metavar="SECONDS",
+            help="Connect timeout for every alias, instead of each alias's own.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         aliases = list(dict.fromkeys(options["databases"] or connections))
-        report = probe_aliases(aliases, timeout=options["timeout"], require_tls=options["require_tls"],
-                               create_schemas=options["create_schemas"])
+        report = verify(
+            aliases,
+            timeout=options["timeout"],
+            require_tls=options["require_tls"],
+            create_schemas=options["create_schemas"],
+        )
         if options["format"] == "json":
             self.stdout.write(json.dumps(report.as_json(), indent=2))
         else:
@@ -54,6 +70,9 @@ class Command(BaseCommand):
                 self.stdout.write(line)
         if not report.ok:
             failed = report.failed
-            what = (f"{len(failed)} of {len(report.databases)} database(s) failed: {', '.join(failed)}"
-                    if failed else "routing or configuration has errors")
+            what = (
+                f"{len(failed)} of {len(report.databases)} database(s) failed: {', '.join(failed)}"
+                if failed
+                else "routing or configuration has errors"
+            )
             raise CommandError(f"dbcheck: {what}.", returncode=1)
