@@ -109,6 +109,15 @@ class Backend:
     def render_options(self, values: Mapping[str, Any], ctx: RenderContext) -> dict[str, Any]:
         return {}
 
+    def keys_from_options(
+        self, options: Mapping[str, Any], base_dir: Path
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Split a hand-written OPTIONS into alias keys and options kept verbatim (for --export).
+
+        Rendering the keys back gives the same OPTIONS; what does not map cleanly stays verbatim.
+        """
+        return {}, dict(options)
+
 
 def collect_options(values: Mapping[str, Any]) -> dict[str, Any]:
     return {
@@ -119,6 +128,19 @@ def collect_options(values: Mapping[str, Any]) -> dict[str, Any]:
 def resolve_path(value: str, base_dir: Path) -> str:
     path = Path(value).expanduser()
     return str(path if path.is_absolute() else base_dir / path)
+
+
+def path_key(value: object, base_dir: Path) -> str | None:
+    """An absolute path as a path key (relative to base_dir when inside it), or None."""
+    if not isinstance(value, str) or not Path(value).is_absolute():
+        return None  # a relative path is relative to the process's directory: kept verbatim
+    path = Path(value)
+    return str(path.relative_to(base_dir)) if path.is_relative_to(base_dir) else value
+
+
+def whole_number(value: object) -> int | None:
+    """An int (not a bool, nor the text of a number, which would render differently), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def whole_seconds(ms: int, *, minimum: int = 1) -> int:
