@@ -73,5 +73,6 @@ src=("$work"/unpacked/*)
     cd "${src[0]}"
     py="$OLDPWD/.venv/bin/python"
     "$py" -c "import django_dbconfig, pathlib, sys; p = pathlib.Path(django_dbconfig.__file__).resolve(); assert str(p).startswith('${src[0]}'), p"
-    "$py" -m pytest -q -p no:cacheprovider tests/test_layers.py tests/test_render.py tests/test_example_project.py tests/test_checks.py
+    "$py" -m pytest -q -p no:cacheprovider tests/test_layers.py tests/test_render.py tests/test_checks.py \
+        tests/test_example_project.py tests/test_export.py tests/test_docs.py
 )
