@@ -42,6 +42,8 @@ _IDENTITY = ("NAME", "USER", "PASSWORD", "HOST", "PORT")
 _KNOWN = frozenset(
     {"ENGINE", *_IDENTITY, "CONN_MAX_AGE", "CONN_HEALTH_CHECKS", "OPTIONS", "TEST", *_DJANGO_DEFAULTS}
 )
+# Keys whose defaults the export compares with the settings itself.
+_DECIDED = frozenset({"port", "conn_max_age", "conn_health_checks"})
 SECRETS_MODE = 0o600
 
 
@@ -139,6 +141,11 @@ def _alias_keys(
         # Written where this backend's default differs; a pool sets CONN_MAX_AGE itself.
         if value != backend.defaults.get(key, default) and not (key == "conn_max_age" and "pool" in keys):
             keys[key] = value
+    # A default of django-dbconfig that these settings did not ask for (a connect timeout,
+    # and any other that null turns off) is turned off, so rendering adds nothing.
+    for key in backend.defaults.keys() - keys.keys() - _DECIDED:
+        if _accepts_null(key):
+            keys[key] = None
     for django_key, (key, default) in _DJANGO_DEFAULTS.items():
         if settings.get(django_key, default) != default:
             keys[key] = settings[django_key]
@@ -159,6 +166,13 @@ def _split_secrets(
         keys[key] = public
     if hidden:
         secret[key] = hidden
+
+
+def _accepts_null(key: str) -> bool:
+    try:
+        return KEYS[key].coerce(None, from_env=False) is None
+    except ValueError:
+        return False
 
 
 def _sqlite_name(name: str, base_dir: Path) -> str:

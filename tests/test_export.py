@@ -313,6 +313,7 @@ def test_what_does_not_map_cleanly_stays_verbatim(tmp_path: Path) -> None:
         "backend": "postgresql",
         "name": "app",
         "sslcert": "client.pem",
+        "connect_timeout": None,  # the 1 in options is what the driver gets
         "conn_max_age": 0,
         "conn_health_checks": False,
         "options": {"options": "-c search_path=app -e", "sslrootcert": "certs/ca.pem", "connect_timeout": 1},

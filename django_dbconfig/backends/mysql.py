@@ -115,8 +115,6 @@ class MySQL(Backend):
                         keys[key] = path_key(ssl[part], base_dir)
             else:
                 verbatim[name] = value
-        if "connect_timeout" not in keys and "connect_timeout" not in verbatim:
-            keys["connect_timeout"] = None  # the driver's own, as the hand-written settings had
         return keys, verbatim
 
 

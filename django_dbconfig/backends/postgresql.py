@@ -217,8 +217,6 @@ class PostgreSQL(Backend):
                 keys["pool"] = value
             else:
                 verbatim[name] = value
-        if "connect_timeout" not in keys and "connect_timeout" not in verbatim:
-            keys["connect_timeout"] = None  # the driver's own, as the hand-written settings had
         return keys, verbatim
 
     @staticmethod
