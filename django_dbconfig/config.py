@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
+import json
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -80,6 +81,12 @@ class DatabaseConfig:
         SQLite): ignored, with their values (secrets masked) and sources."""
         self._alias(alias)
         return tuple(_explain_rows(self._unused.get(alias, {})))
+
+    def typed_rows(self, alias: str, *, unused: bool = False) -> list[tuple[ExplainRow, Any]]:
+        """The rows of explain() (or unused()) with each raw value, for typed output."""
+        values = self._unused.get(alias, {}) if unused else self._alias(alias)
+        rows = self.unused(alias) if unused else self.explain(alias)
+        return [(row, values[row.key].value) for row in rows]
 
     def values(self, alias: str) -> dict[str, Any]:
         """Each effective key of `alias` with its typed value (durations in ms), secrets included."""
@@ -447,20 +454,33 @@ def _explain_rows(effective: Mapping[str, Value]) -> list[ExplainRow]:
 
 def display_value(key: str, value: Any) -> str:
     """A value as shown to people, with every secret masked."""
-    root, _, option = key.partition(".")
-    if (root in KEYS and KEYS[root].secret) or (option and is_secret_option(option)):
-        if root == "url":
-            return mask_url(str(value))
-        return MASK
-    if key in DURATION_KEYS:
-        return format_duration(int(value))
+    shown = json_value(key, value)
+    if isinstance(shown, str):
+        return shown
     if isinstance(value, tuple):
         return ", ".join(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    return str(value)
+    return json.dumps(shown, default=str)
+
+
+def json_value(key: str, value: Any) -> Any:
+    """A value as `dbconfig --format json` gives it: typed (numbers, booleans, lists, objects),
+    durations as text with their unit ("30s"), every secret masked, nested ones included."""
+    root, _, option = key.partition(".")
+    if (root in KEYS and KEYS[root].secret) or (option and is_secret_option(option)):
+        return mask_url(str(value)) if root == "url" else MASK
+    if key in DURATION_KEYS:
+        return format_duration(int(value))
+    return _masked(value)
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            str(name): MASK if is_secret_option(str(name)) else _masked(item) for name, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_masked(item) for item in value]
+    return value
 
 
 def mask_url(url: str) -> str:
