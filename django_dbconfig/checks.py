@@ -373,11 +373,11 @@ def routing_problems(aliases: Sequence[str]) -> list[Problem]:
             several.setdefault(tuple(allowed), []).append(label)
         elif not allowed:
             nowhere.append(label)
-    for allowed, labels in several.items():
+    for where, labels in several.items():
         problems.append(
             problem(
                 E202,
-                f"{_models(labels)} may migrate on {len(allowed)} aliases ({', '.join(allowed)}); "
+                f"{_models(labels)} may migrate on {len(where)} aliases ({', '.join(where)}); "
                 "each model must have exactly one.",
                 model=_models(labels),
             )
