@@ -32,6 +32,7 @@ E110 = "dbconfig.E110"
 E111 = "dbconfig.E111"
 W101 = "dbconfig.W101"
 W102 = "dbconfig.W102"
+W103 = "dbconfig.W103"
 # Routing: models and aliases.
 E201 = "dbconfig.E201"
 E202 = "dbconfig.E202"
@@ -70,6 +71,7 @@ HINTS: Mapping[str, str] = {
     "alias is read-only by nature.",
     E111: 'Check that the user of "{alias}" may read the server status views used by dbcheck.',
     W101: 'Set sslmode for "{alias}" to "require" or stronger to make TLS mandatory.',
+    W103: 'Set backend "{backend}" for "{alias}" (or use a {backend}:// URL).',
     W102: "Run manage.py migrate --database {alias} to create it.",
     E201: 'Route {model} to an alias of DATABASES (DBCONFIG_ROUTES or "routes" of dbconfig.json).',
     E202: "Make your routers' allow_migrate() allow {model} on one alias only (with DatabaseRouter: "
