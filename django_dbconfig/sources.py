@@ -245,12 +245,13 @@ class EnvironSource:
         layer = Layer(self.label)
         declared: set[str] = set()
         errors = ErrorCollector()
-        for variable, text in self._variables(errors):
+        for variable, given in self._variables(errors):
             with errors.item():
                 target = self._target(variable)
                 if target is None:
                     continue
                 alias, key, weak = target
+                text = self._read_file(variable, given) if variable.endswith(_FILE_SUFFIX) else given
                 origin = Origin(variable)
                 values = layer.databases.setdefault(alias, {})
                 if key == "url" and "url" in values:
@@ -267,7 +268,7 @@ class EnvironSource:
         return layer
 
     def _variables(self, errors: ErrorCollector) -> list[tuple[str, str]]:
-        """Each relevant variable with its text, reading `_FILE` twins."""
+        """Each relevant variable with its text (for a `_FILE` twin, the path)."""
         found: dict[str, tuple[str, str]] = {}
         for name in sorted(_names(self.environ)):
             if not (
@@ -291,11 +292,7 @@ class EnvironSource:
                 )
                 continue
             found[base] = (name, text)
-        read: list[tuple[str, str]] = []
-        for name, text in (found[base] for base in sorted(found)):
-            with errors.item():
-                read.append((name, self._read_file(name, text) if name.endswith(_FILE_SUFFIX) else text))
-        return read
+        return [found[base] for base in sorted(found)]
 
     def _read_file(self, variable: str, path_text: str) -> str:
         path = Path(path_text)
