@@ -6,7 +6,6 @@ The static checks open no connection.
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
 import logging
 import shutil
@@ -152,35 +151,23 @@ def static_problems(databases: Mapping[str, Mapping[str, Any]]) -> list[tuple[st
     return found
 
 
-# The driver each vendor needs: any one of the modules, and how to install it.
-DRIVERS = {
-    "postgresql": (("psycopg", "psycopg2"), 'pip install "django-dbconfig[postgresql]" (psycopg 3)'),
-    "mysql": (("MySQLdb",), 'pip install "django-dbconfig[mysql]" (mysqlclient)'),
-}
-
-
-def installed(module: str) -> bool:
-    """Whether `module` can be imported, found without importing it."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def _missing_pieces(alias: str, vendor: str, entry: Mapping[str, Any]) -> list[Problem]:
     """E002 when the alias's driver is not installed; E003 for pool without psycopg_pool."""
+    from .backends import BACKENDS
+    from .backends.base import installed
+
     problems = []
-    if vendor in DRIVERS:
-        modules, install = DRIVERS[vendor]
-        if not any(installed(module) for module in modules):
-            problems.append(
-                problem(
-                    E002,
-                    f'"{alias}" needs the {vendor} driver ({" or ".join(modules)}), which is not installed.',
-                    alias=alias,
-                    install=install,
-                )
+    backend = BACKENDS.get(vendor)
+    if backend is not None and not backend.driver_installed():
+        modules = " or ".join(backend.driver_modules)
+        problems.append(
+            problem(
+                E002,
+                f'"{alias}" needs the {vendor} driver ({modules}), which is not installed.',
+                alias=alias,
+                install=backend.install,
             )
+        )
     if vendor == "postgresql" and (entry.get("OPTIONS") or {}).get("pool") and not installed("psycopg_pool"):
         problems.append(
             problem(

@@ -43,6 +43,8 @@ class MySQL(Backend):
         "application_name": _POSTGRES_ONLY,
     }
     defaults = {"port": 3306, "conn_max_age": 60, "conn_health_checks": True, "connect_timeout": 5000}
+    driver_modules = ("MySQLdb",)
+    install = 'pip install "django-dbconfig[mysql]" (mysqlclient)'
     read_only_variable = "transaction_read_only"
     # Where the session's status variables can be read in an expression.
     session_status_table = "performance_schema.session_status"

@@ -5,10 +5,25 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import MySQLdb
+from django.core.exceptions import ImproperlyConfigured
+
+from ...backends.mysql import (
+    TLS_GUARD,
+    UNKNOWN_SYSTEM_VARIABLE,
+    MySQL,
+    for_other_server,
+    is_mariadb_flavoured,
+)
+
+try:
+    import MySQLdb
+except ImportError as exc:
+    raise ImproperlyConfigured(
+        f"The MySQL driver (MySQLdb) is not installed. Install it: {MySQL.install}"
+    ) from exc
+
 from django.db.backends.mysql import base as django_mysql
 
-from ...backends.mysql import TLS_GUARD, UNKNOWN_SYSTEM_VARIABLE, for_other_server, is_mariadb_flavoured
 from ..health import SocketHealthCheck, Verdict
 
 logger = logging.getLogger(__name__)
