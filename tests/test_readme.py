@@ -6,7 +6,7 @@ and `reports`), and `manage.py check`, `dbconfig` and `dbcheck` run with each pr
 
 - `development`: every alias on SQLite, the real local files.
 - no profile: PostgreSQL at the README's hosts, which do not exist. The test points each
-  alias at a throwaway PostgreSQL with TLS through environment variables, the documented
+  alias at the session's throwaway PostgreSQL with TLS through environment variables, the documented
   highest layer below overrides: `DBCONFIG_<ALIAS>_HOST=localhost` (the name on the server's
   certificate, so verify-full holds), `DBCONFIG_<ALIAS>_PORT`, and `DBCONFIG_<ALIAS>_USER=postgres`
   (the README's roles do not exist there; postgres is trusted, so the README's "..." password
@@ -130,11 +130,19 @@ def test_a_configuration_error_shows_no_chained_traceback(readme_project: Path) 
 @pytest.mark.postgresql
 @pytest.mark.slow
 def test_no_profile_on_postgresql_check_dbconfig_and_dbcheck(
-    readme_project: Path, pg_server_factory: Any, tls_ca: Any
+    readme_project: Path, pg_tls_server: Any, tls_ca: Any
 ) -> None:
-    server = pg_server_factory(tls=True)
+    server = pg_tls_server
     server.psql('CREATE SCHEMA "app"')  # the README's search_path: ["app", "public"]
     server.psql('CREATE DATABASE "analytics"')
+    try:
+        _check_no_profile(readme_project, server, tls_ca)
+    finally:
+        server.psql('DROP SCHEMA "app" CASCADE')
+        server.psql('DROP DATABASE "analytics" WITH (FORCE)')
+
+
+def _check_no_profile(readme_project: Path, server: Any, tls_ca: Any) -> None:
     certs = readme_project / "certs"
     certs.mkdir()
     shutil.copy(tls_ca.ca_path, certs / "ca.pem")
