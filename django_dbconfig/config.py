@@ -191,10 +191,11 @@ def _load(
     base_dir = _path_argument(base_dir, "base_dir=")
     config_file = _path_argument(config_file, "config_file=")
     secrets_dir = _path_argument(secrets_dir, "secrets_dir=")
-    for variable in ("DBCONFIG_FILE", "DBCONFIG_SECRETS_DIR", "DBCONFIG_ENV"):
+    for variable in ("DBCONFIG_FILE", "DBCONFIG_SECRETS_DIR"):
         _path_argument(env.get(variable), variable)
-    if environment is not None and not isinstance(environment, str):
-        raise DbConfigError("environment=: expected a profile name (a string) or None.")
+    for where, name in (("environment=", environment), ("DBCONFIG_ENV", env.get("DBCONFIG_ENV"))):
+        if name is not None and not isinstance(name, str):
+            raise DbConfigError(f"{where}: expected a profile name (a string), got {type(name).__name__}.")
     if overrides is not None and not isinstance(overrides, Mapping):
         raise DbConfigError("overrides=: expected a mapping shaped like dbconfig.json.")
     base = Path(base_dir if base_dir is not None else Path.cwd()).resolve()

@@ -230,7 +230,8 @@ def test_a_file_larger_than_a_mebibyte(project: Any) -> None:
             "DBCONFIG_DEFAULT_HOST: the value is a int, not a string.",
         ),
         ({"environ": {"DBCONFIG_FILE": 5}}, "DBCONFIG_FILE: expected a path (a string), got int."),
-        ({"environment": 5}, "environment=: expected a profile name (a string) or None."),
+        ({"environment": 5}, "environment=: expected a profile name (a string), got int."),
+        ({"environ": {"DBCONFIG_ENV": 5}}, "DBCONFIG_ENV: expected a profile name (a string), got int."),
         ({"overrides": [("databases", {})]}, "overrides=: expected a mapping shaped like dbconfig.json."),
     ],
 )
