@@ -11,6 +11,8 @@ from .report import Problem
 
 # Static: configuration, no connection.
 E001 = "dbconfig.E001"
+E002 = "dbconfig.E002"
+E003 = "dbconfig.E003"
 W001 = "dbconfig.W001"
 W002 = "dbconfig.W002"
 W003 = "dbconfig.W003"
@@ -30,13 +32,18 @@ E110 = "dbconfig.E110"
 E111 = "dbconfig.E111"
 W101 = "dbconfig.W101"
 W102 = "dbconfig.W102"
+W103 = "dbconfig.W103"
 # Routing: models and aliases.
 E201 = "dbconfig.E201"
 E202 = "dbconfig.E202"
 E203 = "dbconfig.E203"
+W201 = "dbconfig.W201"
 
 HINTS: Mapping[str, str] = {
     E001: 'Point the route at an alias of DATABASES, or add the alias "{alias}".',
+    E002: "Install the driver: {install}",
+    E003: 'Install the pool: pip install "django-dbconfig[pool]" (psycopg_pool), or remove pool '
+    'from "{alias}".',
     W001: 'Set conn_max_age for "{alias}" to a number of seconds (e.g. 60) instead of null.',
     W002: 'Set sslmode for "{alias}" to "verify-full" (with sslrootcert), or at least "require".',
     W003: "Run: chmod 600 {path}",
@@ -64,10 +71,15 @@ HINTS: Mapping[str, str] = {
     "alias is read-only by nature.",
     E111: 'Check that the user of "{alias}" may read the server status views used by dbcheck.',
     W101: 'Set sslmode for "{alias}" to "require" or stronger to make TLS mandatory.',
+    W103: 'Set backend "{backend}" for "{alias}" (or use a {backend}:// URL).',
     W102: "Run manage.py migrate --database {alias} to create it.",
     E201: 'Route {model} to an alias of DATABASES (DBCONFIG_ROUTES or "routes" of dbconfig.json).',
-    E202: 'Add DATABASE_ROUTERS = ["django_dbconfig.routers.DatabaseRouter"] and route {model} to one alias.',
+    E202: "Make your routers' allow_migrate() allow {model} on one alias only (with DatabaseRouter: "
+    'route them in DBCONFIG_ROUTES or "routes" of dbconfig.json).',
     E203: "Make one router allow {model} to migrate on its own alias.",
+    W201: 'Add DATABASE_ROUTERS = ["django_dbconfig.routers.DatabaseRouter"] to settings.py and route '
+    'apps to their alias ("routes" of dbconfig.json), or ignore this if every alias is meant to hold '
+    "every table.",
 }
 
 

@@ -234,7 +234,7 @@ CASES = [
         {"databases": {"default": {"backend": "postgresql", "name": "app", "password": 12345678}}},
         None,
         {},
-        'dbconfig.json: databases.default.password (alias "default"): password: expected a string (the value is not shown: password is secret).',
+        'dbconfig.json: databases.default.password (alias "default"): password: expected a string, got a number (the value is not shown: password is secret).',
         id="pw_wrong_type",
     ),
     pytest.param(

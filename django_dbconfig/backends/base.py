@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -65,6 +66,12 @@ class Backend:
     reasons: ClassVar[Mapping[str, str]] = {}
     defaults: ClassVar[Mapping[str, Any]] = {}
     needs_name: ClassVar[bool] = True
+    # The driver: any one of these modules, and the command that installs one.
+    driver_modules: ClassVar[tuple[str, ...]] = ()
+    install: ClassVar[str] = ""
+
+    def driver_installed(self) -> bool:
+        return not self.driver_modules or any(installed(module) for module in self.driver_modules)
 
     def render(self, values: Mapping[str, Any], ctx: RenderContext) -> DatabaseSettings:
         """Return Django's DATABASES entry for validated values (defaults applied)."""
@@ -108,6 +115,14 @@ class Backend:
 
     def render_options(self, values: Mapping[str, Any], ctx: RenderContext) -> dict[str, Any]:
         return {}
+
+
+def installed(module: str) -> bool:
+    """Whether `module` can be imported, found without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def collect_options(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -51,6 +51,8 @@ class PostgreSQL(Backend):
     engine = "django_dbconfig.engines.postgresql"
     keys = SERVER_KEYS | {"pool", "search_path", "idle_in_transaction_session_timeout", "application_name"}
     defaults = {"port": 5432, "conn_max_age": 60, "conn_health_checks": True, "connect_timeout": 5000}
+    driver_modules = ("psycopg", "psycopg2")
+    install = 'pip install "django-dbconfig[postgresql]" (psycopg 3)'
 
     def render_options(self, values: Mapping[str, Any], ctx: RenderContext) -> dict[str, Any]:
         options: dict[str, Any] = {}

@@ -111,6 +111,17 @@ def _inspect(cursor: Any, spec: ProbeSpec, report: AliasReport, params: Mapping[
     # "10.11.6-MariaDB-0+deb12u1" -> "10.11.6-MariaDB": the distribution's suffix says nothing.
     report.server_version = version.split("-", maxsplit=1)[0] + ("-MariaDB" if mariadb else "")
     report.latency_ms = round_trip_ms(cursor)
+    if spec.backend in ("mysql", "mariadb") and spec.backend != report.vendor:
+        server = "MariaDB" if mariadb else "MySQL"
+        report.add(
+            problems.problem(
+                problems.W103,
+                f'The server is {server} {report.server_version}, but the backend is "{spec.backend}": '
+                f"the session settings were rewritten in {server}'s names at connect.",
+                alias=spec.alias,
+                backend=report.vendor,
+            )
+        )
 
     cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_%'")
     status = {str(name): str(value) for name, value in cursor.fetchall()}

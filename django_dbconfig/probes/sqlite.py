@@ -45,11 +45,13 @@ def probe(spec: ProbeSpec) -> AliasReport:
         report.server_version = sqlite3.sqlite_version
         directory = Path(name).parent
         if directory.is_dir():
+            owner = spec.file_owner
+            shared = f' It is the file of "{owner}": migrate that alias, not this one.' if owner else ""
             report.add(
                 problems.problem(
                     problems.W102,
-                    f"The database file {name} does not exist yet; it is created on first use.",
-                    alias=spec.alias,
+                    f"The database file {name} does not exist yet; it is created on first use.{shared}",
+                    alias=owner or spec.alias,
                 )
             )
         else:

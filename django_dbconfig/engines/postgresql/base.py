@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ImproperlyConfigured
+
+from ...backends.postgresql import PostgreSQL
+
+if not PostgreSQL().driver_installed():
+    raise ImproperlyConfigured(
+        f"The PostgreSQL driver (psycopg or psycopg2) is not installed. Install it: {PostgreSQL.install}"
+    )
+
 from django.db.backends.postgresql import base as django_postgresql
 from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
