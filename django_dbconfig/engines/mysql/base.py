@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.backends.mysql import base as django_mysql
 
+from ... import credentials
 from ..health import SocketHealthCheck, Verdict
 
 
 class DatabaseWrapper(SocketHealthCheck, django_mysql.DatabaseWrapper):
-    """Django's MySQL `DatabaseWrapper`; only the per-request health check differs."""
+    """Django's MySQL `DatabaseWrapper`: the health check looks at the socket first, and a
+    `password_provider` gives the password of each new connection."""
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        conn_params = credentials.with_password(conn_params, self.alias, self.settings_dict)
+        return super().get_new_connection(conn_params)
 
     def socket_verdict(self) -> Verdict:
         """Healthy when idle with nothing to read; dead when anything is waiting.
