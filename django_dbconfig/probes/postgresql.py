@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
 import os
 import re
@@ -230,12 +233,58 @@ def client_tls(connection: Any) -> tuple[bool, str | None, str | None]:
     if pgconn is not None:  # psycopg 3
         if not pgconn.ssl_in_use:
             return False, None, None
-        protocol, cipher = (pgconn.ssl_attribute(name) for name in (b"protocol", b"cipher"))
-        return True, protocol.decode() if protocol else None, cipher.decode() if cipher else None
+        return (True, *libpq_ssl_attributes(pgconn.pgconn_ptr))
     info = connection.info  # psycopg2
     if not info.ssl_in_use:
         return False, None, None
     return True, info.ssl_attribute("protocol"), info.ssl_attribute("cipher")
+
+
+def libpq_ssl_attributes(pgconn_ptr: int | None) -> tuple[str | None, str | None]:
+    """libpq's `PQsslAttribute` protocol and cipher, which psycopg 3 does not wrap.
+
+    Called in the very libpq psycopg uses (its bundled copy, or the system's), on
+    psycopg's own PGconn; (None, None) when that library cannot be found.
+    """
+    library = _libpq()
+    if library is None or not pgconn_ptr:
+        return None, None
+    values = []
+    for name in (b"protocol", b"cipher"):
+        raw = library.PQsslAttribute(ctypes.c_void_p(pgconn_ptr), name)
+        values.append(raw.decode() if raw else None)
+    return values[0], values[1]
+
+
+@functools.lru_cache(maxsize=1)
+def _libpq() -> Any:
+    from psycopg import pq
+
+    try:
+        if pq.__impl__ == "python":
+            from psycopg.pq import _pq_ctypes
+
+            library = _pq_ctypes.pq  # type: ignore[attr-defined]
+        elif pq.__impl__ == "binary":
+            import psycopg_binary
+
+            libs = Path(psycopg_binary.__file__).parent.parent / "psycopg_binary.libs"
+            found = sorted(libs.glob("libpq*.so*"))
+            if len(found) != 1:
+                return None
+            library = ctypes.CDLL(str(found[0]))
+        else:
+            name = ctypes.util.find_library("pq")
+            if name is None:
+                return None
+            library = ctypes.CDLL(name)
+        function = library.PQsslAttribute
+    except (ImportError, OSError, AttributeError):
+        logger.debug("libpq's PQsslAttribute is not reachable", exc_info=True)
+        return None
+    function.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    function.restype = ctypes.c_char_p
+    return library
 
 
 # A setting's name on the server, for each name dbcheck reports it under.
@@ -252,7 +301,10 @@ def _explain_through_pooler(cursor: Any, spec: ProbeSpec, report: AliasReport, p
     for name in wrong:
         check = report.settings[name]
         server_name = _SERVER_NAMES.get(name, name)
-        where = f"{name} is {check.actual} through the {pooler} pooler, but {check.expected} is configured"
+        actual, expected = check.actual, check.expected
+        if name not in DURATION_SETTINGS and name != "read_only":
+            actual, expected = repr(actual), repr(expected)
+        where = f"{name} is {actual} through the {pooler} pooler, but {expected} is configured"
         if pooler == poolers.SESSION:
             why = (
                 "the SET sent when connecting did not hold: the pooler runs in transaction mode, "
