@@ -141,7 +141,9 @@ def apply_role_defaults(alias: str) -> Applied:
         connection = wrapper.get_new_connection(wrapper.get_connection_params())
     except Exception as exc:
         message = scrub(f"{type(exc).__name__}: {exc}", secrets_of(admin))
-        return Applied(alias, error=f"cannot connect to write the role's defaults: {message}")
+        return Applied(
+            alias, error=f"--apply-settings could not connect to write the role's defaults: {message}"
+        )
     try:
         connection.autocommit = True
         with connection.cursor() as cursor:
@@ -154,7 +156,7 @@ def apply_role_defaults(alias: str) -> Applied:
                 _end_own_server_session(cursor)
     except Exception as exc:
         message = scrub(f"{type(exc).__name__}: {exc}", secrets_of(admin))
-        return Applied(alias, error=f"writing the role's defaults failed: {message}")
+        return Applied(alias, error=f"--apply-settings could not write the role's defaults: {message}")
     finally:
         try:
             connection.close()
