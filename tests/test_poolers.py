@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -494,3 +495,22 @@ def test_read_only_through_the_session_pooler_refuses_writes(
             with connections["ro"].cursor() as cursor:
                 cursor.execute("INSERT INTO t VALUES (1)")
     assert pooled.server.psql("SELECT count(*) FROM t", dbname=pooled.dbname) == [(0,)]
+
+
+@postgresql
+def test_apply_settings_that_cannot_connect_is_an_error_of_the_alias(
+    tmp_path: Path, through_transaction_pooler: Pooled
+) -> None:
+    pooled = through_transaction_pooler
+    databases = configure(
+        tmp_path, {"pooled": pooled.alias(statement_timeout="3s", password="not-the-password")}
+    )
+    status, result = dbcheck_json(databases, "--apply-settings")
+    assert status == 1
+    db = by_alias(result)["pooled"]
+    assert ids(db) == ["dbconfig.E101", "dbconfig.E116"]
+    assert db["problems"][1]["message"].startswith(
+        "--apply-settings could not connect to write the role's defaults: OperationalError:"
+    )
+    assert db["problems"][1]["message"].endswith("FATAL:  SASL authentication failed")
+    assert "not-the-password" not in json.dumps(result)
