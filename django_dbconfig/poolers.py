@@ -129,6 +129,12 @@ def apply_role_defaults(alias: str) -> Applied:
         return Applied(alias, skipped="not behind a transaction pooler: nothing to write")
     if "postgresql" not in str(entry.get("ENGINE", "")):
         return Applied(alias, skipped="MySQL/MariaDB have no per-role session defaults: nothing to write")
+    primary = (entry.get("TEST") or {}).get("MIRROR")
+    if primary:
+        return Applied(
+            alias,
+            skipped=f'a replica gets its role\'s defaults from its primary: run it for "{primary}"',
+        )
     settings = settings_of(entry)
     if not settings:
         return Applied(alias, skipped="no session settings configured")
@@ -179,19 +185,18 @@ def _end_own_server_session(cursor: Any) -> None:
 def check_shared_roles(
     effective: Mapping[str, Mapping[str, Value]], session: Mapping[str, dict[str, str]]
 ) -> None:
-    """Two `pooler: transaction` aliases of one role and database must ask for the same settings.
+    """Aliases sharing the role and database of a `pooler: transaction` alias must agree with it.
 
-    The settings are the role's defaults in the database: both aliases would get
-    whichever were written last. `session` maps each alias to its settings by
-    PostgreSQL's names. A replica shares its primary's role defaults (they
-    replicate), so it counts as its primary's server; its read-only mode is the
-    standby's own and is left out.
+    Its settings are the role's defaults in that database: another transaction alias
+    of the role would get whichever were written last, and any other alias of the role
+    (session pooler) starts from them for every setting it does not set itself.
+    `session` maps each alias to its settings by PostgreSQL's names. A replica shares
+    its primary's role defaults (they replicate), so it counts as its primary's server;
+    its read-only mode is the standby's own and is left out.
     """
-    groups: dict[tuple[str, ...], list[tuple[str, dict[str, str]]]] = {}
+    groups: dict[tuple[str, ...], list[tuple[str, bool, dict[str, str]]]] = {}
     for alias, values in effective.items():
         pooler = values.get("pooler")
-        if pooler is None or pooler.value != TRANSACTION:
-            continue
         primary = values.get("replica_of")
         server_values = effective.get(primary.value, values) if primary else values
         wanted = dict(session.get(alias, {}))
@@ -203,19 +208,35 @@ def check_shared_roles(
             str(_value(values, "user")),
             str(_value(values, "name")),
         )
-        groups.setdefault(key, []).append((alias, wanted))
+        in_transaction = pooler is not None and pooler.value == TRANSACTION
+        groups.setdefault(key, []).append((alias, in_transaction, wanted))
     for (_, _, user, name), members in groups.items():
-        first_alias, first = members[0]
-        for alias, wanted in members[1:]:
-            if wanted == first:
+        owners = [(alias, wanted) for alias, in_transaction, wanted in members if in_transaction]
+        if not owners:
+            continue
+        first_alias, first = owners[0]
+        for alias, in_transaction, wanted in members:
+            if alias == first_alias:
                 continue
-            differing = sorted(k for k in {*first, *wanted} if first.get(k) != wanted.get(k))
-            origin = effective[alias]["pooler"].origin
+            if in_transaction:
+                differing = sorted(k for k in {*first, *wanted} if first.get(k) != wanted.get(k))
+            else:
+                differing = sorted(k for k in first if k not in wanted)
+            if not differing:
+                continue
+            where = f'{effective[first_alias]["pooler"].origin} (alias "{first_alias}")'
+            shared = (
+                f'with pooler "transaction" the session settings of "{first_alias}" are the role\'s '
+                f'defaults in the database, and "{alias}" uses the same role "{user}" on database "{name}"'
+            )
             raise DbConfigError(
-                f'{origin} (alias "{alias}"): with pooler "transaction" the session settings are the '
-                f'role\'s defaults in the database, and aliases "{first_alias}" and "{alias}" both use '
-                f'role "{user}" on database "{name}" with different {", ".join(differing)}: each would '
-                f"get the other's. Give each alias its own role (user), or the same settings."
+                f"{where}: {shared}"
+                + (
+                    f" with different {', '.join(differing)}: each would get the other's."
+                    if in_transaction
+                    else f": it would start with the role's {', '.join(differing)}."
+                )
+                + " Give each alias its own role (user), or the same settings."
             )
 
 

@@ -157,8 +157,8 @@ def test_two_transaction_aliases_of_one_role_with_different_settings_are_an_erro
             },
         )
     assert str(info.value) == (
-        'override: databases.reports.pooler (alias "reports"): with pooler "transaction" the session '
-        'settings are the role\'s defaults in the database, and aliases "default" and "reports" both use '
+        'override: databases.default.pooler (alias "default"): with pooler "transaction" the session '
+        'settings of "default" are the role\'s defaults in the database, and "reports" uses the same '
         'role "web" on database "app" with different statement_timeout: each would get the other\'s. '
         "Give each alias its own role (user), or the same settings."
     )
@@ -169,6 +169,32 @@ def test_two_transaction_aliases_of_one_role_with_different_settings_are_an_erro
             "default": {**server, "statement_timeout": "30s"},
             "reports": {**server, "user": "reporter", "statement_timeout": "5min"},
             "same": {**server, "statement_timeout": "30s"},
+        },
+    )
+
+
+def test_a_session_alias_of_the_role_would_inherit_the_transaction_alias_defaults(tmp_path: Path) -> None:
+    server = {"backend": "postgresql", "host": "db", "name": "app", "user": "web"}
+    with pytest.raises(DbConfigError) as info:
+        configure(
+            tmp_path,
+            {
+                "readonly": {**server, "pooler": "transaction", "read_only": True, "lock_timeout": "2s"},
+                "writer": {**server, "pooler": "session", "lock_timeout": "5s"},
+            },
+        )
+    assert str(info.value) == (
+        'override: databases.readonly.pooler (alias "readonly"): with pooler "transaction" the session '
+        'settings of "readonly" are the role\'s defaults in the database, and "writer" uses the same '
+        'role "web" on database "app": it would start with the role\'s default_transaction_read_only. '
+        "Give each alias its own role (user), or the same settings."
+    )
+    # Setting every one of them itself, it is not affected.
+    configure(
+        tmp_path,
+        {
+            "readonly": {**server, "pooler": "transaction", "read_only": True},
+            "writer": {**server, "pooler": "session", "read_only": False},
         },
     )
 
