@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import django
 import pytest
 from django.core.management import call_command
 
@@ -214,6 +215,7 @@ def test_server_side_cursors_cannot_be_turned_back_on_behind_a_transaction_poole
         )
 
 
+@pytest.mark.skipif(django.VERSION < (5, 1), reason="Django's pool exists from 5.1")
 def test_pool_with_a_pooler_is_a_warning(tmp_path: Path) -> None:
     databases = configure(
         tmp_path,
