@@ -466,7 +466,8 @@ def test_session_pooler_settings_are_set_on_each_new_connection_and_read_back(
     pooled = through_session_pooler
     create_schema(pooled)
     databases = configure(tmp_path, {"pooled": pooled.alias(**SETTINGS)})
-    status, result = dbcheck_json(databases)
+    # --apply-settings has nothing to write for a session pooler.
+    status, result = dbcheck_json(databases, "--apply-settings")
     assert status == 0, result
     assert {name: check["actual"] for name, check in by_alias(result)["pooled"]["settings"].items()} == {
         **REPORTED,
@@ -487,18 +488,30 @@ def test_session_pooler_settings_are_set_on_each_new_connection_and_read_back(
 def test_migrate_the_orm_and_named_cursors_through_the_session_pooler(
     tmp_path: Path, through_session_pooler: Pooled
 ) -> None:
+    import psycopg
+    from django.db import connections
+
     from tests.apps.shop.models import Order
 
     pooled = through_session_pooler
     create_schema(pooled)
     databases = configure(tmp_path, {"pooled": pooled.alias(**SETTINGS)})
     assert "DISABLE_SERVER_SIDE_CURSORS" not in databases["pooled"]
+    other_client = pooled.server.connect_kwargs(
+        host=pooled.bouncer.host, port=pooled.bouncer.port, dbname=pooled.dbname
+    )
     with serving_aliases(databases):
         call_command("migrate", database="pooled", verbosity=0)
         Order.objects.using("pooled").bulk_create([Order(reference=f"r{i}") for i in range(5)])
-        assert [o.reference for o in Order.objects.using("pooled").order_by("id").iterator(chunk_size=2)] == [
-            f"r{i}" for i in range(5)
-        ]
+        # A named cursor: this client keeps its server connection, whatever other clients do.
+        rows = Order.objects.using("pooled").order_by("id").iterator(chunk_size=2)
+        first = next(rows)
+        with connections["pooled"].cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_cursors")
+            assert cursor.fetchone()[0] == 1
+        with psycopg.connect(**other_client) as other:
+            other.execute("SELECT 1")
+            assert [first.reference, *(o.reference for o in rows)] == [f"r{i}" for i in range(5)]
     tables = pooled.server.psql(
         "SELECT table_schema FROM information_schema.tables WHERE table_name = 'shop_order'",
         dbname=pooled.dbname,
