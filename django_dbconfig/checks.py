@@ -18,7 +18,23 @@ from typing import Any
 
 from django.core.checks import CheckMessage, Error, Warning
 
-from .problems import E001, E002, E003, E201, E202, E203, W001, W002, W003, W004, W005, W102, W201, problem
+from .problems import (
+    E001,
+    E002,
+    E003,
+    E201,
+    E202,
+    E203,
+    W001,
+    W002,
+    W003,
+    W004,
+    W005,
+    W011,
+    W102,
+    W201,
+    problem,
+)
 from .report import Problem, Report
 
 logger = logging.getLogger(__name__)
@@ -206,6 +222,16 @@ def _alias_problems(alias: str, entry: Mapping[str, Any]) -> list[Problem]:
                 f'"{alias}" connects to {host} with sslmode '
                 f"{mode or 'unset'}: credentials and data may cross the "
                 "network unencrypted.",
+                alias=alias,
+            )
+        )
+    pooler = (entry.get("DBCONFIG") or {}).get("pooler")
+    if pooler and (entry.get("OPTIONS") or {}).get("pool"):
+        problems.append(
+            problem(
+                W011,
+                f'"{alias}" has both pool and pooler "{pooler}": two pools in a row hold server '
+                "connections twice, and the in-process one keeps them busy between requests.",
                 alias=alias,
             )
         )

@@ -292,6 +292,7 @@ def _build(merged: Merged, base: Path, secrets_path: Path, sources: tuple[str, .
             effective_all[alias] = effective
     errors.raise_if_any()
     replicas = _replicas(effective_all, vendors)
+    _check_shared_roles(effective_all, vendors)
     routes = _routes(merged.routes, aliases, replicas)
     return DatabaseConfig(
         _databases=MappingProxyType(databases),
@@ -356,6 +357,8 @@ def _effective(
             f"Set databases.{alias}.name, DBCONFIG_{alias.upper()}_NAME, or put it in the URL path."
         )
     _check_pool(alias, effective)
+    _check_credentials(alias, effective)
+    _check_pooler(alias, effective)
     return backend, effective
 
 
@@ -383,6 +386,40 @@ def _check_pool(alias: str, effective: dict[str, Value]) -> None:
             "(the pool keeps the connections). Remove conn_max_age for this alias."
         )
     effective["conn_max_age"] = Value(0, pool.origin, pool.rank)
+
+
+def _check_credentials(alias: str, effective: Mapping[str, Value]) -> None:
+    provider, password = effective.get("password_provider"), effective.get("password")
+    if provider is None or password is None or not password.value:
+        return
+    raise DbConfigError(
+        f'{provider.origin} (alias "{alias}"): password_provider and a password ({password.origin}) '
+        "are both set. The provider gives the password for each new connection: remove the "
+        "password (or the password in the URL), or remove password_provider."
+    )
+
+
+def _check_pooler(alias: str, effective: Mapping[str, Value]) -> None:
+    pooler, cursors = effective.get("pooler"), effective.get("disable_server_side_cursors")
+    if pooler is None or pooler.value != "transaction" or cursors is None or cursors.value:
+        return
+    raise DbConfigError(
+        f'{cursors.origin} (alias "{alias}"): disable_server_side_cursors is false, but pooler '
+        f'"transaction" ({pooler.origin}) cannot keep a named cursor across transactions. '
+        "Remove disable_server_side_cursors (it is true behind a transaction pooler)."
+    )
+
+
+def _check_shared_roles(effective: Mapping[str, Mapping[str, Value]], vendors: Mapping[str, str]) -> None:
+    from .backends.postgresql import session_settings
+    from .poolers import check_shared_roles
+
+    session = {
+        alias: session_settings({key: value.value for key, value in values.items()})
+        for alias, values in effective.items()
+        if vendors[alias] == "postgresql"
+    }
+    check_shared_roles({alias: effective[alias] for alias in session}, session)
 
 
 def _replicas(

@@ -17,6 +17,7 @@ from .errors import did_you_mean, one_of, quoted, shown
 
 BACKENDS = ("postgresql", "mysql", "mariadb", "sqlite")
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+POOLERS = ("session", "transaction")
 
 # How deep objects may nest (a document, or the `options` of an alias): far more
 # than any setting needs, far less than would exhaust the stack.
@@ -204,6 +205,21 @@ def _engine(value: object, *, from_env: bool) -> str:
     return text
 
 
+def _pooler(value: object, *, from_env: bool) -> str | None:
+    if value is None:
+        return None
+    if from_env and isinstance(value, str) and value.strip().lower() in {"null", "none", ""}:
+        return None
+    return _choice(POOLERS)(value, from_env=from_env)
+
+
+def _dotted_callable(value: object, *, from_env: bool) -> str:
+    text = _nonempty(value, from_env=from_env).strip()
+    if "." not in text or not all(part.isidentifier() for part in text.split(".")):
+        raise ValueError(f'expected the dotted path of a callable such as "myproject.db.token", got "{text}"')
+    return text
+
+
 def _kind(value: object) -> str:
     names = {
         bool: "a boolean",
@@ -261,6 +277,8 @@ _KEYS = (
     Key("disable_server_side_cursors", _bool),
     Key("test", _object),
     Key("options", _object),
+    Key("pooler", _pooler),
+    Key("password_provider", _dotted_callable),
 )
 
 KEYS: Mapping[str, Key] = {key.name: key for key in _KEYS}

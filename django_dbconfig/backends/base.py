@@ -43,6 +43,8 @@ SERVER_KEYS = COMMON_KEYS | {
     "connect_timeout",
     "read_only",
     "replica_of",
+    "pooler",
+    "password_provider",
 }
 
 
@@ -123,6 +125,23 @@ def installed(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
+
+
+def render_extra(values: Mapping[str, Any], session: Mapping[str, str]) -> dict[str, Any]:
+    """What django-dbconfig's engines read besides Django's keys: the DBCONFIG entry.
+
+    `pooler` and the session settings (as the server names them) for the engine to
+    send as SET statements and for dbcheck to read back; the dotted path of the
+    password provider. Never a secret.
+    """
+    extra: dict[str, Any] = {}
+    if values.get("pooler"):
+        extra["pooler"] = values["pooler"]
+        if session:
+            extra["session_settings"] = dict(session)
+    if values.get("password_provider"):
+        extra["password_provider"] = values["password_provider"]
+    return extra
 
 
 def collect_options(values: Mapping[str, Any]) -> dict[str, Any]:

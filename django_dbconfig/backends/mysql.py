@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .base import SERVER_KEYS, Backend, RenderContext, resolve_path, whole_seconds
+from .base import SERVER_KEYS, Backend, RenderContext, render_extra, resolve_path, whole_seconds
 
 # mysqlclient's ssl_mode for each sslmode. Each is at least as strict as asked:
 # with MariaDB Connector/C, VERIFY_CA also checks the host name.
@@ -90,6 +90,18 @@ class MySQL(Backend):
         if assignments:
             options["init_command"] = "SET SESSION " + ", ".join(assignments)
         return options
+
+    def render(self, values: Mapping[str, Any], ctx: RenderContext) -> Any:
+        settings = super().render(values, ctx)
+        # Behind a pooler (ProxySQL, RDS Proxy, MaxScale) nothing changes: init_command is
+        # already a query the driver sends once per new client connection, never a
+        # startup parameter, and these proxies keep (or replay) a client's session
+        # variables on whichever server connection serves it. MySQL has no per-role
+        # session defaults, so `transaction` has nothing to write on the server.
+        extra = render_extra(values, {})
+        if extra:
+            settings["DBCONFIG"] = extra
+        return settings
 
 
 class MariaDB(MySQL):

@@ -24,6 +24,7 @@ except ImportError as exc:
 
 from django.db.backends.mysql import base as django_mysql
 
+from ... import credentials
 from ..health import SocketHealthCheck, Verdict
 
 logger = logging.getLogger(__name__)
@@ -34,10 +35,12 @@ _mariadb_servers: dict[tuple[Any, ...], bool] = {}
 
 
 class DatabaseWrapper(SocketHealthCheck, django_mysql.DatabaseWrapper):
-    """Django's MySQL `DatabaseWrapper`; the per-request health check differs, and the
-    session settings follow the server (MariaDB or MySQL) whatever the backend said."""
+    """Django's MySQL `DatabaseWrapper`; the per-request health check differs, the session
+    settings follow the server (MariaDB or MySQL) whatever the backend said, and a
+    `password_provider` gives the password of each new connection."""
 
     def get_new_connection(self, conn_params: Any) -> Any:
+        conn_params = credentials.with_password(conn_params, self.alias, self.settings_dict)
         command = str((conn_params or {}).get("init_command") or "")
         if not command:
             return super().get_new_connection(conn_params)
