@@ -8,7 +8,7 @@ import copy
 import os
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -64,6 +64,8 @@ class DatabaseConfig:
     sources: tuple[str, ...]
     base_dir: Path
     secrets_file: Path
+    # The merged `defaults` of every layer: what add_database() applies to a runtime alias.
+    defaults: Mapping[str, Value] = field(default_factory=dict)
 
     def databases(self) -> dict[str, DatabaseSettings]:
         """A fresh copy of the DATABASES dict: callers may change it freely."""
@@ -76,6 +78,10 @@ class DatabaseConfig:
     def values(self, alias: str) -> dict[str, Any]:
         """Each effective key of `alias` with its typed value (durations in ms), secrets included."""
         return {key: value.value for key, value in self._alias(alias).items()}
+
+    def effective(self, alias: str) -> Mapping[str, Value]:
+        """Each effective key of `alias` as a Value: typed value, origin and layer rank."""
+        return self._alias(alias)
 
     def _alias(self, alias: str) -> Mapping[str, Value]:
         try:
@@ -188,7 +194,10 @@ def _load(
 
     merged = merge(layers)
     sources = tuple(repr(s) for s in (file_source, secrets_source, environ_source, override_source))
-    return _build(merged, base, secrets_path, sources)
+    defaults: dict[str, Value] = {}
+    for layer in layers:
+        defaults.update(layer.defaults)
+    return _build(merged, base, secrets_path, sources, defaults)
 
 
 def _resolve(value: str | os.PathLike[str], base: Path) -> Path:
@@ -210,7 +219,13 @@ def _check_profile(
     )
 
 
-def _build(merged: Merged, base: Path, secrets_path: Path, sources: tuple[str, ...]) -> DatabaseConfig:
+def _build(
+    merged: Merged,
+    base: Path,
+    secrets_path: Path,
+    sources: tuple[str, ...],
+    defaults: Mapping[str, Value],
+) -> DatabaseConfig:
     import django
 
     version = (django.VERSION[0], django.VERSION[1])
@@ -237,6 +252,7 @@ def _build(merged: Merged, base: Path, secrets_path: Path, sources: tuple[str, .
         sources=sources,
         base_dir=base,
         secrets_file=secrets_path,
+        defaults=MappingProxyType(dict(defaults)),
     )
 
 

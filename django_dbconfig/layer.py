@@ -196,7 +196,7 @@ def _alias_values(
 ) -> dict[str, Value]:
     values: dict[str, Value] = {}
     for key, raw in _expand_dotted(settings, Origin(label, path)).items():
-        origin = Origin(label, f"{path}.{key}")
+        origin = Origin(label, f"{path}.{key}" if path else key)
         if key not in KEYS:
             raise DbConfigError(
                 f'{origin}: unknown key "{key}". Valid keys: {", ".join(KEYS)}.' + did_you_mean(key, KEYS)
