@@ -206,6 +206,9 @@ def _render(
         if "url" in given or (chosen is not None and chosen.value != parent["backend"].value):
             # Another server altogether: as in a layer, a URL or backend replaces the connection parts.
             skip |= CONNECTION_KEYS
+        if "pool" in given or "conn_max_age" in given:
+            # How connections are kept is one choice: the given one replaces the other alias's.
+            skip |= {"pool", "conn_max_age"}
         values = inherit(parent, values, parent_alias=like, not_inherited=skip)
     backend, effective = _effective(alias, values, (*connections.settings, alias))
     base_dir = config.base_dir if config is not None else Path.cwd()

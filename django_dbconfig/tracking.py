@@ -137,9 +137,11 @@ def hang_up(raw: Any) -> None:
     psycopg 3 holds `connection.lock` for every operation: when it is free the
     connection is idle and is closed properly (the server ends the session at
     once). When it is busy, and for drivers without such a lock (mysqlclient,
-    psycopg2), the socket is shut down under the driver: the server sees the end
-    of the stream and ends the session, and the owner's next call fails cleanly
-    instead of racing a close. SQLite has no server session and no socket.
+    psycopg2), its query is cancelled where the driver can (psycopg), and the
+    socket is shut down under the driver: the server sees the end of the stream
+    and ends the session, and the owner's next call fails cleanly instead of
+    racing a close. A MySQL session busy in a query ends when that query does.
+    SQLite has no server session and no socket.
     """
     if raw is None:
         return
@@ -156,6 +158,14 @@ def hang_up(raw: Any) -> None:
         fd = raw.fileno()
     except Exception:
         return  # closed already, or no socket (SQLite)
+    # A server busy in a query reads the socket only when the query ends: cancel it first
+    # (psycopg's cancel is made for calling from another thread; mysqlclient has none).
+    cancel = getattr(raw, "cancel_safe", None) or getattr(raw, "cancel", None)
+    if cancel is not None:
+        try:
+            cancel()
+        except Exception:
+            logger.debug("cancelling the query of a busy connection failed", exc_info=True)
     if not isinstance(fd, int) or fd < 0:
         return
     try:
