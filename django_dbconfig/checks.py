@@ -280,6 +280,18 @@ def _git_would_track(path: Path, base_dir: Path) -> bool:
 # ---------------------------------------------------------------- routing
 
 
+def configured_aliases(settings: Iterable[str]) -> list[str]:
+    """The aliases of DATABASES, without runtime ones.
+
+    A runtime alias (a tenant) copies the models of the alias it is like, so
+    routing consistency is checked without them.
+    """
+    from .runtime import runtime_aliases
+
+    added = runtime_aliases()
+    return [alias for alias in settings if alias not in added]
+
+
 def routing_problems(aliases: Sequence[str]) -> list[Problem]:
     """Every model's alias exists, and each model may migrate on exactly one alias."""
     from django.apps import apps
@@ -334,7 +346,7 @@ def check_live(
     from .probes import probe_aliases
 
     report = probe_aliases(list(databases))
-    report.problems.extend(routing_problems(list(connections.settings)))
+    report.problems.extend(routing_problems(configured_aliases(connections.settings)))
     messages = [_message(p, db.alias) for db in report.databases for p in db.problems]
     return messages + [_message(p, None) for p in report.problems]
 
@@ -356,13 +368,10 @@ def verify(
     from django.db import connections
 
     from .probes import probe_aliases
-    from .runtime import runtime_aliases
 
     settings = connections.settings
     report = probe_aliases(aliases, timeout=timeout, require_tls=require_tls, create_schemas=create_schemas)
-    # A runtime alias (a tenant) copies the models of another alias: routing is checked without them.
-    added = runtime_aliases()
-    report.problems.extend(routing_problems([alias for alias in settings if alias not in added]))
+    report.problems.extend(routing_problems(configured_aliases(settings)))
     by_alias = {db.alias: db for db in report.databases}
     for where, found in static_problems(settings):
         if where is None:

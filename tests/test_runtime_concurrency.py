@@ -90,7 +90,9 @@ def test_threads_and_tasks_with_their_own_runtime_database_never_meet(
             seen[name] = await sync_to_async(work, thread_sensitive=False, executor=executor)(alias, name)
 
     async def all_tasks() -> None:
-        results = await asyncio.gather(*(in_a_task(name) for name in workers[THREADS:]), return_exceptions=True)
+        results = await asyncio.gather(
+            *(in_a_task(name) for name in workers[THREADS:]), return_exceptions=True
+        )
         for result in results:
             if isinstance(result, BaseException):
                 errors.append(result)

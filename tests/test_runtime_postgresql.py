@@ -202,3 +202,99 @@ def test_the_project_engine_and_health_check_serve_a_runtime_alias(server: Postg
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         assert cursor.fetchone()[0] != first
+
+
+TENANT_SETTINGS = """\
+from pathlib import Path
+
+from tests.settings import *  # noqa: F403
+
+from django_dbconfig import build_databases
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tenants.TenantsConfig"]  # noqa: F405
+DATABASES = build_databases(Path(__file__).resolve().parent)
+DATABASE_ROUTERS = ["django_dbconfig.routers.DatabaseRouter"]
+"""
+TENANTS_APP = """\
+import json
+import os
+
+from django.apps import AppConfig
+
+from django_dbconfig import add_database
+
+
+class TenantsConfig(AppConfig):
+    name = "tenants"
+
+    def ready(self):
+        # Long-lived tenants, loaded at startup: every command and request sees them.
+        for alias, name in json.loads(os.environ["TENANTS"]).items():
+            add_database(alias, {"name": name}, like="default")
+"""
+
+
+def test_a_tenant_loaded_at_startup_is_migrated_and_checked_by_the_commands(
+    server: PostgresServer, tenant_database: str, tmp_path: Any
+) -> None:
+    """`manage.py migrate --database tenant_42` gives the tenant the tables of `default`; dbcheck checks it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    analytics = unique("analytics")
+    server.psql(f"CREATE DATABASE {analytics} OWNER app", dbname="postgres")
+    try:
+        base = {"url": server.url(), "sslmode": "disable", "conn_max_age": 0}
+        (tmp_path / "dbconfig.json").write_text(
+            json.dumps(
+                {
+                    "databases": {"default": base, "analytics": {**base, "name": analytics}},
+                    "routes": {"reports": "analytics"},
+                }
+            )
+        )
+        (tmp_path / "tenant_settings.py").write_text(TENANT_SETTINGS)
+        (tmp_path / "tenants.py").write_text(TENANTS_APP)
+        root = Path(__file__).resolve().parent.parent
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("DBCONFIG_", "PG")) and not key.endswith("DATABASE_URL")
+        }
+        env |= {
+            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)]),
+            "DJANGO_SETTINGS_MODULE": "tenant_settings",
+            "TENANTS": json.dumps({"tenant_42": tenant_database}),
+        }
+
+        def manage(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "django", *args],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+
+        migrated = manage("migrate", "--noinput", "-v", "0", "--database", "tenant_42")
+        assert migrated.returncode == 0, migrated.stderr
+        tables = server.psql(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+            dbname=tenant_database,
+        )
+        names = [name for (name,) in tables]
+        assert "shop_order" in names
+        assert "auth_user" in names
+        assert "reports_dailytotal" not in names  # routed to analytics: not a model of default
+
+        checked = manage("dbcheck", "--database", "tenant_42", "--format", "json")
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        report = json.loads(checked.stdout)
+        assert [(d["alias"], d["ok"]) for d in report["databases"]] == [("tenant_42", True)]
+        assert report["problems"] == []
+    finally:
+        server.psql(f"DROP DATABASE IF EXISTS {analytics} WITH (FORCE)", dbname="postgres")
