@@ -31,13 +31,19 @@ NOT_INHERITED = frozenset({"url", "replica_of"})
 RANK = 7
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class RuntimeAlias:
-    """What add_database() registered: the entry, its effective values, and the alias it is like."""
+    """What add_database() registered: the entry, its effective values, and the alias it is like.
+
+    No secret in its repr.
+    """
 
     entry: DatabaseSettings
     effective: Mapping[str, Value]
     like: str | None
+
+    def __repr__(self) -> str:
+        return f"RuntimeAlias(engine={self.entry.get('ENGINE')!r}, like={self.like!r})"
 
 
 _lock = threading.Lock()
@@ -102,7 +108,7 @@ def remove_database(alias: str) -> None:
             )
         removed = _runtime.pop(alias)
         connections.__dict__["settings"] = {name: entry for name, entry in current.items() if name != alias}
-        made = tracking.take(alias)
+        made = tracking.take(alias, current=_runtime)
     tracking.close_everywhere(made)
     # This thread's object goes now; other threads' are replaced on their next access.
     with contextlib.suppress(AttributeError):
@@ -196,6 +202,11 @@ def _render(
         raise DbConfigError(f"{label}: expected the alias's keys as a mapping, got {type(keys).__name__}.")
     config = last_config()
     given = _alias_values(keys, label, "", RANK, alias=alias)
+    if "replica_of" in given:
+        raise DbConfigError(
+            f"{given['replica_of'].origin}: a runtime alias cannot be a replica: the router's "
+            'replicas are fixed when it starts. Use like="..." to take another alias\'s keys.'
+        )
     defaults = Layer("defaults", defaults=dict(config.defaults) if config is not None else {})
     # The given keys over the config's defaults, a URL expanded into its parts.
     values = merge([defaults, Layer(label, databases={alias: given})]).databases[alias]

@@ -24,7 +24,7 @@ import socket
 import sys
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import DbConfigError
@@ -37,6 +37,8 @@ _names: set[str] = set()
 # alias -> the connection objects made for it, in any thread; guarded by _lock.
 _made: dict[str, weakref.WeakSet[Any]] = {}
 _installed = False
+# Seconds a cancel request may take before the session is simply hung up on.
+CANCEL_TIMEOUT = 5.0
 
 
 def install() -> None:
@@ -60,11 +62,21 @@ def watch(alias: str) -> None:
         _names.add(alias)
 
 
-def take(alias: str) -> list[Any]:
-    """The live connection objects made for `alias`, in every thread; forgotten here."""
+def take(alias: str, *, current: Iterable[str]) -> list[Any]:
+    """The live connection objects made for `alias`, in every thread.
+
+    Names whose objects are all gone (collected), and that `current` no longer
+    lists, are forgotten here: a process making a fresh alias per request does
+    not keep one name per request.
+    """
     with _lock:
-        made = _made.pop(alias, None)
-        return list(made) if made is not None else []
+        made = list(_made.get(alias, ()))
+        registered = set(current)
+        for name in [name for name in _names if name not in registered and name != alias]:
+            if not _made.get(name):
+                _names.discard(name)
+                _made.pop(name, None)
+        return made
 
 
 def is_stale(connection: Any, settings: Mapping[str, Any]) -> bool:
@@ -146,7 +158,9 @@ def hang_up(raw: Any) -> None:
     if raw is None:
         return
     lock = getattr(raw, "lock", None)
-    if lock is not None and lock.acquire(blocking=False):
+    # A pooled connection whose close() returns it to its pool would take the lock again.
+    returns = getattr(getattr(raw, "_pool", None), "close_returns", False)
+    if lock is not None and not returns and lock.acquire(blocking=False):
         try:
             raw.close()
         except Exception:
@@ -160,12 +174,13 @@ def hang_up(raw: Any) -> None:
         return  # closed already, or no socket (SQLite)
     # A server busy in a query reads the socket only when the query ends: cancel it first
     # (psycopg's cancel is made for calling from another thread; mysqlclient has none).
-    cancel = getattr(raw, "cancel_safe", None) or getattr(raw, "cancel", None)
-    if cancel is not None:
-        try:
-            cancel()
-        except Exception:
-            logger.debug("cancelling the query of a busy connection failed", exc_info=True)
+    try:
+        if hasattr(raw, "cancel_safe"):  # psycopg 3.2+: bounded, even with the server gone
+            raw.cancel_safe(timeout=CANCEL_TIMEOUT)
+        elif hasattr(raw, "cancel"):
+            raw.cancel()
+    except Exception:
+        logger.debug("cancelling the query of a busy connection failed", exc_info=True)
     if not isinstance(fd, int) or fd < 0:
         return
     try:

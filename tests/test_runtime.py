@@ -241,3 +241,37 @@ def test_a_runtime_alias_migrates_the_models_of_the_alias_it_is_like(built: Any)
         True,
         False,
     ]
+
+
+def test_a_runtime_alias_cannot_be_a_replica(built: Any) -> None:
+    built({"databases": {"default": PG_DEFAULT}})
+    with pytest.raises(DbConfigError) as caught:
+        add_database("tenant_r", {"replica_of": "default", "host": "r.internal"}, like="default")
+    assert str(caught.value) == (
+        'add_database("tenant_r"): replica_of: a runtime alias cannot be a replica: the router\'s '
+        'replicas are fixed when it starts. Use like="..." to take another alias\'s keys.'
+    )
+
+
+def test_no_password_in_the_repr_of_what_is_registered(built: Any) -> None:
+    from django_dbconfig.runtime import _runtime
+
+    built({"databases": {"default": PG_DEFAULT}})
+    add_database("tenant_42", {}, like="default")
+    assert "s3cret-pw" not in repr(_runtime)
+
+
+def test_a_fresh_alias_per_request_does_not_keep_one_name_per_request(
+    tmp_path: Path, unblocked: None
+) -> None:
+    import gc
+
+    from django_dbconfig import tracking
+
+    for _ in range(50):
+        with runtime_database(sqlite(tmp_path / "t.sqlite3")) as alias, connections[alias].cursor() as cursor:
+            cursor.execute("SELECT 1")
+    gc.collect()  # the closed connection objects are gone: their names can be forgotten
+    with runtime_database(sqlite(tmp_path / "t.sqlite3")):
+        pass
+    assert len(tracking._names) <= 2
