@@ -164,7 +164,10 @@ def test_like_a_runtime_alias_and_like_an_unknown_one(built: Any) -> None:
         add_database("tenant_4", {}, like="tenant_3")
 
 
-def test_the_alias_works_with_using_use_database_and_transactions(tmp_path: Path, unblocked: None) -> None:
+def test_the_alias_works_with_using_use_database_and_transactions(
+    tmp_path: Path, unblocked: None, built: Any
+) -> None:
+    built({"databases": {"default": sqlite(tmp_path / "default.sqlite3")}})  # the router reads it
     with runtime_database(sqlite(tmp_path / "t.sqlite3")) as alias:
         call_command("migrate", "shop", database=alias, verbosity=0)
         Order.objects.using(alias).create(reference="a")
