@@ -11,6 +11,10 @@ Variants, each timed per operation:
 - raw psycopg: connect + close: `psycopg.connect()` and `close()`, no Django.
 - raw psycopg: connect + one query + close.
 
+It also times `connections["default"]` (the lookup behind every query) with Django's
+handler class and with the tracking subclass django.db.connections gets at the first
+runtime alias, interleaved.
+
 The variants run interleaved, `--per-round` operations of each in turn per round, so
 background load falls on all of them alike. The table shows, per variant, the median
 over the rounds of the per-operation time, and its ratio to a raw psycopg connection
@@ -101,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(args.per_round):
                     run()
                 samples[label].append((time.perf_counter() - started) / args.per_round)
+        lookup_before, lookup_after = lookup_seconds()
 
     medians = {label: statistics.median(times) for label, times in samples.items()}
     reference = medians[REFERENCE]
@@ -109,7 +114,32 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'variant':<{width}}  {'median':>10}  {'vs raw query':>12}")
     for label, median in medians.items():
         print(f"{label:<{width}}  {median * 1e6:>7.0f} us  {median / reference:>11.2f}x")
+    print(
+        f'connections["default"]: {lookup_before * 1e9:.0f} ns with Django\'s handler class, '
+        f"{lookup_after * 1e9:.0f} ns with the tracking subclass ({lookup_after / lookup_before:.2f}x)"
+    )
     return 0
+
+
+def lookup_seconds(number: int = 50_000, rounds: int = 9) -> tuple[float, float]:
+    """Median time of `connections["default"]` (the lookup every query makes), without and
+    with the tracking subclass, interleaved round by round."""
+    import timeit
+
+    from django.db import connections
+
+    tracking_class = type(connections)
+    plain_class = tracking_class.__bases__[1]  # (_TrackingMixin, Django's handler class)
+    times: dict[type, list[float]] = {plain_class: [], tracking_class: []}
+    try:
+        for _ in range(rounds):
+            for cls, samples in times.items():
+                connections.__class__ = cls
+                connections["default"]
+                samples.append(timeit.timeit(lambda: connections["default"], number=number) / number)
+    finally:
+        connections.__class__ = tracking_class
+    return statistics.median(times[plain_class]), statistics.median(times[tracking_class])
 
 
 if __name__ == "__main__":
