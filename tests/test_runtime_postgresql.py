@@ -16,7 +16,7 @@ import django
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.core.signals import request_started
+from django.core.signals import request_finished, request_started
 from django.db import OperationalError, connections, transaction
 
 from django_dbconfig import add_database, check_databases, remove_database
@@ -202,6 +202,17 @@ def test_the_project_engine_and_health_check_serve_a_runtime_alias(server: Postg
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         assert cursor.fetchone()[0] != first
+
+
+def test_request_end_cleanup_closes_a_runtime_alias_like_a_configured_one(server: PostgresServer) -> None:
+    """close_old_connections() at request_finished visits runtime aliases: conn_max_age 0 closes at once."""
+    add_database("tenant", {"conn_max_age": 0, "application_name": "request-end"}, like="default")
+    request_started.send(sender=None)
+    assert current_database("tenant") == "app"
+    assert sessions(server, application_name="request-end") == 1
+    request_finished.send(sender=None)
+    assert connections["tenant"].connection is None
+    assert wait_for(lambda: sessions(server, application_name="request-end") == 0, seconds=5)
 
 
 TENANT_SETTINGS = """\
