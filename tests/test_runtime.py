@@ -278,3 +278,18 @@ def test_a_fresh_alias_per_request_does_not_keep_one_name_per_request(
     with runtime_database(sqlite(tmp_path / "t.sqlite3")):
         pass
     assert len(tracking._names) <= 2
+
+
+def test_like_with_another_backend_takes_only_what_that_backend_uses(built: Any, tmp_path: Path) -> None:
+    built({"defaults": {"conn_max_age": 30}, "databases": {"default": PG_DEFAULT}})
+    add_database("scratch", {"backend": "sqlite", "name": str(tmp_path / "s.sqlite3")}, like="default")
+    entry = connections.settings["scratch"]
+    assert (entry["ENGINE"], entry["NAME"], entry["HOST"], entry["USER"], entry["PASSWORD"]) == (
+        "django.db.backends.sqlite3",
+        str(tmp_path / "s.sqlite3"),
+        "",
+        "",
+        "",
+    )
+    assert "sslmode" not in entry["OPTIONS"]
+    assert entry["CONN_MAX_AGE"] == 30  # the config's defaults still apply
