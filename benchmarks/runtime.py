@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"PostgreSQL over TCP, SCRAM; {args.rounds} rounds x {args.per_round} operations per variant")
     print(f"{'variant':<{width}}  {'median':>10}  {'vs raw query':>12}")
     for label, median in medians.items():
-        print(f"{label:<{width}}  {median * 1e6:>7.0f} us  {median / reference:>11.2f}x")
+        print(f"{label:<{width}}  {median * 1e6:>7.0f} us  {median / reference:>11.3f}x")
     print(
         f'connections["default"]: {lookup_before * 1e9:.0f} ns with Django\'s handler class, '
         f"{lookup_after * 1e9:.0f} ns with the tracking subclass ({lookup_after / lookup_before:.2f}x)"
