@@ -1,4 +1,4 @@
-"""Fixtures for runtime-database tests: a built configuration, and no alias left behind."""
+"""Fixtures for runtime-database tests: a built_config configuration, and no alias left behind."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from django_dbconfig.runtime import runtime_aliases
 
 
 @pytest.fixture
-def built(project: Any) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
+def built_config(project: Any) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
     """build_databases() from a dbconfig.json document; the previous last config comes back after."""
     before = config_module._last_config
 

@@ -108,8 +108,8 @@ def test_removing_an_alias_of_databases_or_an_unknown_one_is_an_error(tmp_path: 
         remove_database("tenant_b")
 
 
-def test_like_inherits_every_effective_key_and_the_given_keys_win(built: Any) -> None:
-    built({"defaults": {"statement_timeout": "30s"}, "databases": {"default": PG_DEFAULT}})
+def test_like_inherits_every_effective_key_and_the_given_keys_win(built_config: Any) -> None:
+    built_config({"defaults": {"statement_timeout": "30s"}, "databases": {"default": PG_DEFAULT}})
     add_database("tenant_42", {"name": "tenant_42", "search_path": ["t42"]}, like="default")
     entry = connections.settings["tenant_42"]
     assert (entry["HOST"], entry["PORT"], entry["USER"], entry["PASSWORD"]) == (
@@ -124,8 +124,8 @@ def test_like_inherits_every_effective_key_and_the_given_keys_win(built: Any) ->
     assert entry["OPTIONS"]["options"] == '-c search_path="t42" -c statement_timeout=30000ms'
 
 
-def test_like_takes_user_and_password_as_a_pair(built: Any) -> None:
-    built({"databases": {"default": PG_DEFAULT}})
+def test_like_takes_user_and_password_as_a_pair(built_config: Any) -> None:
+    built_config({"databases": {"default": PG_DEFAULT}})
     add_database("other_user", {"user": "tenant"}, like="default")
     assert (connections.settings["other_user"]["USER"], connections.settings["other_user"]["PASSWORD"]) == (
         "tenant",
@@ -135,8 +135,8 @@ def test_like_takes_user_and_password_as_a_pair(built: Any) -> None:
     assert connections.settings["same_user"]["PASSWORD"] == "s3cret-pw"
 
 
-def test_like_with_a_url_takes_no_connection_part_of_the_other_alias(built: Any) -> None:
-    built({"databases": {"default": PG_DEFAULT}})
+def test_like_with_a_url_takes_no_connection_part_of_the_other_alias(built_config: Any) -> None:
+    built_config({"databases": {"default": PG_DEFAULT}})
     add_database("elsewhere", {"url": "postgresql://t@tenants.internal/t1"}, like="default")
     entry = connections.settings["elsewhere"]
     assert (entry["HOST"], entry["PORT"], entry["USER"], entry["PASSWORD"], entry["NAME"]) == (
@@ -149,8 +149,8 @@ def test_like_with_a_url_takes_no_connection_part_of_the_other_alias(built: Any)
     assert entry["OPTIONS"]["sslmode"] == "verify-full"
 
 
-def test_like_a_runtime_alias_and_like_an_unknown_one(built: Any) -> None:
-    built({"databases": {"default": PG_DEFAULT}})
+def test_like_a_runtime_alias_and_like_an_unknown_one(built_config: Any) -> None:
+    built_config({"databases": {"default": PG_DEFAULT}})
     add_database("tenant_1", {"name": "t1"}, like="default")
     add_database("tenant_2", {"search_path": ["two"]}, like="tenant_1")
     assert (connections.settings["tenant_2"]["NAME"], connections.settings["tenant_2"]["HOST"]) == (
@@ -165,9 +165,9 @@ def test_like_a_runtime_alias_and_like_an_unknown_one(built: Any) -> None:
 
 
 def test_the_alias_works_with_using_use_database_and_transactions(
-    tmp_path: Path, unblocked: None, built: Any
+    tmp_path: Path, unblocked: None, built_config: Any
 ) -> None:
-    built({"databases": {"default": sqlite(tmp_path / "default.sqlite3")}})  # the router reads it
+    built_config({"databases": {"default": sqlite(tmp_path / "default.sqlite3")}})  # the router reads it
     with runtime_database(sqlite(tmp_path / "t.sqlite3")) as alias:
         call_command("migrate", "shop", database=alias, verbosity=0)
         Order.objects.using(alias).create(reference="a")
@@ -226,8 +226,8 @@ def test_an_object_held_across_removal_cannot_connect(tmp_path: Path, unblocked:
     assert stale.connection is None
 
 
-def test_a_runtime_alias_migrates_the_models_of_the_alias_it_is_like(built: Any) -> None:
-    built({"databases": {"default": PG_DEFAULT, "analytics": {**PG_DEFAULT, "name": "analytics"}}})
+def test_a_runtime_alias_migrates_the_models_of_the_alias_it_is_like(built_config: Any) -> None:
+    built_config({"databases": {"default": PG_DEFAULT, "analytics": {**PG_DEFAULT, "name": "analytics"}}})
     router = DatabaseRouter(
         routes={"reports": "analytics"}, replicas={}, databases=dict.fromkeys(("default", "analytics"))
     )
@@ -246,8 +246,8 @@ def test_a_runtime_alias_migrates_the_models_of_the_alias_it_is_like(built: Any)
     ]
 
 
-def test_a_runtime_alias_cannot_be_a_replica(built: Any) -> None:
-    built({"databases": {"default": PG_DEFAULT}})
+def test_a_runtime_alias_cannot_be_a_replica(built_config: Any) -> None:
+    built_config({"databases": {"default": PG_DEFAULT}})
     with pytest.raises(DbConfigError) as caught:
         add_database("tenant_r", {"replica_of": "default", "host": "r.internal"}, like="default")
     assert str(caught.value) == (
@@ -256,10 +256,10 @@ def test_a_runtime_alias_cannot_be_a_replica(built: Any) -> None:
     )
 
 
-def test_no_password_in_the_repr_of_what_is_registered(built: Any) -> None:
+def test_no_password_in_the_repr_of_what_is_registered(built_config: Any) -> None:
     from django_dbconfig.runtime import _runtime
 
-    built({"databases": {"default": PG_DEFAULT}})
+    built_config({"databases": {"default": PG_DEFAULT}})
     add_database("tenant_42", {}, like="default")
     assert "s3cret-pw" not in repr(_runtime)
 
@@ -280,8 +280,10 @@ def test_a_fresh_alias_per_request_does_not_keep_one_name_per_request(
     assert len(tracking._names) <= 2
 
 
-def test_like_with_another_backend_takes_only_what_that_backend_uses(built: Any, tmp_path: Path) -> None:
-    built({"defaults": {"conn_max_age": 30}, "databases": {"default": PG_DEFAULT}})
+def test_like_with_another_backend_takes_only_what_that_backend_uses(
+    built_config: Any, tmp_path: Path
+) -> None:
+    built_config({"defaults": {"conn_max_age": 30}, "databases": {"default": PG_DEFAULT}})
     add_database("scratch", {"backend": "sqlite", "name": str(tmp_path / "s.sqlite3")}, like="default")
     entry = connections.settings["scratch"]
     assert (entry["ENGINE"], entry["NAME"], entry["HOST"], entry["USER"], entry["PASSWORD"]) == (

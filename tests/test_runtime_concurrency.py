@@ -52,7 +52,7 @@ def settled_sessions(server: PostgresServer) -> int:
 
 
 def test_threads_and_tasks_with_their_own_runtime_database_never_meet(
-    pg_server_factory: Any, built: Any, django_db_blocker: Any
+    pg_server_factory: Any, built_config: Any, django_db_blocker: Any
 ) -> None:
     server: PostgresServer = pg_server_factory(settings={"max_connections": "200"})
     workers = [f"thread_{n:02d}" for n in range(THREADS)] + [f"task_{n:02d}" for n in range(TASKS)]
@@ -65,7 +65,7 @@ def test_threads_and_tasks_with_their_own_runtime_database_never_meet(
         ),
         dbname="app",
     )
-    built({"databases": {"default": {"url": server.url(), "sslmode": "disable", "conn_max_age": 600}}})
+    built_config({"databases": {"default": {"url": server.url(), "sslmode": "disable", "conn_max_age": 600}}})
 
     connected = threading.Barrier(len(workers) + 1, timeout=WAIT)
     counted = threading.Barrier(len(workers) + 1, timeout=WAIT)

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.mariadb
 
 
 @pytest.fixture
-def mariadb_database(shared_mariadb: dict[str, Any], built: Callable[[dict[str, Any]], Any]) -> Iterator[str]:
+def mariadb_database(
+    shared_mariadb: dict[str, Any], built_config: Callable[[dict[str, Any]], Any]
+) -> Iterator[str]:
     """A fresh database on the machine's MariaDB, the project's `default` on its `test` database."""
     import MySQLdb
 
@@ -30,7 +32,9 @@ def mariadb_database(shared_mariadb: dict[str, Any], built: Callable[[dict[str, 
         "port": shared_mariadb["port"],
         "user": "root",
     }
-    built({"databases": {"default": {**server, "name": "test", "sslmode": "disable", "conn_max_age": 600}}})
+    built_config(
+        {"databases": {"default": {**server, "name": "test", "sslmode": "disable", "conn_max_age": 600}}}
+    )
     admin = MySQLdb.connect(**shared_mariadb, connect_timeout=5)
     admin.autocommit(True)
     admin.cursor().execute(f"CREATE DATABASE {name}")

@@ -31,9 +31,9 @@ def unique(prefix: str) -> str:
 
 
 @pytest.fixture
-def server(pg_plain_server: PostgresServer, built: Callable[[dict[str, Any]], Any]) -> PostgresServer:
+def server(pg_plain_server: PostgresServer, built_config: Callable[[dict[str, Any]], Any]) -> PostgresServer:
     """The throwaway server as the project's `default` alias (role app, database app)."""
-    built(
+    built_config(
         {"databases": {"default": {"url": pg_plain_server.url(), "sslmode": "disable", "conn_max_age": 60}}}
     )
     return pg_plain_server
