@@ -335,6 +335,18 @@ def _git_would_track(path: Path, base_dir: Path) -> bool:
 # ---------------------------------------------------------------- routing
 
 
+def configured_aliases(settings: Iterable[str]) -> list[str]:
+    """The aliases of DATABASES, without runtime ones.
+
+    A runtime alias (a tenant) copies the models of the alias it is like, so
+    routing consistency is checked without them.
+    """
+    from .runtime import runtime_aliases
+
+    added = runtime_aliases()
+    return [alias for alias in settings if alias not in added]
+
+
 def routing_problems(aliases: Sequence[str]) -> list[Problem]:
     """Every model's alias exists, and with a router each model may migrate on exactly one alias.
 
@@ -427,7 +439,7 @@ def check_live(
     from .probes import probe_aliases
 
     report = probe_aliases(list(databases))
-    report.problems.extend(routing_problems(list(connections.settings)))
+    report.problems.extend(routing_problems(configured_aliases(connections.settings)))
     # migrate runs these checks before it creates the database files W102 is about.
     quiet = {W102} if _running_migrate() else set()
     messages = [_message(p, db.alias) for db in report.databases for p in db.problems if p.id not in quiet]
@@ -466,7 +478,7 @@ def verify(
 
     settings = connections.settings
     report = probe_aliases(aliases, timeout=timeout, require_tls=require_tls, create_schemas=create_schemas)
-    report.problems.extend(routing_problems(list(settings)))
+    report.problems.extend(routing_problems(configured_aliases(settings)))
     by_alias = {db.alias: db for db in report.databases}
     for where, found in static_problems(settings):
         if where is None:

@@ -66,6 +66,8 @@ class DatabaseConfig:
     base_dir: Path
     secrets_file: Path
     _unused: Mapping[str, Mapping[str, Value]] = field(default_factory=dict)
+    # The merged `defaults` of every layer: what add_database() applies to a runtime alias.
+    defaults: Mapping[str, Value] = field(default_factory=dict)
 
     def databases(self) -> dict[str, DatabaseSettings]:
         """A fresh copy of the DATABASES dict: callers may change it freely."""
@@ -91,6 +93,10 @@ class DatabaseConfig:
     def values(self, alias: str) -> dict[str, Any]:
         """Each effective key of `alias` with its typed value (durations in ms), secrets included."""
         return {key: value.value for key, value in self._alias(alias).items()}
+
+    def effective(self, alias: str) -> Mapping[str, Value]:
+        """Each effective key of `alias` as a Value: typed value, origin and layer rank."""
+        return self._alias(alias)
 
     def _alias(self, alias: str) -> Mapping[str, Value]:
         try:
@@ -238,7 +244,10 @@ def _load(
 
     merged = merge(layers)
     sources = tuple(repr(s) for s in (file_source, secrets_source, environ_source, override_source))
-    return _build(merged, base, secrets_path, sources)
+    defaults: dict[str, Value] = {}
+    for layer in layers:
+        defaults.update(layer.defaults)
+    return _build(merged, base, secrets_path, sources, defaults)
 
 
 def _path_argument(value: Any, where: str) -> Any:
@@ -272,7 +281,13 @@ def _check_profile(
     )
 
 
-def _build(merged: Merged, base: Path, secrets_path: Path, sources: tuple[str, ...]) -> DatabaseConfig:
+def _build(
+    merged: Merged,
+    base: Path,
+    secrets_path: Path,
+    sources: tuple[str, ...],
+    defaults: Mapping[str, Value],
+) -> DatabaseConfig:
     import django
 
     version = (django.VERSION[0], django.VERSION[1])
@@ -306,6 +321,7 @@ def _build(merged: Merged, base: Path, secrets_path: Path, sources: tuple[str, .
         base_dir=base,
         secrets_file=secrets_path,
         _unused=MappingProxyType({alias: MappingProxyType(keys) for alias, keys in unused_all.items()}),
+        defaults=MappingProxyType(dict(defaults)),
     )
 
 

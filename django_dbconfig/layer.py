@@ -35,6 +35,8 @@ class Value:
     origin: Origin
     rank: int = 0
     from_defaults: bool = False
+    # Taken from another alias (a replica's primary): weak where the backend has no use for it.
+    inherited: bool = False
 
 
 @dataclass
@@ -239,7 +241,7 @@ def _alias_values(
     errors = ErrorCollector()
     for key, raw in _expand_dotted(settings, at(path)).items():
         with errors.item():
-            origin = at(f"{path}.{key}")
+            origin = at(f"{path}.{key}" if path else key)
             if key not in KEYS:
                 raise DbConfigError(
                     f'{origin}: unknown key "{key}". Valid keys: {", ".join(KEYS)}.' + did_you_mean(key, KEYS)

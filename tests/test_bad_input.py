@@ -14,6 +14,9 @@ import pytest
 
 from django_dbconfig import DbConfigError, load_config
 from django_dbconfig.config import display_value
+from django_dbconfig.keys import KEYS
+
+VALID_KEYS = ", ".join(KEYS)
 
 SECRET = "s3cret-Planted-pw"
 PG = {"backend": "postgresql", "name": "app"}
@@ -93,11 +96,7 @@ def test_every_wrong_value_is_listed_with_its_source(project: Any) -> None:
         '"disable", "allow", "prefer", "require", "verify-ca" or "verify-full".',
         '- dbconfig.json: databases.analytics.statement_timeout (alias "analytics"): statement_timeout: '
         'expected a duration such as 30, "500ms", "30s", "5min" or "1h", got \'forever\'.',
-        '- .secrets/dbconfig.json: databases.default.pasword: unknown key "pasword". Valid keys: url, backend, '
-        "engine, host, port, name, user, password, conn_max_age, conn_health_checks, pool, sslmode, "
-        "sslrootcert, sslcert, sslkey, search_path, statement_timeout, lock_timeout, "
-        "idle_in_transaction_session_timeout, connect_timeout, application_name, read_only, replica_of, "
-        "atomic_requests, autocommit, time_zone, disable_server_side_cursors, test, options. "
+        f'- .secrets/dbconfig.json: databases.default.pasword: unknown key "pasword". Valid keys: {VALID_KEYS}. '
         'Did you mean "password"?',
         '- DBCONFIG_ANALYTICS_READ_ONLY (alias "analytics"): read_only: expected true or false '
         '(also 1/0, yes/no, on/off), got "maybe".',

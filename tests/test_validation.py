@@ -11,6 +11,9 @@ import django
 import pytest
 
 from django_dbconfig import DbConfigError, build_databases, load_config, override
+from django_dbconfig.keys import KEYS
+
+VALID_KEYS = ", ".join(KEYS)
 
 PG = {"backend": "postgresql", "name": "app"}
 SECRET = "hunter2-secret"
@@ -51,7 +54,7 @@ CASES = [
         {"databases": {"default": {"backend": "postgresql", "name": "app", "hostname": "x"}}},
         None,
         {},
-        'dbconfig.json: databases.default.hostname: unknown key "hostname". Valid keys: url, backend, engine, host, port, name, user, password, conn_max_age, conn_health_checks, pool, sslmode, sslrootcert, sslcert, sslkey, search_path, statement_timeout, lock_timeout, idle_in_transaction_session_timeout, connect_timeout, application_name, read_only, replica_of, atomic_requests, autocommit, time_zone, disable_server_side_cursors, test, options, pooler, password_provider. Did you mean "name"?',
+        f'dbconfig.json: databases.default.hostname: unknown key "hostname". Valid keys: {VALID_KEYS}. Did you mean "name"?',
         id="unknown_key",
     ),
     pytest.param(

@@ -56,6 +56,12 @@ def expected_for(alias: str, entry: Mapping[str, Any]) -> Expected:
     if vendor == "unknown":
         return Expected()
     module = _module(vendor)
+    from ..runtime import runtime_values
+
+    values = runtime_values(alias)
+    if values is not None:
+        added: Expected = module.expected_from_config(values, entry)
+        return added
     config = last_config()
     if config is not None and alias in config.aliases and _same_server(config.databases()[alias], entry):
         result: Expected = module.expected_from_config(config.values(alias), entry)
