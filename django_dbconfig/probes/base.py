@@ -220,3 +220,14 @@ def check_tls(report: AliasReport, spec: ProbeSpec, *, effective_mode: str | Non
                 alias=spec.alias,
             )
         )
+
+
+@dataclass(frozen=True)
+class SessionHealth:
+    """What the health endpoint reads from an open session, in one or two round trips."""
+
+    read_only: bool
+    tls_in_use: bool | None = None  # None: not applicable (SQLite)
+    tls_version: str | None = None
+    tls_cipher: str | None = None
+    replica_lag_s: float | None = None

@@ -16,6 +16,7 @@ from .base import (
     DURATION_SETTINGS,
     Expected,
     ProbeSpec,
+    SessionHealth,
     check_tls,
     compare_duration,
     compare_read_only,
@@ -276,3 +277,35 @@ def _schemas(cursor: Any, spec: ProbeSpec, report: AliasReport, expected: list[s
                     alias=spec.alias,
                 )
             )
+
+
+def session_health(cursor: Any) -> SessionHealth:
+    """Read-only mode, TLS and (on a standby) replica lag of the session, as the server reports them."""
+    read_only, in_use, version, cipher, in_recovery = fetch_one(
+        cursor,
+        "SELECT current_setting('transaction_read_only') = 'on', s.ssl, s.version, s.cipher, "
+        "pg_is_in_recovery() FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid()",
+    )
+    return SessionHealth(
+        read_only=bool(read_only),
+        tls_in_use=bool(in_use),
+        tls_version=version,
+        tls_cipher=cipher,
+        replica_lag_s=replica_lag_seconds(cursor) if in_recovery else None,
+    )
+
+
+def replica_lag_seconds(cursor: Any) -> float | None:
+    """How far a standby's replay is behind, in seconds; 0 when it has replayed all it received.
+
+    `now() - pg_last_xact_replay_timestamp()` alone grows on an idle primary, where
+    there is nothing to replay; so a standby that has replayed everything it
+    received is not lagging. None on a primary.
+    """
+    (lag,) = fetch_one(
+        cursor,
+        "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL "
+        "WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
+        "ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END",
+    )
+    return None if lag is None else max(0.0, float(lag))
