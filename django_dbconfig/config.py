@@ -371,6 +371,9 @@ def _explain_rows(effective: Mapping[str, Value]) -> list[ExplainRow]:
 def display_value(key: str, value: Any) -> str:
     """A value as shown to people, with every secret masked."""
     root, _, option = key.partition(".")
+    if root == "migrate" and option:
+        # Each migrate entry is an alias key of its own: shown (and masked) as that key.
+        return display_value(option, value)
     if (root in KEYS and KEYS[root].secret) or (option and is_secret_option(option)):
         if root == "url":
             return mask_url(str(value))

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DbConfigError, did_you_mean
-from .keys import KEYS
+from .keys import KEYS, MIGRATE_KEYS
 from .layer import Layer, Origin, Value, check_alias, coerce, make_values, parse_document
 
 META_VARIABLES = ("DBCONFIG_ENV", "DBCONFIG_FILE", "DBCONFIG_SECRETS_DIR")
 _PREFIX = "DBCONFIG_"
 _URL_SUFFIX = "_DATABASE_URL"
 _FILE_SUFFIX = "_FILE"
+_MIGRATE = "migrate_"
 
 
 def display_path(path: Path, base_dir: Path) -> str:
@@ -228,6 +229,11 @@ class EnvironSource:
                     f'"{alias}". Keep one of them.'
                 )
             (layer.weak_aliases if weak else declared).add(alias)
+            if key.startswith("migrate."):
+                entry = key.removeprefix("migrate.")
+                coerced = coerce("migrate", {entry: text}, origin, text=True, alias=alias)
+                values[key] = Value(coerced[entry], origin, rank)
+                continue
             values.update(make_values(key, coerce(key, text, origin, text=True, alias=alias), origin, rank))
         # An alias that a DBCONFIG_ variable names is declared even if its URL came unprefixed.
         layer.weak_aliases -= declared
@@ -297,6 +303,9 @@ class EnvironSource:
             alias, key = rest[:index], rest[index + 1 :]
             if alias and key in KEYS:
                 candidates.append((alias in self.known_aliases, len(key), alias, key))
+            elif alias and key.startswith(_MIGRATE) and key.removeprefix(_MIGRATE) in MIGRATE_KEYS:
+                # DBCONFIG_<ALIAS>_MIGRATE_PASSWORD: one entry of the alias's migrate object.
+                candidates.append((alias in self.known_aliases, len(key), alias, key.replace("_", ".", 1)))
         if not candidates:
             known = [
                 f"{_PREFIX}{a.upper()}_{k.upper()}" for a in self.known_aliases or ("default",) for k in KEYS
