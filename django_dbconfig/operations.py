@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .types import DatabaseSettings
@@ -63,6 +63,15 @@ def admin_settings(alias: str) -> DatabaseSettings | None:
     return settings
 
 
+def over(entry: Mapping[str, Any], admin: DatabaseSettings) -> dict[str, Any]:
+    """A full DATABASES entry (Django's defaults filled in) with the admin settings in force."""
+    merged: dict[str, Any] = {**entry, **admin, "TEST": entry.get("TEST", {})}
+    for key in ("USER", "PASSWORD", "HOST", "PORT", "OPTIONS"):
+        if key not in admin:  # dropped for the admin connection: not the alias's own either
+            merged[key] = {} if key == "OPTIONS" else ""
+    return merged
+
+
 def has_migrate_keys(alias: str) -> bool:
     """Whether the configuration gives `alias` credentials of its own for migrate."""
     from .config import last_config
@@ -90,10 +99,7 @@ def admin_connection(alias: str) -> Iterator[Any]:
         yield connection
         return
     saved = connection.settings_dict
-    admin: dict[str, Any] = {**saved, **settings, "TEST": saved.get("TEST", {})}
-    for key in ("USER", "PASSWORD", "HOST", "PORT", "OPTIONS"):
-        if key not in settings:  # dropped for the admin connection: not the alias's own
-            admin[key] = {} if key == "OPTIONS" else ""
+    admin = over(saved, settings)
     connection.close()
     connection.settings_dict = admin
     logger.info(

@@ -351,3 +351,29 @@ def test_bad_migrate_keys_name_the_source_and_the_allowed_keys(
     with pytest.raises(DbConfigError) as info:
         project.load()
     assert message in str(info.value)
+
+
+@pytest.mark.postgresql
+def test_dbcheck_create_schemas_uses_the_migrate_keys(
+    tmp_path: Path, shared_postgres: dict[str, Any]
+) -> None:
+    server = pg_server(shared_postgres)
+    try:
+        write_project(tmp_path, server)
+        schema = f"Reports {uuid.uuid4().hex[:6]}"
+        config = json.loads((tmp_path / "dbconfig.json").read_text())
+        config["databases"]["analytics"]["search_path"] = [schema, "public"]
+        (tmp_path / "dbconfig.json").write_text(json.dumps(config))
+        result = manage(
+            tmp_path, "dbcheck", "--create-schemas", "--database", "analytics", "--format", "json"
+        )
+        created = server.admin(
+            f"SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = '{schema}'",
+            dbname=server.databases["analytics"],
+        )
+    finally:
+        pg_drop(server)
+    report = json.loads(result.stdout)["databases"][0]
+    assert report["schemas"]["created"] == [schema], report["problems"]
+    assert created == [(server.owner,)]  # made by the owner, on a read-only alias
+    assert report["settings"]["read_only"]["actual"] == "true"  # the probe itself stays the runtime role's

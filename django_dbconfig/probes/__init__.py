@@ -107,9 +107,19 @@ def probe_aliases(
                 timeout=timeout if timeout is not None else connect_timeout(vendor, entry),
                 require_tls=require_tls,
                 create_schemas=create_schemas,
+                admin=_admin_entry(alias) if create_schemas else None,
             )
         )
     return Report(run(specs), [])
+
+
+def _admin_entry(alias: str) -> dict[str, Any] | None:
+    from django.db import connections
+
+    from ..operations import admin_settings, over
+
+    admin = admin_settings(alias)
+    return copy.deepcopy(over(connections.settings[alias], admin)) if admin is not None else None
 
 
 class _Run:

@@ -45,6 +45,8 @@ class ProbeSpec:
     timeout: float
     require_tls: bool = False
     create_schemas: bool = False
+    # The entry to create schemas with (the alias's migrate keys, not read-only), if it has one.
+    admin: dict[str, Any] | None = None
     # Set by the probe once the server has accepted the connection: the deadline changes.
     connected: threading.Event = field(default_factory=threading.Event)
     connected_at: float | None = None

@@ -236,6 +236,26 @@ def _exists(rootcert: str | None) -> bool:
     return path.is_file()
 
 
+def _create_schema(cursor: Any, spec: ProbeSpec, name: str) -> None:
+    """CREATE SCHEMA on the admin connection (migrate keys, not read-only), else on the probe's."""
+    sql = f"CREATE SCHEMA {quote_ident(name)}"
+    if spec.admin is None:
+        cursor.execute(sql)
+        return
+    from django.db.utils import load_backend
+
+    wrapper = load_backend(spec.admin["ENGINE"]).DatabaseWrapper(spec.admin, spec.alias)
+    params = wrapper.get_connection_params()
+    params["connect_timeout"] = max(2, spec.whole_seconds)
+    connection = wrapper.get_new_connection(params)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as admin_cursor:
+            admin_cursor.execute(sql)
+    finally:
+        connection.close()
+
+
 def _schemas(cursor: Any, spec: ProbeSpec, report: AliasReport, expected: list[str]) -> None:
     """Check each search_path schema exists and is usable; create missing ones if asked."""
 
@@ -250,7 +270,7 @@ def _schemas(cursor: Any, spec: ProbeSpec, report: AliasReport, expected: list[s
     missing = [name for name in expected if name not in usable]
     for name in missing if spec.create_schemas else []:
         try:
-            cursor.execute(f"CREATE SCHEMA {quote_ident(name)}")
+            _create_schema(cursor, spec, name)
         except Exception as exc:
             message = scrub(f"{type(exc).__name__}: {exc}", secrets_of(spec.settings))
             report.add(
