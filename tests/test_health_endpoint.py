@@ -7,7 +7,6 @@ database made for the test, and MariaDB's global `Connections` on a throwaway se
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import statistics
@@ -21,11 +20,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from django.db import connections
-from django.db.utils import ConnectionHandler
 from django.test import AsyncClient, Client
 
 from django_dbconfig import build_databases, status
+from tests.helpers import registered
 
 URL = "/health/databases/"
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,23 +51,6 @@ def _endpoint(settings: Any, django_db_blocker: Any) -> Iterator[None]:
     with django_db_blocker.unblock():
         yield
     status.forget()
-
-
-@contextlib.contextmanager
-def registered(entries: dict[str, Any]) -> Iterator[None]:
-    """Add aliases to django.db.connections (Django's defaults filled in) for the block."""
-    configured = ConnectionHandler({"default": {"ENGINE": "django.db.backends.sqlite3"}, **entries}).settings
-    for alias in entries:
-        connections.settings[alias] = configured[alias]
-    try:
-        yield
-    finally:
-        status.forget(entries)
-        for alias in entries:
-            if hasattr(connections._connections, alias):
-                connections[alias].close()
-                del connections[alias]
-            del connections.settings[alias]
 
 
 def entry(tmp_path: Path, url: str, **environ: str) -> dict[str, Any]:

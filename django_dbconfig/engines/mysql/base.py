@@ -5,10 +5,13 @@ from __future__ import annotations
 from django.db.backends.mysql import base as django_mysql
 
 from ..health import SocketHealthCheck, Verdict
+from .client import DatabaseClient
 
 
 class DatabaseWrapper(SocketHealthCheck, django_mysql.DatabaseWrapper):
-    """Django's MySQL `DatabaseWrapper`; only the per-request health check differs."""
+    """Django's MySQL `DatabaseWrapper`; the per-request health check and dbshell differ."""
+
+    client_class = DatabaseClient
 
     def socket_verdict(self) -> Verdict:
         """Healthy when idle with nothing to read; dead when anything is waiting.

@@ -10,13 +10,16 @@ if is_psycopg3:
     from psycopg.pq import ConnStatus, TransactionStatus
 
 from ..health import SocketHealthCheck, Verdict
+from .client import DatabaseClient
 
 # More reads than this without reaching the end means a chatty, live connection.
 _MAX_READS = 3
 
 
 class DatabaseWrapper(SocketHealthCheck, django_postgresql.DatabaseWrapper):
-    """Django's PostgreSQL `DatabaseWrapper`; only the per-request health check differs."""
+    """Django's PostgreSQL `DatabaseWrapper`; the per-request health check and dbshell differ."""
+
+    client_class = DatabaseClient
 
     def socket_verdict(self) -> Verdict:
         """Healthy when idle with nothing to read; dead when the server closed the socket.
