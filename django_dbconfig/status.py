@@ -88,6 +88,21 @@ def cache_seconds() -> float:
     return float(value)
 
 
+def cached(aliases: Sequence[str], *, max_age: float | None = None) -> list[AliasHealth] | None:
+    """The cached health of every alias when all are younger than `max_age`, else None."""
+    max_age = cache_seconds() if max_age is None else max_age
+    if max_age <= 0:
+        return None
+    now = time.monotonic()
+    found = []
+    for alias in dict.fromkeys(aliases):
+        result = _cache.get(alias)
+        if result is None or now - result.checked_at >= max_age:
+            return None
+        found.append(result)
+    return found
+
+
 def check_aliases(aliases: Sequence[str], *, max_age: float | None = None) -> list[AliasHealth]:
     """The health of each alias: cached when younger than `max_age`, else probed (all at once)."""
     max_age = cache_seconds() if max_age is None else max_age

@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonR
 from django.utils.cache import add_never_cache_headers
 
 from . import metrics
-from .status import check_aliases
+from .status import cached, check_aliases
 
 FORMATS = ("json", "openmetrics")
 
@@ -41,8 +41,12 @@ async def _answer(request: HttpRequest) -> HttpResponse:
         return JsonResponse(
             {"ok": False, "error": f"unknown format {output!r}: use json or openmetrics"}, status=400
         )
-    # The probes wait on their own threads; this thread (or the event loop) only waits.
-    results = await sync_to_async(check_aliases, thread_sensitive=False)(asked or known)
+    aliases = asked or known
+    # A cached answer costs a few dict lookups; a probe waits on the aliases' own threads,
+    # so this thread (or the event loop) only waits, in a worker thread.
+    results = cached(aliases)
+    if results is None:
+        results = await sync_to_async(check_aliases, thread_sensitive=False)(aliases)
     if output == "openmetrics":
         # Prometheus reads failures from dbconfig_database_up; a failed scrape would lose them all.
         return HttpResponse(metrics.render(results), content_type=metrics.CONTENT_TYPE)
