@@ -9,12 +9,15 @@ the rounds are printed. (Connections opened are counted in tests/test_health_end
 from __future__ import annotations
 
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import django
 from django.conf import settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.health_urls
 
 ROUNDS = 9
 REQUESTS = 50
