@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DbConfigError, did_you_mean
-from .keys import KEYS, MIGRATE_KEYS
+from .keys import KEYS
 from .layer import Layer, Origin, Value, check_alias, coerce, make_values, parse_document
 
 META_VARIABLES = ("DBCONFIG_ENV", "DBCONFIG_FILE", "DBCONFIG_SECRETS_DIR")
@@ -303,7 +303,7 @@ class EnvironSource:
             alias, key = rest[:index], rest[index + 1 :]
             if alias and key in KEYS:
                 candidates.append((alias in self.known_aliases, len(key), alias, key))
-            elif alias and key.startswith(_MIGRATE) and key.removeprefix(_MIGRATE) in MIGRATE_KEYS:
+            elif alias and key.startswith(_MIGRATE) and key.removeprefix(_MIGRATE) in KEYS:
                 # DBCONFIG_<ALIAS>_MIGRATE_PASSWORD: one entry of the alias's migrate object.
                 candidates.append((alias in self.known_aliases, len(key), alias, key.replace("_", ".", 1)))
         if not candidates:

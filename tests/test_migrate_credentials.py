@@ -377,3 +377,28 @@ def test_dbcheck_create_schemas_uses_the_migrate_keys(
     assert report["schemas"]["created"] == [schema], report["problems"]
     assert created == [(server.owner,)]  # made by the owner, on a read-only alias
     assert report["settings"]["read_only"]["actual"] == "true"  # the probe itself stays the runtime role's
+
+
+def test_migrate_keys_come_from_variables_and_their_file_twins(project: Any) -> None:
+    project.write_config({"databases": {"analytics": {"url": "postgresql://reporter@warehouse/analytics"}}})
+    secret = project.write_file("run/owner-password", "owner-file-pw\n")
+    config = project.load(
+        {
+            "DBCONFIG_ANALYTICS_MIGRATE_USER": "warehouse_owner",
+            "DBCONFIG_ANALYTICS_MIGRATE_PASSWORD_FILE": str(secret),
+            "DBCONFIG_ANALYTICS_MIGRATE": '{"lock_timeout": "1min"}',
+        }
+    )
+    values = config.values("analytics")
+    assert {key: values[key] for key in values if key.startswith("migrate.")} == {
+        "migrate.user": "warehouse_owner",
+        "migrate.password": "owner-file-pw",
+        "migrate.lock_timeout": 60_000,
+    }
+    rendered = json.dumps(config.databases(), default=str)
+    assert "warehouse_owner" not in rendered and "owner-file-pw" not in rendered  # never in DATABASES
+    with pytest.raises(DbConfigError) as info:
+        project.load({"DBCONFIG_ANALYTICS_MIGRATE_NAME": "other"})
+    assert str(info.value).startswith(
+        'DBCONFIG_ANALYTICS_MIGRATE_NAME (alias "analytics"): migrate: "name" cannot be set for migrate'
+    )
