@@ -95,7 +95,8 @@ def admin_connection(alias: str) -> Iterator[Any]:
 
     settings = admin_settings(alias)
     connection = connections[alias]
-    if settings is None:
+    if settings is None or connection.in_atomic_block:
+        # Closing the connection would break the caller's transaction: keep it as it is.
         yield connection
         return
     saved = connection.settings_dict

@@ -452,3 +452,29 @@ def test_a_real_uvicorn_server_answers(
     assert parse_metrics(response.text)[("dbconfig_database_up", "default")] == 1.0
     assert json_response.status_code == 200
     assert json_response.json()["databases"][0]["ok"] is True
+
+
+@pytest.mark.django_db
+def test_with_django_contrib_auth_only_staff_see_errors(
+    tmp_path: Path, settings: Any, admin_user: Any, django_user_model: Any
+) -> None:
+    """The real middleware and users: a logged-in staff user sees the error, others do not."""
+    settings.MIDDLEWARE = [
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+    ]
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+    user = django_user_model.objects.create_user("visitor", password="visitor-pw")
+    down = entry(tmp_path, f"postgresql://app:{PASSWORD}@127.0.0.1:1/app")
+    bodies = {}
+    with registered({"down": down}):
+        for name, who in (("anonymous", None), ("user", user), ("staff", admin_user)):
+            client = Client()
+            if who is not None:
+                client.force_login(who)
+            code, body = get(client, "?database=down")
+            assert code == 503
+            bodies[name] = body["databases"][0]
+    assert "error" not in bodies["anonymous"] and "error" not in bodies["user"]
+    assert "Connection refused" in bodies["staff"]["error"]
+    assert PASSWORD not in json.dumps(bodies)
