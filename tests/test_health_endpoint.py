@@ -20,6 +20,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from django.contrib.auth.backends import BaseBackend
 from django.test import AsyncClient, Client
 
 from django_dbconfig import build_databases, status
@@ -454,24 +455,51 @@ def test_a_real_uvicorn_server_answers(
     assert json_response.json()["databases"][0]["ok"] is True
 
 
-@pytest.mark.django_db
-def test_with_django_contrib_auth_only_staff_see_errors(
-    tmp_path: Path, settings: Any, admin_user: Any, django_user_model: Any
-) -> None:
-    """The real middleware and users: a logged-in staff user sees the error, others do not."""
+class InMemoryUsers(BaseBackend):
+    """An authentication backend whose users live in memory: no test database to leave open."""
+
+    users: dict[int, Any] = {}
+
+    def get_user(self, user_id: Any) -> Any:
+        return self.users.get(int(user_id))
+
+
+def logged_in(client: Client, user: Any) -> Client:
+    """Put the user's session in the client's cookie, as login() would (signed-cookie sessions)."""
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.signed_cookies import SessionStore
+
+    InMemoryUsers.users[user.pk] = user
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "tests.test_health_endpoint.InMemoryUsers"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.save()
+    client.cookies[settings.SESSION_COOKIE_NAME] = session.session_key
+    return client
+
+
+def test_with_django_contrib_auth_only_staff_see_errors(tmp_path: Path, settings: Any) -> None:
+    """django.contrib.auth's own middleware: a logged-in staff user sees the error, others do not."""
+    from django.contrib.auth.models import User
+
     settings.MIDDLEWARE = [
         "django.contrib.sessions.middleware.SessionMiddleware",
         "django.contrib.auth.middleware.AuthenticationMiddleware",
     ]
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
-    user = django_user_model.objects.create_user("visitor", password="visitor-pw")
+    settings.AUTHENTICATION_BACKENDS = ["tests.test_health_endpoint.InMemoryUsers"]
+    visitor = User(pk=1, username="visitor", is_active=True, password="!")
+    staff = User(pk=2, username="operator", is_active=True, is_staff=True, password="!")
     down = entry(tmp_path, f"postgresql://app:{PASSWORD}@127.0.0.1:1/app")
     bodies = {}
     with registered({"down": down}):
-        for name, who in (("anonymous", None), ("user", user), ("staff", admin_user)):
-            client = Client()
-            if who is not None:
-                client.force_login(who)
+        for name, client in (
+            ("anonymous", Client()),
+            ("user", logged_in(Client(), visitor)),
+            ("staff", logged_in(Client(), staff)),
+        ):
             code, body = get(client, "?database=down")
             assert code == 503
             bodies[name] = body["databases"][0]
