@@ -520,6 +520,9 @@ def json_value(key: str, value: Any) -> Any:
     """A value as `dbconfig --format json` gives it: typed (numbers, booleans, lists, objects),
     durations as text with their unit ("30s"), every secret masked, nested ones included."""
     root, _, option = key.partition(".")
+    if root == "migrate" and option:
+        # Each migrate entry is an alias key of its own: shown (and masked) as that key.
+        return json_value(option, value)
     if (root in KEYS and KEYS[root].secret) or (option and is_secret_option(option)):
         return mask_url(str(value)) if root == "url" else MASK
     if key in DURATION_KEYS:

@@ -191,6 +191,46 @@ def _bool_or_object(value: object, *, from_env: bool) -> bool | dict[str, Any]:
     return _bool(value, from_env=from_env)
 
 
+# What `migrate` may change: how to reach and log in to the same database, and the
+# session's limits. Not which database, schema path or backend: the tables must land
+# where the application reads them.
+MIGRATE_KEYS = (
+    "host",
+    "port",
+    "user",
+    "password",
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "connect_timeout",
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "application_name",
+)
+
+
+def _migrate(value: object, *, from_env: bool) -> dict[str, Any]:
+    """An object of alias keys for `manage.py migrate`, each read as the key itself is."""
+    settings = _object(value, from_env=from_env)
+    coerced = {}
+    for name, item in settings.items():
+        if name not in MIGRATE_KEYS:
+            raise ValueError(
+                f'"{name}" cannot be set for migrate: it takes {", ".join(MIGRATE_KEYS)} (the same '
+                "database, reached with other credentials)." + did_you_mean(name, MIGRATE_KEYS)
+            )
+        try:
+            coerced[name] = KEYS[name].coerce(item, from_env=from_env)
+        except ValueError as exc:
+            problem = (
+                f"expected a string (the value is not shown: {name} is secret)" if KEYS[name].secret else exc
+            )
+            raise ValueError(f"{name}: {problem}") from None
+    return coerced
+
+
 def _alias_name(value: object, *, from_env: bool) -> str:
     return _nonempty(value, from_env=from_env).strip()
 
@@ -279,11 +319,12 @@ _KEYS = (
     Key("options", _object),
     Key("pooler", _pooler),
     Key("password_provider", _dotted_callable),
+    Key("migrate", _migrate),
 )
 
 KEYS: Mapping[str, Key] = {key.name: key for key in _KEYS}
 CONNECTION_KEYS = frozenset(key.name for key in _KEYS if key.connection)
-OBJECT_KEYS = frozenset({"options", "test"})
+OBJECT_KEYS = frozenset({"options", "test", "migrate"})
 DURATION_KEYS = (
     "statement_timeout",
     "lock_timeout",

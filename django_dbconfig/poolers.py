@@ -97,14 +97,18 @@ def read_role_defaults(cursor: Any) -> dict[str, str]:
 def admin_settings(alias: str) -> dict[str, Any]:
     """The DATABASES entry `--apply-settings` connects with.
 
-    The alias's own settings today. The alias's `migrate` keys (the owner role, maybe
-    a direct host that bypasses the pooler) plug in here: they replace the parts of
-    this entry they set. The role whose defaults are written is always the alias's
-    own user, whoever connects.
+    The alias's `migrate` keys over its own (the owner role, maybe a direct host that
+    bypasses the pooler), else the alias's own settings. The role whose defaults are
+    written is always the alias's own user, whoever connects.
     """
     from django.db import connections
 
-    return copy.deepcopy(dict(connections.settings[alias]))
+    from .operations import admin_settings as migrate_settings
+    from .operations import over
+
+    entry = connections.settings[alias]
+    admin = migrate_settings(alias)
+    return copy.deepcopy(over(entry, admin) if admin is not None else dict(entry))
 
 
 @dataclass(frozen=True)

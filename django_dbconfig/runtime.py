@@ -114,6 +114,10 @@ def remove_database(alias: str) -> None:
     with contextlib.suppress(AttributeError):
         delattr(connections._connections, alias)  # type: ignore[attr-defined]
     tracking.forget_pool(alias, str(removed.entry.get("ENGINE", "")))
+    # The health endpoint's prober thread and cached answer for the alias go too.
+    from . import status
+
+    status.forget([alias])
     logger.info("runtime database %r removed; %d connection object(s) closed", alias, len(made))
 
 

@@ -19,6 +19,7 @@ META_VARIABLES = ("DBCONFIG_ENV", "DBCONFIG_FILE", "DBCONFIG_SECRETS_DIR")
 _PREFIX = "DBCONFIG_"
 _URL_SUFFIX = "_DATABASE_URL"
 _FILE_SUFFIX = "_FILE"
+_MIGRATE = "migrate_"
 
 
 def display_path(path: Path, base_dir: Path) -> str:
@@ -260,6 +261,11 @@ class EnvironSource:
                         f'"{alias}". Keep one of them.'
                     )
                 (layer.weak_aliases if weak else declared).add(alias)
+                if key.startswith("migrate."):
+                    entry = key.removeprefix("migrate.")
+                    coerced = coerce("migrate", {entry: text}, origin, text=True, alias=alias)
+                    values[key] = Value(coerced[entry], origin, rank)
+                    continue
                 coerced = coerce(key, text, origin, text=True, alias=alias)
                 values.update(make_values(key, coerced, origin, rank))
         errors.raise_if_any()
@@ -332,6 +338,9 @@ class EnvironSource:
             alias, key = rest[:index], rest[index + 1 :]
             if alias and key in KEYS:
                 candidates.append((alias in self.known_aliases, len(key), alias, key))
+            elif alias and key.startswith(_MIGRATE) and key.removeprefix(_MIGRATE) in KEYS:
+                # DBCONFIG_<ALIAS>_MIGRATE_PASSWORD: one entry of the alias's migrate object.
+                candidates.append((alias in self.known_aliases, len(key), alias, key.replace("_", ".", 1)))
         if not candidates:
             known = [
                 f"{_PREFIX}{a.upper()}_{k.upper()}" for a in self.known_aliases or ("default",) for k in KEYS

@@ -26,6 +26,7 @@ COMMON_KEYS = frozenset(
         "disable_server_side_cursors",
         "test",
         "options",
+        "migrate",
     }
 )
 # Keys every client/server backend honours.

@@ -115,6 +115,7 @@ def probe_aliases(
                 create_schemas=create_schemas,
                 backend=configured_backend(alias, entry),
                 file_owner=file_owner(alias, settings) if vendor == "sqlite" else None,
+                admin=_admin_entry(alias) if create_schemas else None,
             )
         )
     return Report(run(specs), [])
@@ -147,6 +148,15 @@ def configured_backend(alias: str, entry: Mapping[str, Any]) -> str | None:
     if config is not None and alias in config.aliases and _same_server(config.databases()[alias], entry):
         return config.vendors[alias]
     return None
+
+
+def _admin_entry(alias: str) -> dict[str, Any] | None:
+    from django.db import connections
+
+    from ..operations import admin_settings, over
+
+    admin = admin_settings(alias)
+    return copy.deepcopy(over(connections.settings[alias], admin)) if admin is not None else None
 
 
 class _Run:

@@ -50,6 +50,8 @@ class ProbeSpec:
     # For a SQLite alias whose file is another alias's (a replica, a mirror): that alias,
     # the one to migrate. Migrating this one would mark migrations applied in the shared file.
     file_owner: str | None = None
+    # The entry to create schemas with (the alias's migrate keys, not read-only), if it has one.
+    admin: dict[str, Any] | None = None
     # Set by the probe once the server has accepted the connection: the deadline changes.
     connected: threading.Event = field(default_factory=threading.Event)
     connected_at: float | None = None
@@ -225,3 +227,14 @@ def check_tls(report: AliasReport, spec: ProbeSpec, *, effective_mode: str | Non
                 alias=spec.alias,
             )
         )
+
+
+@dataclass(frozen=True)
+class SessionHealth:
+    """What the health endpoint reads from an open session, in one or two round trips."""
+
+    read_only: bool
+    tls_in_use: bool | None = None  # None: not applicable (SQLite)
+    tls_version: str | None = None
+    tls_cipher: str | None = None
+    replica_lag_s: float | None = None

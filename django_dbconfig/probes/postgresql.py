@@ -19,6 +19,7 @@ from .base import (
     DURATION_SETTINGS,
     Expected,
     ProbeSpec,
+    SessionHealth,
     check_tls,
     compare_duration,
     compare_read_only,
@@ -362,6 +363,26 @@ def _exists(rootcert: str | None) -> bool:
     return path.is_file()
 
 
+def _create_schema(cursor: Any, spec: ProbeSpec, name: str) -> None:
+    """CREATE SCHEMA on the admin connection (migrate keys, not read-only), else on the probe's."""
+    sql = f"CREATE SCHEMA {quote_ident(name)}"
+    if spec.admin is None:
+        cursor.execute(sql)
+        return
+    from django.db.utils import load_backend
+
+    wrapper = load_backend(spec.admin["ENGINE"]).DatabaseWrapper(spec.admin, spec.alias)
+    params = wrapper.get_connection_params()
+    params["connect_timeout"] = max(2, spec.whole_seconds)
+    connection = wrapper.get_new_connection(params)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as admin_cursor:
+            admin_cursor.execute(sql)
+    finally:
+        connection.close()
+
+
 def _schemas(cursor: Any, spec: ProbeSpec, report: AliasReport, expected: list[str]) -> None:
     """Check each search_path schema exists and is usable; create missing ones if asked."""
 
@@ -376,7 +397,7 @@ def _schemas(cursor: Any, spec: ProbeSpec, report: AliasReport, expected: list[s
     missing = [name for name in expected if name not in usable]
     for name in missing if spec.create_schemas else []:
         try:
-            cursor.execute(f"CREATE SCHEMA {quote_ident(name)}")
+            _create_schema(cursor, spec, name)
         except Exception as exc:
             message = scrub(f"{type(exc).__name__}: {exc}", secrets_of(spec.settings))
             report.add(
@@ -403,3 +424,35 @@ def _schemas(cursor: Any, spec: ProbeSpec, report: AliasReport, expected: list[s
                     alias=spec.alias,
                 )
             )
+
+
+def session_health(cursor: Any) -> SessionHealth:
+    """Read-only mode, TLS and (on a standby) replica lag of the session, as the server reports them."""
+    read_only, in_use, version, cipher, in_recovery = fetch_one(
+        cursor,
+        "SELECT current_setting('transaction_read_only') = 'on', s.ssl, s.version, s.cipher, "
+        "pg_is_in_recovery() FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid()",
+    )
+    return SessionHealth(
+        read_only=bool(read_only),
+        tls_in_use=bool(in_use),
+        tls_version=version,
+        tls_cipher=cipher,
+        replica_lag_s=replica_lag_seconds(cursor) if in_recovery else None,
+    )
+
+
+def replica_lag_seconds(cursor: Any) -> float | None:
+    """How far a standby's replay is behind, in seconds; 0 when it has replayed all it received.
+
+    `now() - pg_last_xact_replay_timestamp()` alone grows on an idle primary, where
+    there is nothing to replay; so a standby that has replayed everything it
+    received is not lagging. None on a primary.
+    """
+    (lag,) = fetch_one(
+        cursor,
+        "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL "
+        "WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
+        "ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END",
+    )
+    return None if lag is None else max(0.0, float(lag))

@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import problems
 from ..report import AliasReport
-from .base import Expected, ProbeSpec, compare_duration, round_trip_ms
+from .base import Expected, ProbeSpec, SessionHealth, compare_duration, fetch_one, round_trip_ms
 
 
 def load(spec: ProbeSpec) -> None:
@@ -73,3 +73,9 @@ def probe(spec: ProbeSpec) -> AliasReport:
     finally:
         connection.close()
     return report
+
+
+def session_health(cursor: Any) -> SessionHealth:
+    """SQLite is a local file: read-only only through `PRAGMA query_only`; no TLS."""
+    (query_only,) = fetch_one(cursor, "PRAGMA query_only")
+    return SessionHealth(read_only=bool(query_only))

@@ -26,6 +26,7 @@ from django.db.backends.mysql import base as django_mysql
 
 from ... import credentials
 from ..health import SocketHealthCheck, Verdict
+from .client import DatabaseClient
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class DatabaseWrapper(SocketHealthCheck, django_mysql.DatabaseWrapper):
                 ),
             )
             return connection
+
+    client_class = DatabaseClient
 
     def socket_verdict(self) -> Verdict:
         """Healthy when idle with nothing to read; dead when anything is waiting.

@@ -22,6 +22,7 @@ if is_psycopg3:
 
 from ... import credentials, poolers
 from ..health import SocketHealthCheck, Verdict
+from .client import DatabaseClient
 
 # More reads than this without reaching the end means a chatty, live connection.
 _MAX_READS = 3
@@ -30,8 +31,11 @@ _MAX_READS = 3
 class DatabaseWrapper(SocketHealthCheck, django_postgresql.DatabaseWrapper):
     """Django's PostgreSQL `DatabaseWrapper`, with the per-request health check looking at
     the socket first, a password from `password_provider` for each new connection, and
-    the session settings sent as SET behind a session pooler.
+    the session settings sent as SET behind a session pooler; dbshell runs with the
+    alias's session settings, TLS and read-only mode.
     """
+
+    client_class = DatabaseClient
 
     @property
     def pool(self) -> Any:
