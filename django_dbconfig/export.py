@@ -20,7 +20,7 @@ from typing import Any
 
 from .backends import BACKENDS, Backend
 from .backends.base import path_key
-from .backends.postgresql import session_settings
+from .backends.postgresql import parse_startup
 from .errors import DbConfigError
 from .keys import KEYS, is_secret_option
 
@@ -257,5 +257,5 @@ def comparable(settings: Mapping[str, Any], backend: Backend) -> dict[str, Any]:
     flat["NAME"] = str(flat.get("NAME", ""))
     startup = flat.get("OPTIONS.options")
     if backend.name == "postgresql" and isinstance(startup, str):
-        flat["OPTIONS.options"] = session_settings(startup) or startup
+        flat["OPTIONS.options"] = parse_startup(startup) or startup
     return flat

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from ...config import DatabaseConfig, last_config
+from ...config import DatabaseConfig, json_value, last_config
 from ...errors import DbConfigError
 
 logger = logging.getLogger(__name__)
@@ -83,6 +83,13 @@ class Command(BaseCommand):
             for row in rows:
                 source = row.source if row.source != "default" else self.style.NOTICE("default")
                 self.stdout.write(f"  {row.key:<{key_width}}  {row.value:<{value_width}}  {source}")
+            unused = config.unused(alias)
+            if unused:
+                self.stdout.write(
+                    self.style.WARNING(f"  unused: {config.vendors[alias]} has no use for these keys")
+                )
+                for row in unused:
+                    self.stdout.write(f"  {row.key:<{key_width}}  {row.value:<{value_width}}  {row.source}")
         if config.routes:
             self.stdout.write("")
             self.stdout.write(self.style.MIGRATE_HEADING("routes"))
@@ -152,6 +159,7 @@ _DJANGO_ENGINES = ("django.db.backends.postgresql", "django.db.backends.mysql")
 
 
 def as_json(config: DatabaseConfig, aliases: list[str]) -> dict[str, Any]:
+    """The shape documented in docs/json.md: values typed, secrets masked."""
     return {
         "databases": [
             {
@@ -159,8 +167,12 @@ def as_json(config: DatabaseConfig, aliases: list[str]) -> dict[str, Any]:
                 "vendor": config.vendors[alias],
                 "replica_of": next((p for p, names in config.replicas.items() if alias in names), None),
                 "settings": [
-                    {"key": row.key, "value": row.value, "source": row.source}
-                    for row in config.explain(alias)
+                    {"key": row.key, "value": json_value(row.key, value), "source": row.source}
+                    for row, value in config.typed_rows(alias)
+                ],
+                "unused": [
+                    {"key": row.key, "value": json_value(row.key, value), "source": row.source}
+                    for row, value in config.typed_rows(alias, unused=True)
                 ],
             }
             for alias in aliases
