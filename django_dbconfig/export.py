@@ -40,7 +40,16 @@ _TEST_DEFAULTS: Mapping[str, Any] = {
 }
 _IDENTITY = ("NAME", "USER", "PASSWORD", "HOST", "PORT")
 _KNOWN = frozenset(
-    {"ENGINE", *_IDENTITY, "CONN_MAX_AGE", "CONN_HEALTH_CHECKS", "OPTIONS", "TEST", *_DJANGO_DEFAULTS}
+    {
+        "ENGINE",
+        *_IDENTITY,
+        "CONN_MAX_AGE",
+        "CONN_HEALTH_CHECKS",
+        "OPTIONS",
+        "TEST",
+        "DBCONFIG",
+        *_DJANGO_DEFAULTS,
+    }
 )
 # Keys whose defaults the export compares with the settings itself.
 _DECIDED = frozenset({"port", "conn_max_age", "conn_health_checks"})
@@ -133,6 +142,10 @@ def _alias_keys(
     options = dict(settings.get("OPTIONS") or {})
     option_keys, verbatim = backend.keys_from_options(options, base_dir)
     keys.update(option_keys)
+    # What django-dbconfig's engines read (a DATABASES that build_databases() made).
+    extra = settings.get("DBCONFIG") or {}
+    keys.update({key: extra[key] for key in ("pooler", "password_provider") if extra.get(key)})
+    keys.update(backend.keys_from_session(extra.get("session_settings") or {}))
     for django_key, (key, default) in (
         ("CONN_MAX_AGE", ("conn_max_age", 0)),
         ("CONN_HEALTH_CHECKS", ("conn_health_checks", False)),

@@ -396,3 +396,34 @@ def test_an_export_that_would_render_differently_is_refused_before_writing(tmp_p
         "relative to the output folder by build_databases(): make it absolute in settings.py. "
         "Otherwise write this alias in dbconfig.json by hand."
     )
+
+
+def test_a_built_config_behind_a_pooler_with_a_provider_round_trips(project: Any) -> None:
+    # DATABASES that build_databases() made carries what the engines read in DBCONFIG.
+    project.write_config(
+        {
+            "databases": {
+                "default": {
+                    "backend": "postgresql",
+                    "name": "app",
+                    "pooler": "transaction",
+                    "search_path": ["App", "public"],
+                    "statement_timeout": "30s",
+                    "read_only": True,
+                    "password_provider": "myproject.db.token",
+                }
+            }
+        }
+    )
+    databases = project.databases()
+    assert databases["default"]["DBCONFIG"]["pooler"] == "transaction"
+    keys = export(databases, {"default": "postgresql"}, project.root)["default"]
+    assert {
+        k: keys[k] for k in ("pooler", "password_provider", "search_path", "statement_timeout", "read_only")
+    } == {
+        "pooler": "transaction",
+        "password_provider": "myproject.db.token",
+        "search_path": ["App", "public"],
+        "statement_timeout": "30s",
+        "read_only": True,
+    }

@@ -128,6 +128,10 @@ class Backend:
         """
         return {}, dict(options)
 
+    def keys_from_session(self, session: Mapping[str, str]) -> dict[str, Any]:
+        """The alias keys of the session settings an engine sends behind a pooler (for --export)."""
+        return {}
+
 
 def installed(module: str) -> bool:
     """Whether `module` can be imported, found without importing it."""

@@ -180,6 +180,24 @@ def parse_startup(text: str) -> dict[str, Any] | None:
     return settings
 
 
+def session_keys(settings: list[tuple[str, str]]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Session settings (server name, text) as alias keys, and those that are not keys."""
+    keys: dict[str, Any] = {}
+    rest = []
+    for name, value in settings:
+        key = _SETTING_KEYS.get(name)
+        typed = setting_value(key, value) if key else None
+        if key is None or typed is None:
+            rest.append((name, value))
+        elif key == "search_path":
+            keys[key] = list(typed)
+        elif key == "read_only":
+            keys[key] = typed
+        else:
+            keys[key] = format_duration(typed)
+    return keys, rest
+
+
 class PostgreSQL(Backend):
     name = "postgresql"
     display = "PostgreSQL"
@@ -240,20 +258,12 @@ class PostgreSQL(Backend):
         switches = parse_switches(text)
         if switches is None or len({name for name, _ in switches}) < len(switches):
             return {}, text  # not only `-c` switches, or one set twice: kept as written
-        keys: dict[str, Any] = {}
-        rest = []
-        for name, value in switches:
-            key = _SETTING_KEYS.get(name)
-            typed = setting_value(key, value) if key else None
-            if key is None or typed is None:
-                rest.append(f"-c {escape_option(f'{name}={value}')}")
-            elif key == "search_path":
-                keys[key] = list(typed)
-            elif key == "read_only":
-                keys[key] = typed
-            else:
-                keys[key] = format_duration(typed)
-        return keys, " ".join(rest)
+        keys, rest = session_keys(switches)
+        return keys, " ".join(f"-c {escape_option(f'{name}={value}')}" for name, value in rest)
+
+    def keys_from_session(self, session: Mapping[str, str]) -> dict[str, Any]:
+        keys, rest = session_keys(list(session.items()))
+        return keys if not rest else {}
 
     def render(self, values: Mapping[str, Any], ctx: RenderContext) -> Any:
         settings = super().render(values, ctx)
