@@ -51,23 +51,29 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 10.0) -> Non
 
 
 class Spy:
-    """Records the engine's verdicts and counts Django's round-trip checks; both still run."""
+    """Records the engine's verdicts and counts Django's round-trip checks; both still run.
+
+    Django's check is counted at the driver (psycopg's `cursor()`, MySQLdb's `ping()`),
+    since replacing `is_usable` itself makes the engines defer to it.
+    """
 
     def __init__(self, connection: Any) -> None:
         self.calls = 0
         self.verdicts: list[Verdict] = []
-        is_usable, socket_verdict = connection.is_usable, connection.socket_verdict
+        driver = connection.connection
+        name = "ping" if connection.vendor == "mysql" else "cursor"
+        round_trip, socket_verdict = getattr(driver, name), connection.socket_verdict
 
-        def counted() -> bool:
+        def counted(*args: Any, **kwargs: Any) -> Any:
             self.calls += 1
-            return bool(is_usable())
+            return round_trip(*args, **kwargs)
 
         def recorded() -> Verdict:
             verdict: Verdict = socket_verdict()
             self.verdicts.append(verdict)
             return verdict
 
-        connection.is_usable = counted
+        setattr(driver, name, counted)
         connection.socket_verdict = recorded
 
 
@@ -232,10 +238,10 @@ def test_pg_notification_on_an_idle_listener_is_not_taken_for_a_close(
     settings = rendered(tmp_path, pg_plain_server.url())
     received: list[str] = []
     with django_connection(settings) as connection:
-        spy = Spy(connection)
         connection.connection.add_notify_handler(lambda notify: received.append(notify.payload))
         with connection.cursor() as cursor:
             cursor.execute("LISTEN dbconfig_health")
+        spy = Spy(connection)
         pid = connection.connection.info.backend_pid
         pg_plain_server.psql("NOTIFY dbconfig_health, 'hello'")
         wait_for(lambda: socket_readable(connection.connection.fileno()), "the notification")

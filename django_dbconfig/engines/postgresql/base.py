@@ -2,56 +2,120 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from django.db.backends.postgresql import base as django_postgresql
 from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
 if is_psycopg3:
-    from psycopg import OperationalError
+    from psycopg import Connection, OperationalError
     from psycopg.pq import ConnStatus, TransactionStatus
 
-from ..health import SocketHealthCheck, Verdict
+from ..health import SocketHealthCheck, Verdict, socket_readable
 
 # More reads than this without reaching the end means a chatty, live connection.
 _MAX_READS = 3
 
 
+def idle_verdict(conn: Connection[Any], readable: Callable[[int], bool]) -> Verdict:
+    """Judge a psycopg connection from local state: healthy, dead, or unsure.
+
+    Healthy when idle with nothing to read; dead when the server closed the socket.
+    PostgreSQL may talk on an idle session without closing it: NOTIFY to a
+    LISTEN-ing session, NOTICE and ParameterStatus messages. So a readable socket
+    is not a verdict by itself. libpq reads what is there (`consume_input`, which
+    also handles TLS records); reaching the end of the stream is a close, and
+    anything else is unsure. Notifications read on the way go to the connection's
+    notify handlers, as psycopg delivers them after a query.
+
+    All of it runs under psycopg's connection lock, so a thread sharing the
+    connection never has its reply read here. When another thread holds the lock
+    (a query in flight), the answer is unsure: Django's `SELECT 1` then waits its
+    turn, as it does with Django's engine.
+    """
+    if conn.broken:
+        return Verdict.DEAD
+    if not conn.lock.acquire(blocking=False):
+        return Verdict.UNSURE
+    try:
+        return _locked_verdict(conn, readable)
+    finally:
+        conn.lock.release()
+
+
+def _locked_verdict(conn: Connection[Any], readable: Callable[[int], bool]) -> Verdict:
+    pgconn = conn.pgconn
+    state = pgconn.transaction_status
+    if state == TransactionStatus.UNKNOWN:
+        # libpq's answer for a connection that is closed or broken.
+        return Verdict.DEAD
+    if state != TransactionStatus.IDLE:
+        # In a transaction, or a query or COPY in progress: not for us to judge.
+        return Verdict.UNSURE
+    for reads in range(_MAX_READS):
+        if not readable(pgconn.socket):
+            # Nothing was pending (healthy), or messages were read (unsure).
+            return Verdict.HEALTHY if reads == 0 else Verdict.UNSURE
+        try:
+            pgconn.consume_input()
+        except OperationalError:
+            # libpq read the end of the stream: the server has closed the session.
+            # What it read before the end is still buffered: deliver the notifications.
+            _deliver_notifications(conn)
+            return Verdict.DEAD
+        _deliver_notifications(conn)
+        if pgconn.status != ConnStatus.OK:
+            return Verdict.DEAD
+    return Verdict.UNSURE
+
+
+def _deliver_notifications(conn: Connection[Any]) -> None:
+    """Hand the notifications libpq has buffered to psycopg, as a query would."""
+    pgconn = conn.pgconn
+    while (notify := pgconn.notifies()) is not None:
+        if pgconn.notify_handler is not None:
+            pgconn.notify_handler(notify)
+
+
+def check_pooled_connection(conn: Connection[Any]) -> None:
+    """psycopg_pool's `check=` callback: the socket first, an empty query only when unsure.
+
+    Raises for a dead connection, which makes the pool discard it and hand out
+    another.
+    """
+    from psycopg_pool import ConnectionPool
+
+    verdict = idle_verdict(conn, socket_readable)
+    if verdict is Verdict.DEAD:
+        raise OperationalError("the server closed the idle pooled connection")
+    if verdict is Verdict.UNSURE:
+        ConnectionPool.check_connection(conn)
+
+
 class DatabaseWrapper(SocketHealthCheck, django_postgresql.DatabaseWrapper):
-    """Django's PostgreSQL `DatabaseWrapper`; only the per-request health check differs."""
+    """Django's PostgreSQL `DatabaseWrapper`; only the health checks differ."""
+
+    django_is_usable = staticmethod(django_postgresql.DatabaseWrapper.is_usable)
+
+    @property
+    def pool(self) -> Any:
+        """Django's pool, checking each connection handed out with `check_pooled_connection`.
+
+        With CONN_HEALTH_CHECKS, Django gives the pool psycopg_pool's check, an
+        empty query on every checkout; it is swapped for the socket check once,
+        when the pool is first seen. Should psycopg_pool ever keep its check
+        elsewhere, the pool keeps Django's.
+        """
+        pool = super().pool
+        if pool is not None and getattr(pool, "_check", None) is type(pool).check_connection:
+            pool._check = check_pooled_connection
+        return pool
 
     def socket_verdict(self) -> Verdict:
-        """Healthy when idle with nothing to read; dead when the server closed the socket.
-
-        PostgreSQL may talk on an idle session without closing it: NOTIFY to a
-        LISTEN-ing session, NOTICE and ParameterStatus messages. So a readable
-        socket is not a verdict by itself. libpq reads what is there
-        (`consume_input`, which also handles TLS records); reaching the end of
-        the stream is a close, and anything else leaves the messages buffered for
-        psycopg and falls back to Django's `SELECT 1`, which delivers them as usual.
-        """
-        if not is_psycopg3 or getattr(self, "pool", None):
+        """`idle_verdict` of this connection, with psycopg 3 and no pool."""
+        if not is_psycopg3 or self.pool:
             # With psycopg2, Django's check; with a pool, Django leaves
-            # health to the pool, and so do we.
+            # health to the pool's check.
             return Verdict.UNSURE
-        conn = self.connection
-        if conn.broken:
-            return Verdict.DEAD
-        pgconn = conn.pgconn
-        state = pgconn.transaction_status
-        if state == TransactionStatus.UNKNOWN:
-            # libpq's answer for a connection that is closed or broken.
-            return Verdict.DEAD
-        if state != TransactionStatus.IDLE:
-            # In a transaction, or a query or COPY in progress: not for us to judge.
-            return Verdict.UNSURE
-        for reads in range(_MAX_READS):
-            if not self.socket_watch.readable(pgconn.socket):
-                # Nothing was pending (healthy), or messages are now buffered (unsure).
-                return Verdict.HEALTHY if reads == 0 else Verdict.UNSURE
-            try:
-                pgconn.consume_input()
-            except OperationalError:
-                # libpq read the end of the stream: the server has closed the session.
-                return Verdict.DEAD
-            if pgconn.status != ConnStatus.OK:
-                return Verdict.DEAD
-        return Verdict.UNSURE
+        return idle_verdict(self.connection, self.socket_watch.readable)
