@@ -41,6 +41,9 @@ MODULES = (
 )
 SERVERS = {"postgresql": "PostgreSQL 127.0.0.1:5432", "mariadb": "MariaDB 127.0.0.1:3306"}
 DJANGO_ENGINES = {"postgresql": "django.db.backends.postgresql", "mariadb": "django.db.backends.mysql"}
+# Extra passes with other alias keys: Django's pool tests need CONN_MAX_AGE 0, and
+# build_databases() renders 60 s by default.
+EXTRA_PASSES = {"postgresql": [("backends.postgresql", {"conn_max_age": 0})]}
 FAILED = ("failure", "error", "unexpected success")
 PASSED = ("success", "expected failure")
 
@@ -53,6 +56,7 @@ class Run:
 
     server: str
     engine: str
+    keys: dict[str, object]
     outcomes: Outcomes
     seconds: float
 
@@ -84,8 +88,16 @@ def source_tree() -> Path:
     return tree
 
 
-def run_tests(tree: Path, server: str, engine: str, labels: list[str], *, parallel: int) -> Run:
-    """tests/runtests.py with our settings; the outcome of every test it ran."""
+def run_tests(
+    tree: Path,
+    server: str,
+    engine: str,
+    labels: list[str],
+    *,
+    parallel: int,
+    keys: dict[str, object] | None = None,
+) -> Run:
+    """tests/runtests.py with our settings (plus alias `keys`); the outcome of every test it ran."""
     label = "django" if engine else "ours"
     with tempfile.TemporaryDirectory(prefix="django-suite-") as tmp:
         results, log = Path(tmp) / "results.json", Path(tmp) / "output.log"
@@ -96,6 +108,7 @@ def run_tests(tree: Path, server: str, engine: str, labels: list[str], *, parall
             # Test databases are test_djsuite_<pid>_<server>_<engine>_<alias>[_N]: nobody else's.
             "DJANGO_SUITE_RUN": f"{os.getpid()}_{server[:2]}_{label}",
             "DJANGO_SUITE_RESULTS": str(results),
+            "DJANGO_SUITE_KEYS": json.dumps(keys or {}),
         }
         command = [sys.executable, "runtests.py", "--settings=django_suite.settings", "--noinput"]
         command += [f"--parallel={parallel}", *labels]
@@ -108,7 +121,7 @@ def run_tests(tree: Path, server: str, engine: str, labels: list[str], *, parall
         if not results.is_file():
             tail = log.read_text(errors="replace").splitlines()[-40:]
             raise SystemExit(f"runtests.py ({server}, {label}) ended without results:\n" + "\n".join(tail))
-        return Run(server, engine, json.loads(results.read_text()), seconds)
+        return Run(server, engine, keys or {}, json.loads(results.read_text()), seconds)
 
 
 def module_of(test_id: str) -> str:
@@ -141,8 +154,9 @@ def failing(outcomes: Outcomes) -> set[str]:
 
 def report(server: str, ours: Run, theirs: Run, modules: list[str]) -> list[str]:
     """The counts table, then the tests that fail with both engines and with Django's only."""
+    keys = f", alias keys {json.dumps(ours.keys)}" if ours.keys else ""
     lines = [
-        f"{SERVERS[server]}: ours ({ours.seconds:.0f} s) beside {DJANGO_ENGINES[server]} "
+        f"{SERVERS[server]}{keys}: ours ({ours.seconds:.0f} s) beside {DJANGO_ENGINES[server]} "
         f"({theirs.seconds:.0f} s)",
         f"  {'module':<20} {'passed':>15} {'failed':>11} {'skipped':>11}",
     ]
@@ -170,7 +184,7 @@ def format_row(row: list[int]) -> str:
     return f"{pairs[0]:>15} {pairs[1]:>11} {pairs[2]:>11}"
 
 
-def regressions(tree: Path, server: str, ours: Run, theirs: Run, *, parallel: int) -> list[str]:
+def regressions(tree: Path, server: str, ours: Run, theirs: Run) -> list[str]:
     """Tests failing with ours and passing with Django's, still so when run again with both."""
     suspects = sorted(
         test
@@ -181,8 +195,8 @@ def regressions(tree: Path, server: str, ours: Run, theirs: Run, *, parallel: in
         return []
     labels = sorted({label_of(test) for test in suspects})
     print(f"  running {len(labels)} test(s) that failed with ours only again...", file=sys.stderr)
-    again_ours = run_tests(tree, server, "", labels, parallel=1)
-    again_theirs = run_tests(tree, server, DJANGO_ENGINES[server], labels, parallel=1)
+    again_ours = run_tests(tree, server, "", labels, parallel=1, keys=ours.keys)
+    again_theirs = run_tests(tree, server, DJANGO_ENGINES[server], labels, parallel=1, keys=ours.keys)
     found = []
     for test in suspects:
         mine = again_ours.outcomes.get(test, ["missing", ""])
@@ -194,10 +208,12 @@ def regressions(tree: Path, server: str, ours: Run, theirs: Run, *, parallel: in
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("modules", nargs="*", default=list(MODULES), help="Django test modules")
+    parser.add_argument("modules", nargs="*", help="Django test modules or labels (default: the list)")
     parser.add_argument("--parallel", type=int, default=2, help="runtests.py processes per run")
     parser.add_argument("--only", choices=tuple(SERVERS), help="one server only")
     args = parser.parse_args(argv)
+    args.labels_given = bool(args.modules)
+    args.modules = args.modules or list(MODULES)
 
     import django
 
@@ -209,11 +225,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     found: list[str] = []
     for server in servers:
-        print(f"running on {SERVERS[server]}...", file=sys.stderr)
-        ours = run_tests(tree, server, "", args.modules, parallel=args.parallel)
-        theirs = run_tests(tree, server, DJANGO_ENGINES[server], args.modules, parallel=args.parallel)
-        print("\n" + "\n".join(report(server, ours, theirs, args.modules)), flush=True)
-        found += regressions(tree, server, ours, theirs, parallel=args.parallel)
+        passes: list[tuple[list[str], dict[str, object]]] = [(args.modules, {})]
+        if not args.labels_given:
+            passes += [([label], keys) for label, keys in EXTRA_PASSES.get(server, [])]
+        for labels, keys in passes:
+            print(f"running on {SERVERS[server]}: {' '.join(labels)} {keys or ''}", file=sys.stderr)
+            ours = run_tests(tree, server, "", labels, parallel=args.parallel, keys=keys)
+            engine = DJANGO_ENGINES[server]
+            theirs = run_tests(tree, server, engine, labels, parallel=args.parallel, keys=keys)
+            modules = list(dict.fromkeys(module_of(label) for label in labels))
+            print("\n" + "\n".join(report(server, ours, theirs, modules)), flush=True)
+            found += regressions(tree, server, ours, theirs)
     if found:
         print(f"\nFAILED: {len(found)} test(s) fail with our engines and pass with Django's:")
         print("\n".join(f"  {line}" for line in found))

@@ -4,11 +4,13 @@ Read from the environment that scripts/django-suite.sh sets for each run:
 DJANGO_SUITE_SERVER (postgresql or mariadb), DJANGO_SUITE_ENGINE (empty for the
 engine build_databases() renders, or a Django engine to use instead) and
 DJANGO_SUITE_RUN (a name unique to this run, so its test databases collide
-with nobody's).
+with nobody's); DJANGO_SUITE_KEYS, optional, is a JSON object of alias keys
+added to both aliases.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ def _aliases() -> dict[str, Any]:
     databases: dict[str, Any] = {}
     for alias in ("default", "other"):
         databases[alias] = {"url": URLS[server].format(name=f"djsuite_{run}_{alias}")}
+        databases[alias] |= json.loads(os.environ.get("DJANGO_SUITE_KEYS", "{}"))
         if engine:
             databases[alias]["engine"] = engine
     return databases
