@@ -7,6 +7,7 @@ with every statement it receives, psycopg_pool's empty-query check included.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,9 +69,7 @@ def count_fallbacks() -> Any:
     """Counts psycopg_pool's own (round-trip) check, still running it."""
     from psycopg_pool import ConnectionPool
 
-    return mock.patch.object(
-        ConnectionPool, "check_connection", wraps=ConnectionPool.check_connection
-    )
+    return mock.patch.object(ConnectionPool, "check_connection", wraps=ConnectionPool.check_connection)
 
 
 @pytest.mark.parametrize(
@@ -90,7 +89,7 @@ def test_pool_checkout_of_a_healthy_connection_sends_nothing_with_our_engine(
             connection.ensure_connection()  # checked out, and checked
             assert connection.connection.info.backend_pid == pid
         starts.append(query_start(pg_plain_server, pid))
-    moved = [after != before for before, after in zip(starts, starts[1:])]
+    moved = [after != before for before, after in itertools.pairwise(starts)]
     assert moved == [round_trip] * 3
 
 

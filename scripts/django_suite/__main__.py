@@ -44,6 +44,13 @@ DJANGO_ENGINES = {"postgresql": "django.db.backends.postgresql", "mariadb": "dja
 # Extra passes with other alias keys: Django's pool tests need CONN_MAX_AGE 0, and
 # build_databases() renders 60 s by default.
 EXTRA_PASSES = {"postgresql": [("backends.postgresql", {"conn_max_age": 0})]}
+# Why a test fails with both engines, where the error alone does not say it.
+KNOWN_REASONS = {
+    "Pooling doesn't support persistent connections": (
+        "build_databases() renders CONN_MAX_AGE 60; the pass with conn_max_age 0 runs it"
+    ),
+    "Unknown or incorrect time zone": "the server has no time zone tables (mariadb-tzinfo-to-sql)",
+}
 FAILED = ("failure", "error", "unexpected success")
 PASSED = ("success", "expected failure")
 
@@ -171,12 +178,18 @@ def report(server: str, ours: Run, theirs: Run, modules: list[str]) -> list[str]
     both = sorted(failing(ours.outcomes) & failing(theirs.outcomes))
     if both:
         lines.append(f"  fail with both engines (the environment, not the engine): {len(both)}")
-        lines += [f"    {test}\n      {ours.outcomes[test][1]}" for test in both]
+        lines += [f"    {test}\n      {explain(ours.outcomes[test][1])}" for test in both]
     theirs_only = sorted(failing(theirs.outcomes) - failing(ours.outcomes))
     if theirs_only:
         lines.append(f"  fail with Django's engine only: {len(theirs_only)}")
         lines += [f"    {test}\n      {theirs.outcomes[test][1]}" for test in theirs_only]
     return lines
+
+
+def explain(error: str) -> str:
+    """The error, and why it happens when that is known."""
+    reasons = [reason for text, reason in KNOWN_REASONS.items() if text in error]
+    return error + "".join(f"\n      ({reason})" for reason in reasons)
 
 
 def format_row(row: list[int]) -> str:
