@@ -15,7 +15,7 @@ from django_dbconfig.engines.health import Verdict, socket_readable
 from tests.conftest import django_connection, query_one
 from tests.test_health import DJANGO, Spy, new_request, pg_gone, rendered, wait_for
 
-QUERIES = 3000
+QUERIES = 5000
 # Far above what the queries take on a loaded machine; reached only by a deadlock.
 DEADLOCK_SECONDS = 60
 
