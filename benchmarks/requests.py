@@ -71,12 +71,15 @@ def variants_for(server: Any, engine: str, *, pool: bool, tls: bool) -> list[Var
     """
     from django_dbconfig import build_databases
 
-    environ = {"DATABASE_URL": server.url(), **tls_variables(server, tls)}
+    # mariadb:// for MariaDB: a mysql:// URL means MySQL, whose TLS guard reads
+    # performance_schema, which MariaDB leaves off.
+    url = server.url().replace("mysql://", "mariadb://", 1)
+    environ = {"DATABASE_URL": url, **tls_variables(server, tls)}
     pooled = {"databases": {"default": {"pool": True}}}
     # An empty folder (no dbconfig.json) and the environment passed in: only these count.
     with tempfile.TemporaryDirectory() as empty:
         rendered = build_databases(empty, environ=environ)["default"]
-        ours_pooled = build_databases(empty, environ=environ, overrides=pooled)["default"]
+        ours_pooled = build_databases(empty, environ=environ, overrides=pooled)["default"] if pool else {}
     django_s: dict[str, Any] = {**rendered, "ENGINE": engine}
     variants = [
         Variant(
