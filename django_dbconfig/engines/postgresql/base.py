@@ -84,12 +84,12 @@ def check_pooled_connection(conn: Connection[Any]) -> None:
     Raises for a dead connection, which makes the pool discard it and hand out
     another.
     """
-    from psycopg_pool import ConnectionPool
-
     verdict = idle_verdict(conn, socket_readable)
     if verdict is Verdict.DEAD:
         raise OperationalError("the server closed the idle pooled connection")
     if verdict is Verdict.UNSURE:
+        from psycopg_pool import ConnectionPool
+
         ConnectionPool.check_connection(conn)
 
 
