@@ -51,29 +51,23 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 10.0) -> Non
 
 
 class Spy:
-    """Records the engine's verdicts and counts Django's round-trip checks; both still run.
-
-    Django's check is counted at the driver (psycopg's `cursor()`, MySQLdb's `ping()`),
-    since replacing `is_usable` itself makes the engines defer to it.
-    """
+    """Records the engine's verdicts and counts Django's round-trip checks; both still run."""
 
     def __init__(self, connection: Any) -> None:
         self.calls = 0
         self.verdicts: list[Verdict] = []
-        driver = connection.connection
-        name = "ping" if connection.vendor == "mysql" else "cursor"
-        round_trip, socket_verdict = getattr(driver, name), connection.socket_verdict
+        round_trip_check, socket_verdict = connection.round_trip_check, connection.socket_verdict
 
-        def counted(*args: Any, **kwargs: Any) -> Any:
+        def counted() -> None:
             self.calls += 1
-            return round_trip(*args, **kwargs)
+            round_trip_check()
 
         def recorded() -> Verdict:
             verdict: Verdict = socket_verdict()
             self.verdicts.append(verdict)
             return verdict
 
-        setattr(driver, name, counted)
+        connection.round_trip_check = counted
         connection.socket_verdict = recorded
 
 

@@ -87,11 +87,15 @@ class SocketHealthCheck(BaseDatabaseWrapper):
         """Whether `is_usable` was overridden, wrapped or patched, on the class or this instance."""
         return "is_usable" in vars(self) or type(self).is_usable is not self.django_is_usable
 
+    def round_trip_check(self) -> None:
+        """Django's own per-request check: `is_usable()`, and a close if it fails."""
+        super().close_if_health_check_failed()
+
     def close_if_health_check_failed(self) -> None:
         if self.connection is None or not self.health_check_enabled or self.health_check_done:
             return
         if self.is_usable_replaced():
-            super().close_if_health_check_failed()
+            self.round_trip_check()
             return
         try:
             verdict = self.socket_verdict()
@@ -100,7 +104,7 @@ class SocketHealthCheck(BaseDatabaseWrapper):
             logger.debug("socket check of %r failed; using Django's check", self.alias, exc_info=True)
             verdict = Verdict.UNSURE
         if verdict is Verdict.UNSURE:
-            super().close_if_health_check_failed()
+            self.round_trip_check()
             return
         if verdict is Verdict.DEAD:
             logger.info("database %r: the server closed the idle connection; reconnecting", self.alias)
