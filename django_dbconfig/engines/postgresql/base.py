@@ -5,6 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
+from ...backends.postgresql import PostgreSQL
+
+if not PostgreSQL().driver_installed():
+    raise ImproperlyConfigured(
+        f"The PostgreSQL driver (psycopg or psycopg2) is not installed. Install it: {PostgreSQL.install}"
+    )
+
 from django.db.backends.postgresql import base as django_postgresql
 from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
@@ -12,7 +21,9 @@ if is_psycopg3:
     from psycopg import Connection, OperationalError
     from psycopg.pq import ConnStatus, TransactionStatus
 
+from ... import credentials, poolers
 from ..health import SocketHealthCheck, Verdict, socket_readable
+from .client import DatabaseClient
 
 # More reads than this without reaching the end means a chatty, live connection.
 _MAX_READS = 3
@@ -94,23 +105,50 @@ def check_pooled_connection(conn: Connection[Any]) -> None:
 
 
 class DatabaseWrapper(SocketHealthCheck, django_postgresql.DatabaseWrapper):
-    """Django's PostgreSQL `DatabaseWrapper`; only the health checks differ."""
+    """Django's PostgreSQL `DatabaseWrapper`, with the health checks looking at the socket
+    first (per request, and at each checkout from Django's pool), a password from
+    `password_provider` for each new connection, and the session settings sent as SET
+    behind a session pooler; dbshell runs with the alias's session settings, TLS and
+    read-only mode.
+    """
 
+    client_class = DatabaseClient
     django_is_usable = staticmethod(django_postgresql.DatabaseWrapper.is_usable)
 
     @property
     def pool(self) -> Any:
-        """Django's pool, checking each connection handed out with `check_pooled_connection`.
+        """Django's pool (5.1+), with a password asked for at each connection it opens and
+        each connection it hands out checked by `check_pooled_connection`.
 
-        With CONN_HEALTH_CHECKS, Django gives the pool psycopg_pool's check, an
-        empty query on every checkout; it is swapped for the socket check once,
-        when the pool is first seen. Should psycopg_pool ever keep its check
+        Django builds the pool once with fixed keywords. With CONN_HEALTH_CHECKS it
+        gives the pool psycopg_pool's check, an empty query on every checkout; that
+        is swapped for the socket check. Should psycopg_pool ever keep its check
         elsewhere, the pool keeps Django's.
         """
-        pool = super().pool
-        if pool is not None and getattr(pool, "_check", None) is type(pool).check_connection:
-            pool._check = check_pooled_connection
+        pool = getattr(super(), "pool", None)
+        if pool is not None:
+            credentials.attach_to_pool(pool, self.alias, self.settings_dict)
+            if getattr(pool, "_check", None) is type(pool).check_connection:
+                pool._check = check_pooled_connection
         return pool
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        if not self.pool:
+            conn_params = credentials.with_password(conn_params, self.alias, self.settings_dict)
+        return super().get_new_connection(conn_params)
+
+    def _configure_connection(self, connection: Any) -> bool:
+        # Django 5.1+: called for each new connection, its own or one the pool opens.
+        commit = bool(super()._configure_connection(connection))  # type: ignore[misc]
+        return poolers.apply_session_settings(connection, self.settings_dict) or commit
+
+    def init_connection_state(self) -> None:
+        super().init_connection_state()
+        if not hasattr(django_postgresql.DatabaseWrapper, "_configure_connection"):
+            # Django 4.2 has no _configure_connection (and no pool): set them here.
+            applied = poolers.apply_session_settings(self.connection, self.settings_dict)
+            if applied and not self.get_autocommit():
+                self.connection.commit()
 
     def socket_verdict(self) -> Verdict:
         """`idle_verdict` of this connection, with psycopg 3 and no pool."""
