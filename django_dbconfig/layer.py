@@ -35,6 +35,8 @@ class Value:
     origin: Origin
     rank: int = 0
     from_defaults: bool = False
+    # Taken from another alias (a replica's primary): weak where the backend has no use for it.
+    inherited: bool = False
 
 
 @dataclass
