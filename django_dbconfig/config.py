@@ -16,6 +16,7 @@ from typing import Any
 from .backends import BACKENDS, Backend, RenderContext
 from .durations import format_duration
 from .errors import DbConfigError, did_you_mean, one_of
+from .inherit import NOT_INHERITED_BY_REPLICAS, inherit, with_replica_defaults
 from .keys import DURATION_KEYS, KEYS, is_secret_option
 from .layer import Layer, Origin, Value
 from .merge import Merged, merge
@@ -218,8 +219,9 @@ def _build(merged: Merged, base: Path, secrets_path: Path, sources: tuple[str, .
     databases: dict[str, DatabaseSettings] = {}
     vendors: dict[str, str] = {}
     effective_all: dict[str, dict[str, Value]] = {}
+    resolved = _with_primaries(merged.databases)
     for alias in aliases:
-        backend, effective = _effective(alias, merged.databases[alias], aliases)
+        backend, effective = _effective(alias, resolved[alias], aliases)
         ctx = RenderContext(alias=alias, base_dir=base, django_version=version)
         databases[alias] = backend.render({k: v.value for k, v in effective.items()}, ctx)
         vendors[alias] = backend.name
@@ -257,8 +259,8 @@ def _effective(
         root = key.partition(".")[0]
         if root in backend.keys:
             effective[key] = value
-        elif value.from_defaults or value.rank < chosen.rank:
-            # Set for every alias, or for the backend a higher layer replaced.
+        elif value.from_defaults or value.inherited or value.rank < chosen.rank:
+            # Set for every alias, taken from a primary, or for the backend a higher layer replaced.
             continue
         else:
             raise DbConfigError(
@@ -299,12 +301,42 @@ def _check_pool(alias: str, effective: dict[str, Value]) -> None:
             f"(this is {django.get_version()}). Upgrade Django or use conn_max_age."
         )
     age = effective["conn_max_age"]
-    if age.origin != DEFAULT_ORIGIN and not age.from_defaults and age.value != 0:
+    if age.origin != DEFAULT_ORIGIN and not (age.from_defaults or age.inherited) and age.value != 0:
         raise DbConfigError(
             f'{age.origin} (alias "{alias}"): conn_max_age must be 0 or unset with pool '
             "(the pool keeps the connections). Remove conn_max_age for this alias."
         )
     effective["conn_max_age"] = Value(0, pool.origin, pool.rank)
+
+
+def _with_primaries(databases: Mapping[str, Mapping[str, Value]]) -> dict[str, dict[str, Value]]:
+    """Every alias's values, a replica's completed with its primary's (see inherit.py)."""
+    resolved: dict[str, dict[str, Value]] = {}
+    for alias, values in databases.items():
+        primary = values.get("replica_of")
+        if primary is None:
+            resolved[alias] = dict(values)
+            continue
+        where = f'{primary.origin} (alias "{alias}")'
+        if primary.value == alias:
+            raise DbConfigError(f"{where}: an alias cannot be a replica of itself.")
+        if primary.value not in databases:
+            raise DbConfigError(
+                f'{where}: replica_of names "{primary.value}", which is not an alias. '
+                f"Known aliases: {one_of(databases)}." + did_you_mean(primary.value, databases)
+            )
+        if "replica_of" in databases[primary.value]:
+            raise DbConfigError(
+                f'{where}: "{primary.value}" is itself a replica. Point replica_of at the primary.'
+            )
+        own = inherit(
+            databases[primary.value],
+            values,
+            parent_alias=primary.value,
+            not_inherited=NOT_INHERITED_BY_REPLICAS,
+        )
+        resolved[alias] = with_replica_defaults(own)
+    return resolved
 
 
 def _replicas(
@@ -316,23 +348,12 @@ def _replicas(
             continue
         primary = values["replica_of"]
         where = f'{primary.origin} (alias "{alias}")'
-        if primary.value == alias:
-            raise DbConfigError(f"{where}: an alias cannot be a replica of itself.")
-        if primary.value not in effective:
-            raise DbConfigError(
-                f'{where}: replica_of names "{primary.value}", which is not an alias. '
-                f"Known aliases: {one_of(effective)}." + did_you_mean(primary.value, effective)
-            )
-        if "replica_of" in effective[primary.value]:
-            raise DbConfigError(
-                f'{where}: "{primary.value}" is itself a replica. Point replica_of at the primary.'
-            )
         family = {vendors[alias], vendors[primary.value]}
         if len(family) > 1 and family != {"mysql", "mariadb"}:
             raise DbConfigError(
                 f"{where}: a {vendors[alias]} alias cannot replicate the {vendors[primary.value]} "
                 f'alias "{primary.value}". Where a profile moves "{primary.value}" to another backend, '
-                f'move "{alias}" too (give it the same backend and name in that profile).'
+                f'move "{alias}" too, or leave its backend to replica_of (it inherits the primary\'s).'
             )
         replicas.setdefault(primary.value, []).append(alias)
     return {primary: tuple(names) for primary, names in replicas.items()}

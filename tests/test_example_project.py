@@ -50,6 +50,7 @@ def test_example_runs_on_sqlite_with_each_app_on_its_alias(example: Path) -> Non
     report = json.loads(check.stdout)
     assert [(db["alias"], db["vendor"], db["ok"]) for db in report["databases"]] == [
         ("default", "sqlite", True),
+        ("replica", "sqlite", True),
         ("analytics", "sqlite", True),
     ]
     assert report["databases"][0]["settings"]["lock_timeout"] == {
@@ -86,6 +87,8 @@ def test_example_production_profile_on_postgresql_over_verified_tls(
             "DBCONFIG_DEFAULT_SSLROOTCERT": str(tls_ca.ca_path),
             "ANALYTICS_DATABASE_URL": f"postgresql://{server.user}:{server.password}@localhost:{server.port}/{database}",
             "DBCONFIG_ANALYTICS_SSLROOTCERT": str(tls_ca.ca_path),
+            "DBCONFIG_REPLICA_HOST": "localhost",
+            "DBCONFIG_REPLICA_PORT": str(server.port),
         }
         # The shop schema of the search path does not exist yet: dbcheck says so, then creates it.
         first = manage(example, "dbcheck", "--format", "json", env=env)

@@ -25,6 +25,7 @@ COMMON_KEYS = frozenset(
         "disable_server_side_cursors",
         "test",
         "options",
+        "replica_of",
     }
 )
 # Keys every client/server backend honours.
@@ -41,7 +42,6 @@ SERVER_KEYS = COMMON_KEYS | {
     "lock_timeout",
     "connect_timeout",
     "read_only",
-    "replica_of",
 }
 
 
