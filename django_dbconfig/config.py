@@ -274,6 +274,10 @@ def _effective(
             )
     for key, default in backend.defaults.items():
         effective.setdefault(key, Value(default, DEFAULT_ORIGIN))
+    problem = backend.validate({k: v.value for k, v in effective.items()})
+    if problem is not None:
+        key, why = problem
+        raise DbConfigError(f'{effective[key].origin} (alias "{alias}"): {why}')
     if backend.needs_name and not effective.get("name"):
         raise DbConfigError(
             f'{chosen.origin} (alias "{alias}"): a {backend.display} alias needs a database name. '
@@ -399,7 +403,7 @@ def display_value(key: str, value: Any) -> str:
     if key in DURATION_KEYS:
         return format_duration(int(value))
     if isinstance(value, tuple):
-        return ", ".join(value)
+        return ", ".join(str(item) for item in value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:

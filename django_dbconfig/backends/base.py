@@ -26,6 +26,7 @@ COMMON_KEYS = frozenset(
         "test",
         "options",
         "replica_of",
+        "max_replica_lag",
     }
 )
 # Keys every client/server backend honours.
@@ -65,6 +66,10 @@ class Backend:
     reasons: ClassVar[Mapping[str, str]] = {}
     defaults: ClassVar[Mapping[str, Any]] = {}
     needs_name: ClassVar[bool] = True
+
+    def validate(self, values: Mapping[str, Any]) -> tuple[str, str] | None:
+        """What is wrong with values that are each valid alone: (the key to blame, why), or None."""
+        return None
 
     def render(self, values: Mapping[str, Any], ctx: RenderContext) -> DatabaseSettings:
         """Return Django's DATABASES entry for validated values (defaults applied)."""
