@@ -30,6 +30,10 @@ E110 = "dbconfig.E110"
 E111 = "dbconfig.E111"
 W101 = "dbconfig.W101"
 W102 = "dbconfig.W102"
+# Live, replicas: standby and lag.
+E120 = "dbconfig.E120"
+E121 = "dbconfig.E121"
+W120 = "dbconfig.W120"
 # Routing: models and aliases.
 E201 = "dbconfig.E201"
 E202 = "dbconfig.E202"
@@ -65,6 +69,12 @@ HINTS: Mapping[str, str] = {
     E111: 'Check that the user of "{alias}" may read the server status views used by dbcheck.',
     W101: 'Set sslmode for "{alias}" to "require" or stronger to make TLS mandatory.',
     W102: "Run manage.py migrate --database {alias} to create it.",
+    E120: 'Point "{alias}" at a standby of {primary} (host and port), or remove its replica_of if it is '
+    "meant to be a primary: reads routed there would not be a copy of {primary}.",
+    E121: 'Find why the standby of "{alias}" falls behind (network, load, long queries, '
+    "recovery_min_apply_delay / MASTER_DELAY), or raise its max_replica_lag.",
+    W120: 'Check that replication to "{alias}" is running (pg_stat_wal_receiver; SHOW REPLICA STATUS) '
+    "and that its user may read the replication status (MariaDB: SLAVE MONITOR; MySQL: REPLICATION CLIENT).",
     E201: 'Route {model} to an alias of DATABASES (DBCONFIG_ROUTES or "routes" of dbconfig.json).',
     E202: 'Add DATABASE_ROUTERS = ["django_dbconfig.routers.DatabaseRouter"] and route {model} to one alias.',
     E203: "Make one router allow {model} to migrate on its own alias.",
