@@ -240,3 +240,30 @@ def test_a_replica_of_another_backend_family_is_still_refused(project: Any) -> N
         'alias "default". Where a profile moves "default" to another backend, move "r" too, or leave its '
         "backend to replica_of (it inherits the primary's)."
     )
+
+
+def test_the_dbconfig_command_shows_inherited_values_with_their_source(project: Any) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from django_dbconfig import build_databases
+
+    project.write_config(README)
+    project.write_secrets({"databases": {"default": {"user": "app", "password": "primary-pw"}}})
+    build_databases(project.root, environ={})
+    out = StringIO()
+    call_command("dbconfig", "--database", "replica", stdout=out, no_color=True)
+    lines = [line.split(None, 2) for line in out.getvalue().splitlines() if line.strip()]
+    assert [
+        "sslmode",
+        "verify-full",
+        "inherited from default: dbconfig.json: databases.default.sslmode",
+    ] in lines
+    assert [
+        "password",
+        "********",
+        "inherited from default: .secrets/dbconfig.json: databases.default.password",
+    ] in lines
+    assert ["read_only", "true", "default: a replica is read-only"] in lines
+    assert "primary-pw" not in out.getvalue()
