@@ -115,3 +115,56 @@ def test_a_replica_alias_on_the_writable_primary_is_an_error(tmp_path: Path, pai
     assert ids(replica) == ["dbconfig.E120"]
     assert replica["replication"]["standby"] is False
     assert replica["server"]["role"] == "primary"
+
+
+def test_reads_leave_a_lagging_mariadb_replica_and_come_back(
+    tmp_path: Path, pair: MariaDBPair, django_db_blocker: Any
+) -> None:
+    from django.db import connections
+    from django.test import override_settings
+
+    from django_dbconfig.config import last_config
+    from django_dbconfig.routers import DatabaseRouter, _state
+    from tests.apps.shop.models import Order
+    from tests.test_router import registered
+
+    pair.primary.sql(
+        "CREATE TABLE IF NOT EXISTS shop_order (id BIGINT AUTO_INCREMENT PRIMARY KEY, reference VARCHAR(40) NOT NULL)"
+    )
+    databases = configure(tmp_path, pair, max_replica_lag="1s", conn_max_age=0)
+    config = last_config()
+    assert config is not None
+
+    def read() -> str:
+        query = Order.objects.all()
+        query.count()
+        connections[query.db].close()
+        return str(query.db)
+
+    def wait(condition: Any, what: str) -> None:
+        deadline = time.monotonic() + 30
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.05)
+
+    _state.set(None)
+    with django_db_blocker.unblock(), registered(databases):
+        router = DatabaseRouter(routes={"shop": PRIMARY}, replicas=config.replicas, databases=databases)
+        try:
+            with override_settings(DATABASE_ROUTERS=[router]):
+                wait(lambda: read() == REPLICA, "reads to reach the replica")
+                assert router.replica_lag(REPLICA) == 0.0
+                pair.set_delay(5)
+                try:
+
+                    def lagging() -> bool:
+                        pair.primary.sql("INSERT INTO ticks (at) VALUES (NOW(6))")
+                        return read() == PRIMARY
+
+                    wait(lagging, "reads to leave the lagging replica")
+                    assert (router.replica_lag(REPLICA) or 0) > 1.0
+                finally:
+                    pair.set_delay(0)
+                wait(lambda: read() == REPLICA, "reads to come back")
+        finally:
+            router.stop_measuring()
