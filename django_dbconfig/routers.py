@@ -208,12 +208,6 @@ class DatabaseRouter:
             }
         self._limits = {k: float(v) for k, v in (max_replica_lag or {}).items() if k in self._replica_of}
         self._monitor: LagMonitor | None = None
-        if self._limits:
-            # Replicas with a limit get reads once measured within it (lag.py).
-            for family in self._families.values():
-                self._refresh(family)
-            self._monitor = LagMonitor(self._limits, settings=self._settings_of, on_change=self._lag_changed)
-            self._monitor.start()
 
         self._app_routes: dict[str, str] = {}
         self._model_routes: dict[str, str] = {}
@@ -226,6 +220,12 @@ class DatabaseRouter:
                 self._app_routes[key] = alias
         connect_signals()
         guard_open_connections()
+        if self._limits:
+            # Replicas with a limit get reads once measured within it (lag.py).
+            for family in self._families.values():
+                self._refresh(family)
+            self._monitor = LagMonitor(self._limits, settings=self._settings_of, on_change=self._lag_changed)
+            self._monitor.start()
 
     def _settings_of(self, alias: str) -> Mapping[str, Any]:
         from django.db import connections
