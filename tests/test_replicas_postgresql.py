@@ -433,3 +433,34 @@ def test_a_django_connection_fails_over_with_hosts_from_variables(
     with django_connection(dict(config.databases()["default"])) as connection:
         assert query_one(connection, "SELECT pg_is_in_recovery()") is False
         assert connection.connection.info.port == primary.port
+
+
+def test_load_balance_hosts_random_spreads_new_connections_over_the_hosts(
+    tmp_path: Path, lag_table: ReplicaPair
+) -> None:
+    from tests.conftest import django_connection
+
+    primary, standby = lag_table
+    config = load_config(
+        tmp_path,
+        environ={},
+        overrides={
+            "databases": {
+                "default": app(
+                    primary,
+                    host=["127.0.0.1", "127.0.0.1"],
+                    port=[standby.port, primary.port],
+                    load_balance_hosts="random",
+                )
+            }
+        },
+    )
+    ports = set()
+    for _ in range(40):
+        with django_connection(dict(config.databases()["default"])) as connection:
+            ports.add(connection.connection.info.port)
+        if len(ports) == 2:
+            break
+    # Without load balancing every connection would go to the first host; the odds of
+    # 40 random draws all picking one host are 2 in a trillion.
+    assert ports == {standby.port, primary.port}
