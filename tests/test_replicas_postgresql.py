@@ -24,7 +24,7 @@ from django_dbconfig.routers import DatabaseRouter, _state, reset_pins
 from tests.apps.shop.models import Order
 from tests.replication_servers import set_apply_delay, standby_lag_s
 from tests.servers import PostgresReplica, PostgresServer, ReplicaPair, TLSMaterial, free_port
-from tests.test_dbcheck import PASSWORD, by_alias, dbcheck_json, ids
+from tests.test_dbcheck import PASSWORD, by_alias, dbcheck, dbcheck_json, ids
 from tests.test_router import registered
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.slow]
@@ -213,6 +213,13 @@ def test_dbcheck_reports_the_standby_and_its_lag(tmp_path: Path, lag_table: Repl
     assert replica["server"] == {"host": "127.0.0.1", "port": lag_table.replica.port, "role": "standby"}
     assert reports[PRIMARY]["server"]["role"] == "primary"
     assert reports[PRIMARY]["replication"] is None
+    status, text = dbcheck(databases)
+    lines = [line.strip() for line in text.splitlines()]
+    assert f"server    127.0.0.1:{lag_table.replica.port} (standby)" in lines
+    assert next(line for line in lines if line.startswith("replica   of")).startswith(
+        f"replica   of {PRIMARY}: standby, lag "
+    )
+    assert lines[-1] == "All 3 databases passed."  # with the built-in SQLite default
 
 
 def test_a_replica_lagging_more_than_max_replica_lag_is_an_error(
