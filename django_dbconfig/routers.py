@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
 import itertools
 import logging
 import re
@@ -24,8 +25,8 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS
 
+from . import lag
 from .errors import DbConfigError, did_you_mean, one_of
-from .lag import LagMonitor
 from .readonly import (
     ReadOnlyDatabaseError,
     ReadOnlyInternalError,
@@ -207,7 +208,8 @@ class DatabaseRouter:
                 if name in config.aliases and "max_replica_lag" in config.values(name)
             }
         self._limits = {k: float(v) for k, v in (max_replica_lag or {}).items() if k in self._replica_of}
-        self._monitor: LagMonitor | None = None
+        self._lags: dict[str, lag.ReplicaLag] = {}
+        self._fit: set[str] = set()  # replicas with a limit, measured within it
 
         self._app_routes: dict[str, str] = {}
         self._model_routes: dict[str, str] = {}
@@ -224,34 +226,40 @@ class DatabaseRouter:
             # Replicas with a limit get reads once measured within it (lag.py).
             for family in self._families.values():
                 self._refresh(family)
-            self._monitor = LagMonitor(self._limits, settings=self._settings_of, on_change=self._lag_changed)
-            self._monitor.start()
+            entries = settings.DATABASES if databases is None else databases
+            for name in self._limits:
+                self._lags[name] = lag.watch(name, _with_django_defaults(entries[name]), self._measured)
 
-    def _settings_of(self, alias: str) -> Mapping[str, Any]:
-        from django.db import connections
-
-        return connections.settings[alias]  # type: ignore[no-any-return]
-
-    def _lag_changed(self, replica: str, fit: bool) -> None:
+    def _measured(self, replica: str, lag_s: float | None) -> None:
+        """Called by the measuring thread after each measurement: re-pick on a change of fitness."""
+        fit = lag_s is not None and lag_s <= self._limits[replica]
+        if fit == (replica in self._fit):
+            return
+        if fit:
+            self._fit.add(replica)
+        else:
+            self._fit.discard(replica)
+        logger.info("replica %s %s reads (lag %s)", replica, "gets" if fit else "gets no", lag_s)
         self._refresh(self._families[self._replica_of[replica]])
 
     def _refresh(self, family: _Family) -> None:
-        fit = tuple(name for name in family.replicas if name not in self._limits or self._is_fit(name))
+        fit = tuple(name for name in family.replicas if name not in self._limits or name in self._fit)
         with self._cache_lock:
             family.pick = _picker(family.primary, fit)
             self._cache = {}
 
-    def _is_fit(self, replica: str) -> bool:
-        return self._monitor is not None and self._monitor.fit(replica)
-
     def replica_lag(self, alias: str) -> float | None:
         """The lag of a replica with a max_replica_lag as last measured (seconds), else None."""
-        return self._monitor.lag(alias) if self._monitor is not None else None
+        measurer = self._lags.get(alias)
+        return measurer.lag_s if measurer is not None else None
 
     def stop_measuring(self) -> None:
-        """Stop the lag-measuring threads (tests; a process ending stops them anyway)."""
-        if self._monitor is not None:
-            self._monitor.stop()
+        """Stop listening to the lag measurements; a measurer nobody listens to stops."""
+        for measurer in self._lags.values():
+            measurer.unsubscribe(self._measured)
+        self._fit.clear()
+        for family in self._families.values():
+            self._refresh(family)
 
     def _check_route(self, key: object, alias: object, where: str, aliases: tuple[str, ...]) -> None:
         if not isinstance(key, str) or not _ROUTE_KEY.fullmatch(key):
@@ -341,6 +349,16 @@ class DatabaseRouter:
 
 
 _ROUTE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
+
+
+def _with_django_defaults(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A DATABASES entry with the keys Django fills in (what a DatabaseWrapper expects)."""
+    from django.db import connections
+
+    filled: dict[str, Any] = connections.configure_settings({DEFAULT_DB_ALIAS: copy.deepcopy(dict(entry))})[
+        DEFAULT_DB_ALIAS
+    ]
+    return filled
 
 
 def _mirrors(databases: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:

@@ -131,6 +131,10 @@ def test_reads_leave_a_lagging_mariadb_replica_and_come_back(
     pair.primary.sql(
         "CREATE TABLE IF NOT EXISTS shop_order (id BIGINT AUTO_INCREMENT PRIMARY KEY, reference VARCHAR(40) NOT NULL)"
     )
+    deadline = time.monotonic() + 20
+    while not pair.replica.sql("SHOW TABLES LIKE 'shop_order'"):
+        assert time.monotonic() < deadline, f"the replica never got shop_order: {pair.replica_status()}"
+        time.sleep(0.1)
     databases = configure(tmp_path, pair, max_replica_lag="1s", conn_max_age=0)
     config = last_config()
     assert config is not None

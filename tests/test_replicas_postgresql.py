@@ -355,7 +355,7 @@ def test_a_stopped_replica_gets_no_reads_and_no_request_fails(
         standby.stop("fast")
         try:
             # The measuring thread notices within about a second; no read is sent there after that.
-            wait_for(lambda: not router._monitor.fit(REPLICA), "the monitor to notice")  # type: ignore[union-attr]
+            wait_for(lambda: router.replica_lag(REPLICA) is None, "the measuring thread to notice")
             results = [request() for _ in range(30)]
             assert {db for db, _ in results} == {PRIMARY}
         finally:

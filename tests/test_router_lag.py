@@ -76,7 +76,7 @@ def test_a_replica_that_cannot_be_reached_gets_no_reads(tmp_path: Path, django_d
     try:
         with django_db_blocker.unblock(), registered(built), override_settings(DATABASE_ROUTERS=[router]):
             eventually(
-                lambda: router._monitor is not None and router._monitor._replicas["lg_r2"].error is not None,
+                lambda: router._lags["lg_r2"].error is not None,
                 "a failed measurement",
             )
             # lg_r1 has no limit: it always serves; lg_r2 never does.
@@ -104,4 +104,30 @@ def test_without_max_replica_lag_nothing_is_measured(tmp_path: Path) -> None:
     router, _ = router_for(
         tmp_path, {"lg": {"backend": "sqlite", "name": "lg.sqlite3"}, "lg_r1": {"replica_of": "lg"}}
     )
-    assert [router._monitor, router.db_for_read(Order)] == [None, "lg_r1"]
+    assert [router._lags, router.db_for_read(Order)] == [{}, "lg_r1"]
+
+
+def test_routers_of_one_process_share_one_measuring_thread_per_replica(
+    tmp_path: Path, django_db_blocker: Any
+) -> None:
+    import threading
+
+    databases = {
+        "lg": {"backend": "sqlite", "name": "lg.sqlite3"},
+        "lg_r1": {"replica_of": "lg", "max_replica_lag": "2s"},
+    }
+    first, built = router_for(tmp_path, databases)
+    try:
+        with django_db_blocker.unblock(), registered(built):
+            second = DatabaseRouter(routes={"shop": "lg"}, replicas={"lg": ["lg_r1"]}, databases=built)
+            try:
+                assert first._lags["lg_r1"] is second._lags["lg_r1"]
+                eventually(lambda: second.db_for_read(Order) == "lg_r1", "the second router to hear the lag")
+                names = [thread.name for thread in threading.enumerate()]
+                assert names.count("dbconfig-lag-lg_r1") == 1
+            finally:
+                second.stop_measuring()
+            assert first._lags["lg_r1"].running  # the first router still listens
+    finally:
+        first.stop_measuring()
+    eventually(lambda: not first._lags["lg_r1"].running, "the measurer nobody listens to to stop")
