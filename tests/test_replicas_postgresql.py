@@ -471,3 +471,32 @@ def test_load_balance_hosts_random_spreads_new_connections_over_the_hosts(
     # Without load balancing every connection would go to the first host; the odds of
     # 40 random draws all picking one host are 2 in a trillion.
     assert ports == {standby.port, primary.port}
+
+
+def test_a_replica_that_stops_answering_gets_no_reads(
+    tmp_path: Path, lag_table: ReplicaPair, django_db_blocker: Any
+) -> None:
+    import os
+    import signal
+    import subprocess
+
+    standby = lag_table.replica
+    with lag_aware_router(tmp_path, lag_table, django_db_blocker, max_replica_lag="5s") as router:
+        wait_for(lambda: request()[0] == REPLICA, "reads to reach the replica")
+        # The server and every session of it (the measuring one included) stop answering.
+        postmaster = int((standby.data_dir / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(
+            ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
+        )
+        processes = [postmaster, *(int(pid) for pid in children.stdout.split())]
+        for pid in processes:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            # The measurement hangs; past the connect timeout (3 s) and a round, it counts as no answer.
+            took = wait_for(lambda: router.replica_lag(REPLICA) is None, "the hang to be noticed", timeout=30)
+            assert {request()[0] for _ in range(10)} == {PRIMARY}
+        finally:
+            for pid in processes:
+                os.kill(pid, signal.SIGCONT)
+        logger.warning("a hung replica lost its reads after %.1f s", took)
+        wait_for(lambda: request()[0] == REPLICA, "reads to come back once it answers again")
