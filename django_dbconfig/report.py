@@ -55,8 +55,8 @@ class SchemaReport:
 class SettingCheck:
     """A configured session setting and what the server reports for it."""
 
-    expected: str | None
-    actual: str | None
+    expected: str | bool | None
+    actual: str | bool | None
     ok: bool
 
     def as_json(self) -> dict[str, Any]:
@@ -219,7 +219,9 @@ def _replication_text(replication: ReplicationReport, style: Any) -> str:
     return f"standby, lag {lag}{limit}"
 
 
-def _show(value: str | None) -> str:
+def _show(value: str | bool | None) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return "(not set)" if value is None else value
 
 

@@ -22,3 +22,5 @@ class DatabaseSettings(TypedDict, total=False):
     DISABLE_SERVER_SIDE_CURSORS: bool
     OPTIONS: dict[str, Any]
     TEST: dict[str, Any]
+    # django-dbconfig's own: pooler, session settings, password provider (see render_extra).
+    DBCONFIG: dict[str, Any]

@@ -13,6 +13,7 @@ from ..report import AliasReport, ServerReport, TlsReport
 from .base import (
     Expected,
     ProbeSpec,
+    SessionHealth,
     check_replication,
     check_tls,
     compare_duration,
@@ -112,6 +113,17 @@ def _inspect(cursor: Any, spec: ProbeSpec, report: AliasReport, params: Mapping[
     # "10.11.6-MariaDB-0+deb12u1" -> "10.11.6-MariaDB": the distribution's suffix says nothing.
     report.server_version = version.split("-", maxsplit=1)[0] + ("-MariaDB" if mariadb else "")
     report.latency_ms = round_trip_ms(cursor)
+    if spec.backend in ("mysql", "mariadb") and spec.backend != report.vendor:
+        server = "MariaDB" if mariadb else "MySQL"
+        report.add(
+            problems.problem(
+                problems.W103,
+                f'The server is {server} {report.server_version}, but the backend is "{spec.backend}": '
+                f"the session settings were rewritten in {server}'s names at connect.",
+                alias=spec.alias,
+                backend=report.vendor,
+            )
+        )
 
     cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_%'")
     status = {str(name): str(value) for name, value in cursor.fetchall()}
@@ -175,3 +187,18 @@ def replication_status(cursor: Any) -> tuple[bool, float | None]:
         known = [float(lag) for lag in lags if lag is not None]
         return True, max(known) if len(known) == len(lags) else None
     return bool(int(fetch_one(cursor, "SELECT @@global.read_only")[0])), None
+
+
+def session_health(cursor: Any, *, mariadb: bool) -> SessionHealth:
+    """Read-only mode and TLS of the session, as the server reports them; no replica lag yet."""
+    variable = (MariaDB if mariadb else MySQL).read_only_variable
+    (read_only,) = fetch_one(cursor, f"SELECT @@session.{variable}")
+    cursor.execute("SHOW SESSION STATUS WHERE Variable_name IN ('Ssl_version', 'Ssl_cipher')")
+    status = {str(name).lower(): str(value or "") for name, value in cursor.fetchall()}
+    cipher = status.get("ssl_cipher") or None
+    return SessionHealth(
+        read_only=bool(int(read_only)),
+        tls_in_use=cipher is not None,
+        tls_version=(status.get("ssl_version") or None) if cipher else None,
+        tls_cipher=cipher,
+    )

@@ -2,13 +2,80 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from ...backends.mysql import (
+    TLS_GUARD,
+    UNKNOWN_SYSTEM_VARIABLE,
+    MySQL,
+    for_other_server,
+    is_mariadb_flavoured,
+)
+
+try:
+    import MySQLdb
+except ImportError as exc:
+    raise ImproperlyConfigured(
+        f"The MySQL driver (MySQLdb) is not installed. Install it: {MySQL.install}"
+    ) from exc
+
 from django.db.backends.mysql import base as django_mysql
 
+from ... import credentials
 from ..health import SocketHealthCheck, Verdict
+from .client import DatabaseClient
+
+logger = logging.getLogger(__name__)
+
+# Server (host, port, socket) -> True when it is MariaDB: learnt when an init_command
+# written for the other server was refused, so that later connections go straight.
+_mariadb_servers: dict[tuple[Any, ...], bool] = {}
 
 
 class DatabaseWrapper(SocketHealthCheck, django_mysql.DatabaseWrapper):
-    """Django's MySQL `DatabaseWrapper`; only the per-request health check differs."""
+    """Django's MySQL `DatabaseWrapper`; the per-request health check differs, the session
+    settings follow the server (MariaDB or MySQL) whatever the backend said, and a
+    `password_provider` gives the password of each new connection."""
+
+    def get_new_connection(self, conn_params: Any) -> Any:
+        conn_params = credentials.with_password(conn_params, self.alias, self.settings_dict)
+        command = str((conn_params or {}).get("init_command") or "")
+        if not command:
+            return super().get_new_connection(conn_params)
+        server = tuple(conn_params.get(key) for key in ("host", "port", "unix_socket"))
+        known = _mariadb_servers.get(server)
+        if known is not None and known != is_mariadb_flavoured(command):
+            command = for_other_server(command)
+        try:
+            return super().get_new_connection({**conn_params, "init_command": command})
+        except MySQLdb.OperationalError as exc:
+            code = exc.args[0] if exc.args else None
+            other = for_other_server(command)
+            # 1193: a variable of the other server. The TLS guard also fails where the status
+            # table it reads is empty (MariaDB's performance_schema is off by default).
+            if other == command or not (code == UNKNOWN_SYSTEM_VARIABLE or TLS_GUARD in str(exc)):
+                raise
+            try:
+                connection = super().get_new_connection({**conn_params, "init_command": other})
+            except MySQLdb.Error:
+                raise exc from None
+            _mariadb_servers[server] = is_mariadb_flavoured(other)
+            logger.warning(
+                'Database "%s": the server is %s, but the backend is "%s": set backend "%s" '
+                "(or a %s:// URL) for this alias.",
+                self.alias,
+                *(
+                    ("MariaDB", "mysql", "mariadb", "mariadb")
+                    if _mariadb_servers[server]
+                    else ("MySQL", "mariadb", "mysql", "mysql")
+                ),
+            )
+            return connection
+
+    client_class = DatabaseClient
 
     def socket_verdict(self) -> Verdict:
         """Healthy when idle with nothing to read; dead when anything is waiting.
