@@ -113,7 +113,7 @@ def test_example_production_profile_on_postgresql_over_verified_tls(
         assert report["replica"]["schemas"]["expected"] == ["shop", "public"]
         assert report["replica"]["server"]["role"] == "standby"
         assert report["replica"]["replication"]["standby"] is True
-        assert report["replica"]["settings"]["read_only"]["actual"] == "true"
+        assert report["replica"]["settings"]["read_only"]["actual"] is True
 
         # A routed read goes to the replica, which finds the shop's table through its inherited search_path.
         read = manage(

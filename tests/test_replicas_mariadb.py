@@ -59,7 +59,7 @@ def test_dbcheck_reports_the_replica_as_a_standby_and_its_lag(tmp_path: Path, pa
     assert replica["vendor"] == "mariadb"
     assert replica["replication"] == {"primary": PRIMARY, "standby": True, "lag_s": 0.0, "max_lag_s": 30.0}
     assert replica["server"] == {"host": pair.replica.host, "port": pair.replica.port, "role": "standby"}
-    assert replica["settings"]["read_only"] == {"expected": "true", "actual": "true", "ok": True}
+    assert replica["settings"]["read_only"] == {"expected": True, "actual": True, "ok": True}
     assert [reports[PRIMARY]["replication"], reports[PRIMARY]["server"]] == [None, None]
 
 

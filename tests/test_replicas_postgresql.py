@@ -132,7 +132,7 @@ def test_a_routed_read_through_the_replica_finds_a_table_in_the_primarys_schema_
             replica = reports["tp_replica"]
             assert [replica["tls"]["in_use"], replica["tls"]["verified"]] == [True, True]
             assert replica["schemas"] == {"expected": [schema, "public"], "missing": [], "created": []}
-            assert replica["settings"]["read_only"] == {"expected": "true", "actual": "true", "ok": True}
+            assert replica["settings"]["read_only"] == {"expected": True, "actual": True, "ok": True}
             assert replica["server"] == {"host": "localhost", "port": standby.port, "role": "standby"}
             assert replica["replication"]["standby"] is True
             assert reports["tp"]["server"]["role"] == "primary"
