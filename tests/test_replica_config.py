@@ -267,3 +267,23 @@ def test_the_dbconfig_command_shows_inherited_values_with_their_source(project: 
     ] in lines
     assert ["read_only", "true", "default: a replica is read-only"] in lines
     assert "primary-pw" not in out.getvalue()
+
+
+def test_a_replica_with_its_own_password_does_not_take_the_primarys_password_provider(project: Any) -> None:
+    project.write_config(
+        {
+            "databases": {
+                "default": {**PRIMARY, "password_provider": "tests.test_replica_config.token"},
+                "replica": {"replica_of": "default"},
+                "static": {"replica_of": "default", "host": "static.internal"},
+            }
+        }
+    )
+    project.write_secrets({"databases": {"static": {"password": "static-pw"}}})
+    values = {alias: project.load().values(alias) for alias in ("replica", "static")}
+    assert values["replica"]["password_provider"] == "tests.test_replica_config.token"
+    assert ["password_provider" in values["static"], values["static"]["password"]] == [False, "static-pw"]
+
+
+def token(alias: str, settings: Any) -> str:
+    return "a-token"
