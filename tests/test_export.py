@@ -93,7 +93,10 @@ def test_example_production_profile_round_trips_with_its_password_kept_apart(
     assert password not in config_text
     assert json.loads(config_text)["databases"]["default"]["search_path"] == ["shop", "public"]
     secrets = out / ".secrets" / "dbconfig.json"
-    assert json.loads(secrets.read_text()) == {"databases": {"default": {"password": password}}}
+    # The replica inherits the primary's password (replica_of): its entry carries it too.
+    assert json.loads(secrets.read_text()) == {
+        "databases": {"default": {"password": password}, "replica": {"password": password}}
+    }
     assert mode(secrets) == 0o600
     assert mode(secrets.parent) == 0o700
 
