@@ -375,7 +375,7 @@ def display_value(key: str, value: Any) -> str:
         if root == "url":
             return mask_url(str(value))
         return MASK
-    if key in DURATION_KEYS:
+    if key in DURATION_KEYS and value is not None:
         return format_duration(int(value))
     if isinstance(value, tuple):
         return ", ".join(value)

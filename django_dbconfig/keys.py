@@ -86,6 +86,16 @@ def _duration(value: object, *, from_env: bool) -> int:
     return parse_duration(value)
 
 
+def _network_timeout(value: object, *, from_env: bool) -> int | None:
+    if value is None or (from_env and isinstance(value, str) and value.strip().lower() in {"null", "none"}):
+        return None
+    ms = _duration(value, from_env=from_env)
+    if ms < 1000:
+        # TCP keepalives count whole seconds; 0 would mean "the system default".
+        raise ValueError(f"expected a duration of at least 1s, or null to turn it off, got {value!r}")
+    return ms
+
+
 def _choice(choices: tuple[str, ...]) -> Callable[..., str]:
     def coerce(value: object, *, from_env: bool) -> str:
         text = _text(value, from_env=from_env).strip().lower()
@@ -209,6 +219,7 @@ _KEYS = (
     Key("disable_server_side_cursors", _bool),
     Key("test", _object),
     Key("options", _object),
+    Key("network_timeout", _network_timeout),
 )
 
 KEYS: Mapping[str, Key] = {key.name: key for key in _KEYS}
@@ -219,6 +230,7 @@ DURATION_KEYS = (
     "lock_timeout",
     "idle_in_transaction_session_timeout",
     "connect_timeout",
+    "network_timeout",
 )
 
 # Option names whose values are masked wherever options are shown.

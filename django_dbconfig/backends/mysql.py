@@ -41,7 +41,13 @@ class MySQL(Backend):
         "idle_in_transaction_session_timeout": _POSTGRES_ONLY,
         "application_name": _POSTGRES_ONLY,
     }
-    defaults = {"port": 3306, "conn_max_age": 60, "conn_health_checks": True, "connect_timeout": 5000}
+    defaults = {
+        "port": 3306,
+        "conn_max_age": 60,
+        "conn_health_checks": True,
+        "connect_timeout": 5000,
+        "network_timeout": 30_000,
+    }
     read_only_variable = "transaction_read_only"
     # Where the session's status variables can be read in an expression.
     session_status_table = "performance_schema.session_status"
@@ -83,6 +89,10 @@ class MySQL(Backend):
         }
         if ssl:
             options["ssl"] = ssl
+        if values.get("network_timeout") and values.get("engine", self.engine) == self.engine:
+            # mysqlclient has no keepalive settings: the project's engine takes this
+            # out of OPTIONS and sets the TCP options on the connection's socket.
+            options["network_timeout"] = values["network_timeout"] / 1000
         assignments = self.session_assignments(values)
         if assignments:
             options["init_command"] = "SET SESSION " + ", ".join(assignments)

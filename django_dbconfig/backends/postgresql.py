@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .base import SERVER_KEYS, Backend, RenderContext, resolve_path, whole_seconds
+from .base import SERVER_KEYS, Backend, RenderContext, keepalive, resolve_path, whole_seconds
 
 # Session settings sent with `-c name=value` at connection start, in this order.
 SESSION_SETTINGS = (
@@ -50,7 +50,13 @@ class PostgreSQL(Backend):
     display = "PostgreSQL"
     engine = "django_dbconfig.engines.postgresql"
     keys = SERVER_KEYS | {"pool", "search_path", "idle_in_transaction_session_timeout", "application_name"}
-    defaults = {"port": 5432, "conn_max_age": 60, "conn_health_checks": True, "connect_timeout": 5000}
+    defaults = {
+        "port": 5432,
+        "conn_max_age": 60,
+        "conn_health_checks": True,
+        "connect_timeout": 5000,
+        "network_timeout": 30_000,
+    }
 
     def render_options(self, values: Mapping[str, Any], ctx: RenderContext) -> dict[str, Any]:
         options: dict[str, Any] = {}
@@ -63,6 +69,18 @@ class PostgreSQL(Backend):
         if "connect_timeout" in values:
             # libpq counts whole seconds and treats anything under 2 as 2.
             options["connect_timeout"] = whole_seconds(values["connect_timeout"], minimum=2)
+        if values.get("network_timeout"):
+            # libpq's own settings, so any psycopg engine (and the pool) honours them.
+            # Keepalives find a silent server while waiting on a reply; tcp_user_timeout
+            # ends a connection whose sent query is never acknowledged.
+            tcp = keepalive(values["network_timeout"])
+            options |= {
+                "keepalives": 1,
+                "keepalives_idle": tcp.idle,
+                "keepalives_interval": tcp.interval,
+                "keepalives_count": tcp.count,
+                "tcp_user_timeout": tcp.user_timeout_ms,
+            }
         startup = session_options(values)
         if startup:
             options["options"] = startup

@@ -2,13 +2,46 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.backends.mysql import base as django_mysql
 
+from ..asgi import ClosedAtAsgiRequestEnd
 from ..health import SocketHealthCheck, Verdict
+from ..network import NamesAliasWhenLost, set_tcp_timeouts
+
+# Client errors of a connection that is gone: server gone away, lost during a query.
+_LOST = frozenset({2006, 2013, 2055})
 
 
-class DatabaseWrapper(SocketHealthCheck, django_mysql.DatabaseWrapper):
-    """Django's MySQL `DatabaseWrapper`; only the per-request health check differs."""
+class DatabaseWrapper(
+    SocketHealthCheck, NamesAliasWhenLost, ClosedAtAsgiRequestEnd, django_mysql.DatabaseWrapper
+):
+    """Django's MySQL `DatabaseWrapper`, with a socket health check, network_timeout on
+    the socket, errors naming the alias on a lost connection, and ASGI requests
+    closing their connections."""
+
+    def get_connection_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = super().get_connection_params()
+        # Ours, not mysqlclient's: set on the socket once connected.
+        params.pop("network_timeout", None)
+        return params
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        connection = super().get_new_connection(conn_params)
+        timeout = self.network_timeout_ms()
+        if timeout:
+            set_tcp_timeouts(connection.fileno(), timeout)
+        return connection
+
+    def network_timeout_ms(self) -> int | None:
+        seconds = self.settings_dict["OPTIONS"].get("network_timeout")
+        return round(seconds * 1000) if seconds else None
+
+    def connection_lost(self, error: BaseException | None) -> bool:
+        if not isinstance(error, self.Database.OperationalError) or not error.args:
+            return False
+        return error.args[0] in _LOST
 
     def socket_verdict(self) -> Verdict:
         """Healthy when idle with nothing to read; dead when anything is waiting.

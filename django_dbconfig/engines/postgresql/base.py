@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.backends.postgresql import base as django_postgresql
 from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
@@ -9,14 +11,31 @@ if is_psycopg3:
     from psycopg import OperationalError
     from psycopg.pq import ConnStatus, TransactionStatus
 
+from ..asgi import ClosedAtAsgiRequestEnd
 from ..health import SocketHealthCheck, Verdict
+from ..network import NamesAliasWhenLost
 
 # More reads than this without reaching the end means a chatty, live connection.
 _MAX_READS = 3
 
 
-class DatabaseWrapper(SocketHealthCheck, django_postgresql.DatabaseWrapper):
-    """Django's PostgreSQL `DatabaseWrapper`; only the per-request health check differs."""
+class DatabaseWrapper(
+    SocketHealthCheck, NamesAliasWhenLost, ClosedAtAsgiRequestEnd, django_postgresql.DatabaseWrapper
+):
+    """Django's PostgreSQL `DatabaseWrapper`, with a socket health check, errors naming
+    the alias on a lost connection, and ASGI requests closing their connections.
+    network_timeout needs nothing here: libpq's keepalive options are in OPTIONS."""
+
+    def network_timeout_ms(self) -> int | None:
+        value: Any = self.settings_dict["OPTIONS"].get("tcp_user_timeout")
+        return int(value) if value else None
+
+    def connection_lost(self, error: BaseException | None) -> bool:
+        connection = self.connection
+        if error is None or connection is None:
+            return False
+        # psycopg 3 marks the connection broken; psycopg2 closes it.
+        return bool(getattr(connection, "broken", False) or connection.closed)
 
     def socket_verdict(self) -> Verdict:
         """Healthy when idle with nothing to read; dead when the server closed the socket.
