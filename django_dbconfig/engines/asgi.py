@@ -29,6 +29,26 @@ logger = logging.getLogger(__name__)
 _requests = threading.local()
 
 
+def _asgi_request_thread() -> list[BaseDatabaseWrapper] | None:
+    """The connections of the ASGI request this thread serves, or None outside one."""
+    opened: list[BaseDatabaseWrapper] | None = getattr(_requests, "opened", None)
+    if opened is None and _in_thread_sensitive_context():
+        # The first request of a process: this engine, and so the request_started
+        # receiver, was imported only now, by the request's first query.
+        opened = _requests.opened = []
+    return opened
+
+
+def _in_thread_sensitive_context() -> bool:
+    # In Django, only ASGIHandler runs requests in a ThreadSensitiveContext; its
+    # sync code then runs in a thread of that context.
+    if "django.core.handlers.asgi" not in sys.modules:
+        return False
+    from asgiref.sync import SyncToAsync
+
+    return SyncToAsync.thread_sensitive_context.get(None) is not None
+
+
 def _is_asgi(sender: object) -> bool:
     # Django's module is loaded in any process an ASGI server runs it in; a WSGI
     # process never needs to import it for this check.
@@ -66,6 +86,6 @@ class ClosedAtAsgiRequestEnd(BaseDatabaseWrapper):
 
     def connect(self) -> None:
         super().connect()
-        opened: list[BaseDatabaseWrapper] | None = getattr(_requests, "opened", None)
+        opened = _asgi_request_thread()
         if opened is not None:
             opened.append(self)

@@ -1,0 +1,71 @@
+"""Under ASGI the defaults keep the server's connection count bounded and leave nothing open.
+
+A real ASGI server (uvicorn, one worker) serves a project whose DATABASES come from
+build_databases(), against a throwaway PostgreSQL with max_connections = 30, loaded by
+ab. The served process runs with the garbage collector off, so any connection that
+closes is closed by the code, not by a collection.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.asgi_load import serve_and_load, write_project
+from tests.servers import PostgresServer
+
+MAX_CONNECTIONS = 30
+CONCURRENCY = 20
+REQUESTS = 600
+
+
+@pytest.fixture(scope="module")
+def small_postgres() -> Any:
+    from tests.servers import serving
+
+    with serving(
+        "throwaway PostgreSQL (max_connections 30)",
+        lambda: PostgresServer(settings={"max_connections": str(MAX_CONNECTIONS)}).__enter__(),
+    ) as server:
+        yield server
+
+
+@pytest.mark.slow
+@pytest.mark.postgresql
+def test_asgi_defaults_bound_connections_and_close_them_when_requests_end(
+    small_postgres: PostgresServer, tmp_path: Path
+) -> None:
+    root = write_project(
+        tmp_path, dbconfig={"databases": {"default": {"url": small_postgres.url()}}}, databases=None
+    )
+    result = serve_and_load(
+        small_postgres, root, label="defaults", requests=REQUESTS, concurrency=CONCURRENCY
+    )
+    print(result)
+    assert (result.complete, result.failed, result.non_2xx) == (REQUESTS, 0, 0)
+    # One connection per request in flight; a request's connection closes just after
+    # its response is sent, so ab's next request may overlap it briefly.
+    assert 1 <= result.peak <= CONCURRENCY + 3
+    assert result.remaining == 0, result.after
+
+
+@pytest.mark.postgresql
+def test_wsgi_requests_keep_their_persistent_connection(shared_postgres: dict[str, Any]) -> None:
+    from django.core import signals
+    from django.core.handlers.wsgi import WSGIHandler
+
+    from django_dbconfig import load_config
+    from tests.conftest import django_connection, query_one
+
+    url = "postgresql://{user}@{host}:{port}/{dbname}".format(**shared_postgres)
+    settings = load_config(environ={}, overrides={"databases": {"default": {"url": url}}}).databases()
+    with django_connection(dict(settings["default"])) as connection:
+        for _ in range(3):
+            signals.request_started.send(sender=WSGIHandler, environ={})
+            backend = query_one(connection, "SELECT pg_backend_pid()")
+            signals.request_finished.send(sender=WSGIHandler)
+            assert connection.connection is not None
+        # The same server session served every request.
+        assert query_one(connection, "SELECT pg_backend_pid()") == backend
