@@ -16,6 +16,7 @@ W002 = "dbconfig.W002"
 W003 = "dbconfig.W003"
 W004 = "dbconfig.W004"
 W005 = "dbconfig.W005"
+W006 = "dbconfig.W006"
 # Live: what dbcheck finds on the servers.
 E101 = "dbconfig.E101"
 E102 = "dbconfig.E102"
@@ -44,6 +45,7 @@ HINTS: Mapping[str, str] = {
     "(git rm --cached).",
     W005: 'Rename the schema, or quote it everywhere in your own SQL; "{alias}" search_path '
     "is quoted by django-dbconfig.",
+    W006: "{fix}",
     E101: 'Check host, port, user and password of "{alias}" and that the server accepts '
     "connections from this machine.",
     E102: 'The server of "{alias}" accepted nothing within the timeout: check host and port, '
