@@ -7,7 +7,6 @@ source adds where the value came from.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -134,6 +133,8 @@ def _schema_list(value: object, *, from_env: bool) -> tuple[str, ...]:
 
 def _object(value: object, *, from_env: bool) -> dict[str, Any]:
     if from_env and isinstance(value, str):
+        import json  # only for variables holding JSON: not on the path of every settings.py
+
         try:
             value = json.loads(value)
         except json.JSONDecodeError:

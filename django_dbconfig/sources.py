@@ -6,7 +6,6 @@ carry their origin. Reading is all they do; merging is `merge.merge`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -84,6 +83,8 @@ class JsonFile:
                 f"{self.label}: cannot read the file ({type(exc).__name__}). "
                 "Check that it exists, is UTF-8 and is readable by this process."
             ) from None
+        import json  # only when there is a file to read
+
         try:
             document = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -51,7 +51,7 @@ CASES = [
         {"databases": {"default": {"backend": "postgresql", "name": "app", "hostname": "x"}}},
         None,
         {},
-        'dbconfig.json: databases.default.hostname: unknown key "hostname". Valid keys: url, backend, engine, host, port, name, user, password, conn_max_age, conn_health_checks, pool, sslmode, sslrootcert, sslcert, sslkey, search_path, statement_timeout, lock_timeout, idle_in_transaction_session_timeout, connect_timeout, application_name, read_only, replica_of, atomic_requests, autocommit, time_zone, disable_server_side_cursors, test, options. Did you mean "name"?',
+        'dbconfig.json: databases.default.hostname: unknown key "hostname". Valid keys: url, backend, engine, host, port, name, user, password, conn_max_age, conn_health_checks, pool, sslmode, sslrootcert, sslcert, sslkey, search_path, statement_timeout, lock_timeout, idle_in_transaction_session_timeout, connect_timeout, application_name, read_only, replica_of, atomic_requests, autocommit, time_zone, disable_server_side_cursors, test, options, network_timeout. Did you mean "name"?',
         id="unknown_key",
     ),
     pytest.param(
@@ -168,7 +168,7 @@ CASES = [
         None,
         None,
         {"DBCONFIG_DEFAULT_HOTS": "x"},
-        'DBCONFIG_DEFAULT_HOTS: not a django-dbconfig variable. Use DBCONFIG_<ALIAS>_<KEY> with a key from: url, backend, engine, host, port, name, user, password, conn_max_age, conn_health_checks, pool, sslmode, sslrootcert, sslcert, sslkey, search_path, statement_timeout, lock_timeout, idle_in_transaction_session_timeout, connect_timeout, application_name, read_only, replica_of, atomic_requests, autocommit, time_zone, disable_server_side_cursors, test, options; or one of DBCONFIG_ENV, DBCONFIG_FILE, DBCONFIG_SECRETS_DIR. Did you mean "DBCONFIG_DEFAULT_HOST"?',
+        'DBCONFIG_DEFAULT_HOTS: not a django-dbconfig variable. Use DBCONFIG_<ALIAS>_<KEY> with a key from: url, backend, engine, host, port, name, user, password, conn_max_age, conn_health_checks, pool, sslmode, sslrootcert, sslcert, sslkey, search_path, statement_timeout, lock_timeout, idle_in_transaction_session_timeout, connect_timeout, application_name, read_only, replica_of, atomic_requests, autocommit, time_zone, disable_server_side_cursors, test, options, network_timeout; or one of DBCONFIG_ENV, DBCONFIG_FILE, DBCONFIG_SECRETS_DIR. Did you mean "DBCONFIG_DEFAULT_HOST"?',
         id="unknown_var",
     ),
     pytest.param(
