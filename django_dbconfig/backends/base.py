@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from ..types import DatabaseSettings
 
@@ -127,19 +127,18 @@ def whole_seconds(ms: int, *, minimum: int = 1) -> int:
     return max(minimum, math.ceil(ms / 1000))
 
 
-@dataclass(frozen=True)
-class Keepalive:
+class Keepalive(NamedTuple):
     """TCP settings that bound how long a connection waits on a server that vanished.
 
     An idle connection (or one waiting on a long query) sends keepalive probes after
-    `idle` seconds, every `interval` seconds, and gives up after `count` unanswered
+    `idle` seconds, every `interval` seconds, and gives up after `probes` unanswered
     ones; data sent and not acknowledged within `user_timeout_ms` (TCP_USER_TIMEOUT)
     ends the connection too. A healthy server answers probes, so a long query lives.
     """
 
     idle: int
     interval: int
-    count: int
+    probes: int
     user_timeout_ms: int
 
 
@@ -150,4 +149,4 @@ def keepalive(network_timeout_ms: int) -> Keepalive:
     # found within network_timeout, rounded up to whole seconds.
     idle = max(1, seconds // 2)
     interval = max(1, (seconds - idle) // 3)
-    return Keepalive(idle=idle, interval=interval, count=3, user_timeout_ms=network_timeout_ms)
+    return Keepalive(idle=idle, interval=interval, probes=3, user_timeout_ms=network_timeout_ms)

@@ -78,7 +78,7 @@ class PostgreSQL(Backend):
                 "keepalives": 1,
                 "keepalives_idle": tcp.idle,
                 "keepalives_interval": tcp.interval,
-                "keepalives_count": tcp.count,
+                "keepalives_count": tcp.probes,
                 "tcp_user_timeout": tcp.user_timeout_ms,
             }
         startup = session_options(values)

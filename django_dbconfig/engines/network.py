@@ -26,7 +26,7 @@ def set_tcp_timeouts(fd: int, network_timeout_ms: int) -> None:
         for name, value in (
             ("TCP_KEEPIDLE", tcp.idle),
             ("TCP_KEEPINTVL", tcp.interval),
-            ("TCP_KEEPCNT", tcp.count),
+            ("TCP_KEEPCNT", tcp.probes),
             ("TCP_USER_TIMEOUT", tcp.user_timeout_ms),
         ):
             # Linux has them all; other systems some (macOS names the idle time differently).
