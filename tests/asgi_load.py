@@ -42,18 +42,29 @@ DATABASES = build_databases(BASE_DIR)
 """
 
 URLS = """
+from asgiref.sync import sync_to_async
 from django.db import connection
 from django.http import HttpResponse
 from django.urls import path
 
 
-def one_query(request):
+def query():
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_sleep(0.002)")
+
+
+def one_query(request):
+    query()
     return HttpResponse("ok")
 
 
-urlpatterns = [path("", one_query)]
+async def one_query_async(request):
+    # As the async ORM does: the query runs in the request's thread-sensitive thread.
+    await sync_to_async(query)()
+    return HttpResponse("ok")
+
+
+urlpatterns = [path("", one_query), path("async", one_query_async)]
 """
 
 ASGI = """
@@ -158,6 +169,7 @@ def serve_and_load(
     concurrency: int,
     settle_seconds: int = 5,
     gc_off: bool = True,
+    path: str = "",
 ) -> LoadResult:
     """Start uvicorn on the project in `root`, run ab against it, and count connections."""
     ab = shutil.which("ab")
@@ -178,7 +190,7 @@ def serve_and_load(
          "--port", str(port), "--workers", "1", "--log-level", "warning", "--no-access-log"],
         cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/"
+    url = f"http://127.0.0.1:{port}/{path}"
     try:
         _wait_until_serving(uvicorn, url, root / "uvicorn.log")
         sampler = Sampler(server)

@@ -18,7 +18,7 @@ from tests.servers import PostgresServer
 
 MAX_CONNECTIONS = 30
 CONCURRENCY = 20
-REQUESTS = 600
+REQUESTS = 400
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +34,15 @@ def small_postgres() -> Any:
 
 @pytest.mark.slow
 @pytest.mark.postgresql
+@pytest.mark.parametrize("view", ["", "async"], ids=["sync view", "async view"])
 def test_asgi_defaults_bound_connections_and_close_them_when_requests_end(
-    small_postgres: PostgresServer, tmp_path: Path
+    small_postgres: PostgresServer, tmp_path: Path, view: str
 ) -> None:
     root = write_project(
         tmp_path, dbconfig={"databases": {"default": {"url": small_postgres.url()}}}, databases=None
     )
     result = serve_and_load(
-        small_postgres, root, label="defaults", requests=REQUESTS, concurrency=CONCURRENCY
+        small_postgres, root, label="defaults", requests=REQUESTS, concurrency=CONCURRENCY, path=view
     )
     print(result)
     assert (result.complete, result.failed, result.non_2xx) == (REQUESTS, 0, 0)
