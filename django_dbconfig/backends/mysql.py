@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..types import DatabaseSettings
 from .base import SERVER_KEYS, Backend, RenderContext, resolve_path, whole_seconds
 
 # mysqlclient's ssl_mode for each sslmode. Each is at least as strict as asked:
@@ -76,6 +77,15 @@ class MySQL(Backend):
             assignments.append(f"{self.read_only_variable}=1")
         return assignments
 
+    def render(self, values: Mapping[str, Any], ctx: RenderContext) -> DatabaseSettings:
+        settings = super().render(values, ctx)
+        if values.get("network_timeout") and values.get("engine", self.engine) == self.engine:
+            # mysqlclient has no keepalive settings: the project's engine sets the TCP
+            # options on the connection's socket. Not in OPTIONS, which go to
+            # MySQLdb.connect(): Django's own engine, swapped in, ignores this key.
+            settings["NETWORK_TIMEOUT"] = values["network_timeout"] / 1000
+        return settings
+
     def render_options(self, values: Mapping[str, Any], ctx: RenderContext) -> dict[str, Any]:
         options: dict[str, Any] = {}
         if "connect_timeout" in values:
@@ -89,10 +99,6 @@ class MySQL(Backend):
         }
         if ssl:
             options["ssl"] = ssl
-        if values.get("network_timeout") and values.get("engine", self.engine) == self.engine:
-            # mysqlclient has no keepalive settings: the project's engine takes this
-            # out of OPTIONS and sets the TCP options on the connection's socket.
-            options["network_timeout"] = values["network_timeout"] / 1000
         assignments = self.session_assignments(values)
         if assignments:
             options["init_command"] = "SET SESSION " + ", ".join(assignments)

@@ -21,12 +21,6 @@ class DatabaseWrapper(
     the socket, errors naming the alias on a lost connection, and ASGI requests
     closing their connections."""
 
-    def get_connection_params(self) -> dict[str, Any]:
-        params: dict[str, Any] = super().get_connection_params()
-        # Ours, not mysqlclient's: set on the socket once connected.
-        params.pop("network_timeout", None)
-        return params
-
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         connection = super().get_new_connection(conn_params)
         timeout = self.network_timeout_ms()
@@ -35,7 +29,7 @@ class DatabaseWrapper(
         return connection
 
     def network_timeout_ms(self) -> int | None:
-        seconds = self.settings_dict["OPTIONS"].get("network_timeout")
+        seconds = self.settings_dict.get("NETWORK_TIMEOUT")
         return round(seconds * 1000) if seconds else None
 
     def connection_lost(self, error: BaseException | None) -> bool:
