@@ -70,3 +70,20 @@ def test_wsgi_requests_keep_their_persistent_connection(shared_postgres: dict[st
             assert connection.connection is not None
         # The same server session served every request.
         assert query_one(connection, "SELECT pg_backend_pid()") == backend
+
+
+@pytest.mark.slow
+@pytest.mark.postgresql
+def test_asgi_with_pool_holds_only_the_pools_connections(
+    small_postgres: PostgresServer, tmp_path: Path
+) -> None:
+    pool = {"min_size": 2, "max_size": 4}
+    dbconfig = {"databases": {"default": {"url": small_postgres.url(), "pool": pool}}}
+    root = write_project(tmp_path, dbconfig=dbconfig, databases=None)
+    result = serve_and_load(small_postgres, root, label="pool", requests=REQUESTS, concurrency=CONCURRENCY)
+    print(result)
+    assert (result.complete, result.failed, result.non_2xx) == (REQUESTS, 0, 0)
+    assert 1 <= result.peak <= pool["max_size"]
+    # Connections go back to the pool at each request's end; idle ones above
+    # min_size are closed by the pool only after its max_idle (10 min by default).
+    assert result.remaining <= pool["max_size"], result.after
