@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import weakref
 from typing import Any
 
 from django.core import signals
@@ -25,17 +26,20 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 logger = logging.getLogger(__name__)
 
-# `opened`: the connections opened by the ASGI request this thread is serving.
+# `opened`: the connections opened by the ASGI request this thread is serving. Held
+# weakly: a thread that is marked but never sees request_finished (a shared worker of
+# `sync_to_async(thread_sensitive=False)`) must not keep connections alive.
 _requests = threading.local()
+Opened = weakref.WeakSet[BaseDatabaseWrapper]
 
 
-def _asgi_request_thread() -> list[BaseDatabaseWrapper] | None:
+def _asgi_request_thread() -> Opened | None:
     """The connections of the ASGI request this thread serves, or None outside one."""
-    opened: list[BaseDatabaseWrapper] | None = getattr(_requests, "opened", None)
+    opened: Opened | None = getattr(_requests, "opened", None)
     if opened is None and _in_thread_sensitive_context():
         # The first request of a process: this engine, and so the request_started
         # receiver, was imported only now, by the request's first query.
-        opened = _requests.opened = []
+        opened = _requests.opened = weakref.WeakSet()
     return opened
 
 
@@ -59,16 +63,16 @@ def _is_asgi(sender: object) -> bool:
 def request_started(sender: object, **kwargs: Any) -> None:
     """Mark this thread as serving an ASGI request (sent by ASGIHandler in the request's thread)."""
     if _is_asgi(sender):
-        _requests.opened = []
+        _requests.opened = weakref.WeakSet()
 
 
 def request_finished(sender: object, **kwargs: Any) -> None:
     """Close every connection the ASGI request of this thread opened."""
-    opened: list[BaseDatabaseWrapper] | None = getattr(_requests, "opened", None)
+    opened: Opened | None = getattr(_requests, "opened", None)
     if opened is None:
         return
     del _requests.opened
-    for wrapper in opened:
+    for wrapper in list(opened):
         if wrapper.connection is None or wrapper.in_atomic_block:
             continue
         try:
@@ -88,4 +92,4 @@ class ClosedAtAsgiRequestEnd(BaseDatabaseWrapper):
         super().connect()
         opened = _asgi_request_thread()
         if opened is not None:
-            opened.append(self)
+            opened.add(self)
