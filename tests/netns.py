@@ -10,6 +10,7 @@ everything is removed at teardown, namespace first to last.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ipaddress
 import secrets
@@ -73,6 +74,8 @@ class NetworkNamespace:
         if not _is_root():
             raise ServerUnavailable("network namespaces need root")
         _ip("netns", "add", self.name)
+        # Even if the run is interrupted before the fixture's teardown.
+        atexit.register(self.remove)
         _ip("link", "add", self.host_link, "type", "veth", "peer", "name", self.ns_link)
         _ip("link", "set", self.ns_link, "netns", self.name)
         _ip("addr", "add", f"{self.client_ip}/{self.prefix}", "dev", self.host_link)
