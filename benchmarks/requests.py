@@ -1,6 +1,6 @@
 """Request cycles per second with each connection strategy, on PostgreSQL and MariaDB.
 
-    .venv/bin/python benchmarks/requests.py [--rounds 15] [--seconds 2] [--only postgresql]
+    .venv/bin/python benchmarks/requests.py [--rounds 15] [--seconds 2] [--only postgresql|mariadb|pgbouncer]
 
 A request cycle is what Django does around a view that runs one query:
 `request_started`, one `SELECT 1` through the Django connection, `request_finished`.
@@ -12,6 +12,10 @@ slice it is has its connection visible to Django, since the request signals visi
 every open connection. The table shows, per variant, the median over the rounds
 of requests/s and the ratio to the fastest; the last line is the median over the
 rounds of the paired ratio that the target is about.
+
+The PgBouncer section compares, on one throwaway PostgreSQL, persistent connections
+straight to the server with the same through a throwaway PgBouncer in transaction mode
+(tests/pgbouncer.py), and new connections per request both ways.
 
 The servers are throwaway ones from tests/servers.py, reached over TCP with password
 authentication (SCRAM-SHA-256 on PostgreSQL, mysql_native_password on MariaDB),
@@ -189,13 +193,83 @@ def table(title: str, variants: dict[str, Variant], results: dict[str, list[floa
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- through PgBouncer
+
+PGBOUNCER_DIRECT = "direct, persistent (conn_max_age 60)"
+PGBOUNCER_POOLED = "PgBouncer transaction mode, persistent"
+
+
+def pgbouncer_variants(stack: contextlib.ExitStack) -> tuple[str, dict[str, Variant]]:
+    """build_databases() aliases straight to a PostgreSQL and through a PgBouncer in front of it."""
+    from django_dbconfig import build_databases
+    from tests.pgbouncer import PgBouncer, pgbouncer_version
+    from tests.servers import PostgresServer
+
+    print("starting a throwaway PostgreSQL and PgBouncer (transaction mode)...", file=sys.stderr)
+    server = stack.enter_context(PostgresServer())
+    bouncer = PgBouncer(server, pool_mode="transaction")
+    stack.callback(bouncer.cleanup)
+    bouncer.start()
+    keys = {
+        "backend": "postgresql",
+        "name": server.dbname,
+        "user": server.user,
+        "password": server.password,
+        "sslmode": "disable",
+        "statement_timeout": "30s",
+    }
+    direct = {**keys, "host": server.host, "port": server.port}
+    pooled = {**keys, "host": bouncer.host, "port": bouncer.port, "pooler": "transaction"}
+    databases = {
+        "pgbouncer_0": {**direct, "conn_max_age": 60},
+        "pgbouncer_1": {**pooled, "conn_max_age": 60},
+        "pgbouncer_2": {**direct, "conn_max_age": 0},
+        "pgbouncer_3": {**pooled, "conn_max_age": 0},
+    }
+    labels = [
+        PGBOUNCER_DIRECT,
+        PGBOUNCER_POOLED,
+        "direct, new connection per request",
+        "PgBouncer, new connection per request",
+    ]
+    with tempfile.TemporaryDirectory() as empty:
+        rendered = build_databases(empty, environ={}, overrides={"databases": databases})
+    # The role's defaults that the transaction pooler needs, as dbcheck --apply-settings writes them.
+    server.psql(f"ALTER ROLE {server.user} IN DATABASE {server.dbname} SET statement_timeout = '30s'")
+    title = (
+        f"PostgreSQL direct and through PgBouncer {pgbouncer_version()} (transaction mode), "
+        "one SELECT 1 per request"
+    )
+    return title, {
+        alias: Variant(label, rendered[alias]) for alias, label in zip(databases, labels, strict=True)
+    }
+
+
+def pgbouncer_table(title: str, variants: dict[str, Variant], results: dict[str, list[float]]) -> str:
+    medians = {alias: statistics.median(values) for alias, values in results.items()}
+    width = max(len(variant.label) for variant in variants.values())
+    by_label = {variant.label: alias for alias, variant in variants.items()}
+    direct = medians[by_label[PGBOUNCER_DIRECT]]
+    lines = [title, f"  {'configuration':<{width}}  {'requests/s':>10}  {'vs direct':>10}"]
+    for alias, median in medians.items():
+        lines.append(f"  {variants[alias].label:<{width}}  {median:>10,.0f}  {median / direct:>9.2f}x")
+    paired = statistics.median(
+        a / b
+        for a, b in zip(results[by_label[PGBOUNCER_POOLED]], results[by_label[PGBOUNCER_DIRECT]], strict=True)
+    )
+    lines.append(f"  {PGBOUNCER_POOLED} vs {PGBOUNCER_DIRECT}, median of per-round ratios: {paired:.2f}x")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15, help="rounds (medians are taken)")
     parser.add_argument(
         "--seconds", type=float, default=2.0, help="length of one round, shared by the variants"
     )
-    parser.add_argument("--only", choices=("postgresql", "mariadb"), help="one server only")
+    parser.add_argument(
+        "--only", choices=("postgresql", "mariadb", "pgbouncer"), help="one server (or PgBouncer) only"
+    )
     args = parser.parse_args(argv)
 
     from tests.servers import MariaDBServer, PostgresServer
@@ -213,12 +287,18 @@ def main(argv: list[str] | None = None) -> int:
             server = stack.enter_context(factory())
             listed = variants_for(server, engine, pool=pool)
             groups[name] = {f"{name}_{index}": variant for index, variant in enumerate(listed)}
+        pgbouncer_title = ""
+        if args.only in (None, "pgbouncer"):
+            pgbouncer_title, groups["pgbouncer"] = pgbouncer_variants(stack)
         configure_django({alias: v for group in groups.values() for alias, v in group.items()})
         reports = []
         for name, variants in groups.items():
-            display = chosen[name][0]
+            display = chosen[name][0] if name in chosen else "PgBouncer"
             print(f"measuring {display}...", file=sys.stderr)
             results = measure(list(variants), rounds=args.rounds, seconds=args.seconds)
+            if name == "pgbouncer":
+                reports.append(pgbouncer_table(pgbouncer_title, variants, results))
+                continue
             title = (
                 f"{display} over TCP with password authentication, one SELECT 1 per request; "
                 f"median of {args.rounds} rounds"

@@ -11,8 +11,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .config import DatabaseConfig, ExplainRow, build_databases, load_config, override
     from .errors import DbConfigError
+    from .runtime import add_database, check_databases, remove_database, runtime_database
 
-__all__ = ["DatabaseConfig", "DbConfigError", "ExplainRow", "build_databases", "load_config", "override"]
+__all__ = [
+    "DatabaseConfig",
+    "DbConfigError",
+    "ExplainRow",
+    "add_database",
+    "build_databases",
+    "check_databases",
+    "load_config",
+    "override",
+    "remove_database",
+    "runtime_database",
+]
 __version__ = "0.1.0"
 
 # Each public name and the module that defines it.
@@ -23,6 +35,10 @@ _HOMES = {
     "load_config": "config",
     "override": "config",
     "DbConfigError": "errors",
+    "add_database": "runtime",
+    "check_databases": "runtime",
+    "remove_database": "runtime",
+    "runtime_database": "runtime",
 }
 
 

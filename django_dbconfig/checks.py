@@ -18,7 +18,24 @@ from typing import Any
 
 from django.core.checks import CheckMessage, Error, Warning
 
-from .problems import E001, E201, E202, E203, W001, W002, W003, W004, W005, W006, problem
+from .problems import (
+    E001,
+    E002,
+    E003,
+    E201,
+    E202,
+    E203,
+    W001,
+    W002,
+    W003,
+    W004,
+    W005,
+    W006,
+    W011,
+    W102,
+    W201,
+    problem,
+)
 from .report import Problem, Report
 
 logger = logging.getLogger(__name__)
@@ -154,11 +171,39 @@ def static_problems(databases: Mapping[str, Mapping[str, Any]]) -> list[tuple[st
     return found
 
 
+def _missing_pieces(alias: str, vendor: str, entry: Mapping[str, Any]) -> list[Problem]:
+    """E002 when the alias's driver is not installed; E003 for pool without psycopg_pool."""
+    from .backends import BACKENDS
+    from .backends.base import installed
+
+    problems = []
+    backend = BACKENDS.get(vendor)
+    if backend is not None and not backend.driver_installed():
+        modules = " or ".join(backend.driver_modules)
+        problems.append(
+            problem(
+                E002,
+                f'"{alias}" needs the {vendor} driver ({modules}), which is not installed.',
+                alias=alias,
+                install=backend.install,
+            )
+        )
+    if vendor == "postgresql" and (entry.get("OPTIONS") or {}).get("pool") and not installed("psycopg_pool"):
+        problems.append(
+            problem(
+                E003,
+                f'"{alias}" has pool set, but psycopg_pool is not installed: the first query would fail.',
+                alias=alias,
+            )
+        )
+    return problems
+
+
 def _alias_problems(alias: str, entry: Mapping[str, Any]) -> list[Problem]:
     from .probes import vendor_of
 
-    problems = []
     vendor = vendor_of(entry)
+    problems = _missing_pieces(alias, vendor, entry)
     if vendor != "sqlite" and "CONN_MAX_AGE" in entry and entry["CONN_MAX_AGE"] is None:
         problems.append(
             problem(
@@ -181,6 +226,16 @@ def _alias_problems(alias: str, entry: Mapping[str, Any]) -> list[Problem]:
                 f'"{alias}" connects to {host} with sslmode '
                 f"{mode or 'unset'}: credentials and data may cross the "
                 "network unencrypted.",
+                alias=alias,
+            )
+        )
+    pooler = (entry.get("DBCONFIG") or {}).get("pooler")
+    if pooler and (entry.get("OPTIONS") or {}).get("pool"):
+        problems.append(
+            problem(
+                W011,
+                f'"{alias}" has both pool and pooler "{pooler}": two pools in a row hold server '
+                "connections twice, and the in-process one keeps them busy between requests.",
                 alias=alias,
             )
         )
@@ -333,37 +388,87 @@ def _git_would_track(path: Path, base_dir: Path) -> bool:
 # ---------------------------------------------------------------- routing
 
 
+def configured_aliases(settings: Iterable[str]) -> list[str]:
+    """The aliases of DATABASES, without runtime ones.
+
+    A runtime alias (a tenant) copies the models of the alias it is like, so
+    routing consistency is checked without them.
+    """
+    from .runtime import runtime_aliases
+
+    added = runtime_aliases()
+    return [alias for alias in settings if alias not in added]
+
+
 def routing_problems(aliases: Sequence[str]) -> list[Problem]:
-    """Every model's alias exists, and each model may migrate on exactly one alias."""
+    """Every model's alias exists, and with a router each model may migrate on exactly one alias.
+
+    Without DATABASE_ROUTERS every model migrates on every alias: a legal Django setup,
+    so one warning, not an error per model. Each inconsistency is one problem listing its models.
+    """
     from django.apps import apps
+    from django.conf import settings
     from django.db import router
 
-    problems = []
     known = set(aliases)
-    for model in apps.get_models():
-        meta = model._meta
-        if not meta.managed or meta.proxy or meta.swapped:
-            continue
-        label = meta.label
+    models = [
+        model
+        for model in apps.get_models()
+        if model._meta.managed and not model._meta.proxy and not model._meta.swapped
+    ]
+    unknown_target: dict[str, list[str]] = {}
+    placed: list[tuple[str, list[str]]] = []
+    for model in models:
         target = router.db_for_write(model)
         if target not in known:
-            problems.append(
-                problem(E201, f'{label} is routed to "{target}", which is not in DATABASES.', model=label)
-            )
-            continue
-        allowed = [alias for alias in aliases if router.allow_migrate_model(alias, model)]
-        if len(allowed) > 1:
+            unknown_target.setdefault(str(target), []).append(model._meta.label)
+        else:
+            allowed = [alias for alias in aliases if router.allow_migrate_model(alias, model)]
+            placed.append((model._meta.label, allowed))
+    problems = [
+        problem(
+            E201,
+            f'{_models(labels)} {"is" if len(labels) == 1 else "are"} routed to "{target}", '
+            "which is not in DATABASES.",
+            model=_models(labels),
+        )
+        for target, labels in unknown_target.items()
+    ]
+    if not getattr(settings, "DATABASE_ROUTERS", None):
+        if len(aliases) > 1 and placed:
             problems.append(
                 problem(
-                    E202,
-                    f"{label} may migrate on {len(allowed)} aliases "
-                    f"({', '.join(allowed)}); it must have exactly one.",
-                    model=label,
+                    W201,
+                    f"DATABASE_ROUTERS is empty: every model ({len(placed)}) migrates on every alias "
+                    f"({', '.join(aliases)}).",
                 )
             )
+        return problems
+    several: dict[tuple[str, ...], list[str]] = {}
+    nowhere: list[str] = []
+    for label, allowed in placed:
+        if len(allowed) > 1:
+            several.setdefault(tuple(allowed), []).append(label)
         elif not allowed:
-            problems.append(problem(E203, f"{label} may migrate on no alias.", model=label))
+            nowhere.append(label)
+    for where, labels in several.items():
+        problems.append(
+            problem(
+                E202,
+                f"{_models(labels)} may migrate on {len(where)} aliases ({', '.join(where)}); "
+                "each model must have exactly one.",
+                model=_models(labels),
+            )
+        )
+    if nowhere:
+        problems.append(problem(E203, f"{_models(nowhere)} may migrate on no alias.", model=_models(nowhere)))
     return problems
+
+
+def _models(labels: Sequence[str], *, shown: int = 10) -> str:
+    """Model labels as a list, the long tail counted rather than printed."""
+    text = ", ".join(labels[:shown])
+    return text if len(labels) <= shown else f"{text} and {len(labels) - shown} more"
 
 
 # ---------------------------------------------------------------- Django checks
@@ -387,9 +492,23 @@ def check_live(
     from .probes import probe_aliases
 
     report = probe_aliases(list(databases))
-    report.problems.extend(routing_problems(list(connections.settings)))
-    messages = [_message(p, db.alias) for db in report.databases for p in db.problems]
+    report.problems.extend(routing_problems(configured_aliases(connections.settings)))
+    # migrate runs these checks before it creates the database files W102 is about.
+    quiet = {W102} if _running_migrate() else set()
+    messages = [_message(p, db.alias) for db in report.databases for p in db.problems if p.id not in quiet]
     return messages + [_message(p, None) for p in report.problems]
+
+
+def _running_migrate() -> bool:
+    """Whether these checks run inside `manage.py migrate` (it runs them with --database)."""
+    from django.core.management.commands.migrate import Command as Migrate
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        if isinstance(frame.f_locals.get("self"), Migrate):
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 def _message(found: Problem, alias: str | None) -> CheckMessage:
@@ -412,7 +531,7 @@ def verify(
 
     settings = connections.settings
     report = probe_aliases(aliases, timeout=timeout, require_tls=require_tls, create_schemas=create_schemas)
-    report.problems.extend(routing_problems(list(settings)))
+    report.problems.extend(routing_problems(configured_aliases(settings)))
     by_alias = {db.alias: db for db in report.databases}
     for where, found in static_problems(settings):
         if where is None:

@@ -5,17 +5,18 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
+import json
 import os
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from .backends import BACKENDS, Backend, RenderContext
 from .durations import format_duration
-from .errors import DbConfigError, did_you_mean, one_of
+from .errors import DbConfigError, ErrorCollector, did_you_mean, one_of
 from .keys import DURATION_KEYS, KEYS, is_secret_option
 from .layer import Layer, Origin, Value
 from .merge import Merged, merge
@@ -64,6 +65,9 @@ class DatabaseConfig:
     sources: tuple[str, ...]
     base_dir: Path
     secrets_file: Path
+    _unused: Mapping[str, Mapping[str, Value]] = field(default_factory=dict)
+    # The merged `defaults` of every layer: what add_database() applies to a runtime alias.
+    defaults: Mapping[str, Value] = field(default_factory=dict)
 
     def databases(self) -> dict[str, DatabaseSettings]:
         """A fresh copy of the DATABASES dict: callers may change it freely."""
@@ -73,9 +77,26 @@ class DatabaseConfig:
         """Each effective key of `alias` with its value (secrets masked) and source."""
         return tuple(_explain_rows(self._alias(alias)))
 
+    def unused(self, alias: str) -> tuple[ExplainRow, ...]:
+        """Keys set for `alias` that its backend has no use for, set in another layer than the
+        one that chose the backend (a password in .secrets/ for an alias a profile moved to
+        SQLite): ignored, with their values (secrets masked) and sources."""
+        self._alias(alias)
+        return tuple(_explain_rows(self._unused.get(alias, {})))
+
+    def typed_rows(self, alias: str, *, unused: bool = False) -> list[tuple[ExplainRow, Any]]:
+        """The rows of explain() (or unused()) with each raw value, for typed output."""
+        values = self._unused.get(alias, {}) if unused else self._alias(alias)
+        rows = self.unused(alias) if unused else self.explain(alias)
+        return [(row, values[row.key].value) for row in rows]
+
     def values(self, alias: str) -> dict[str, Any]:
         """Each effective key of `alias` with its typed value (durations in ms), secrets included."""
         return {key: value.value for key, value in self._alias(alias).items()}
+
+    def effective(self, alias: str) -> Mapping[str, Value]:
+        """Each effective key of `alias` as a Value: typed value, origin and layer rank."""
+        return self._alias(alias)
 
     def _alias(self, alias: str) -> Mapping[str, Value]:
         try:
@@ -102,13 +123,23 @@ def load_config(
     """Read every layer and return the validated configuration."""
     try:
         return _load(base_dir, config_file, secrets_dir, environ, environment, overrides)
-    except DbConfigError:
-        raise
+    except DbConfigError as exc:
+        error = exc
+    except RecursionError:
+        error = DbConfigError(
+            "The database configuration is nested too deeply (a cycle in overrides=?). "
+            "Pass plain JSON-shaped mappings."
+        )
     except Exception as exc:  # the contract: nothing but DbConfigError escapes
-        raise DbConfigError(
+        error = DbConfigError(
             f"Unexpected {type(exc).__name__} while reading the database configuration. "
             "Please report this to django-dbconfig with the traceback."
-        ) from None
+        )
+    # The chain (a KeyError over the whole file, a parser's message with the URL) may
+    # hold a secret: drop it. `from None` also hides whatever exception Django was
+    # handling when it imported settings (its KeyError: 'dbconfig' in manage.py).
+    error.__cause__ = error.__context__ = None
+    raise error.with_traceback(None) from None
 
 
 def build_databases(
@@ -161,6 +192,18 @@ def _load(
     overrides: Mapping[str, Any] | None,
 ) -> DatabaseConfig:
     env = os.environ if environ is None else environ
+    if not isinstance(env, Mapping):
+        raise DbConfigError("environ=: expected a mapping of variable names to strings, like os.environ.")
+    base_dir = _path_argument(base_dir, "base_dir=")
+    config_file = _path_argument(config_file, "config_file=")
+    secrets_dir = _path_argument(secrets_dir, "secrets_dir=")
+    for variable in ("DBCONFIG_FILE", "DBCONFIG_SECRETS_DIR"):
+        _path_argument(env.get(variable), variable)
+    for where, name in (("environment=", environment), ("DBCONFIG_ENV", env.get("DBCONFIG_ENV"))):
+        if name is not None and not isinstance(name, str):
+            raise DbConfigError(f"{where}: expected a profile name (a string), got {type(name).__name__}.")
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise DbConfigError("overrides=: expected a mapping shaped like dbconfig.json.")
     base = Path(base_dir if base_dir is not None else Path.cwd()).resolve()
 
     explicit_file = config_file if config_file is not None else env.get("DBCONFIG_FILE") or None
@@ -176,19 +219,47 @@ def _load(
     secrets_file = JsonFile(secrets_path, label=display_path(secrets_path, base), required=False)
     file_source = JsonFileSource(main_file)
     secrets_source = SecretsFileSource(secrets_file, profile)
-    file_layer, secrets_layer = file_source.load(1), secrets_source.load(3)
+    # Every layer is read even when one is wrong, so that one error lists every wrong value.
+    errors = ErrorCollector()
+    file_layer = secrets_layer = profile_layer = Layer(file_label)
+    with errors.item():
+        file_layer = file_source.load(1)
+    with errors.item():
+        secrets_layer = secrets_source.load(3)
     if profile is not None:
-        _check_profile(profile, file_source, secrets_source, from_env=environment is None)
-    profile_layer = ProfileSource(main_file, profile).load(2) if profile else Layer(file_label)
+        with errors.item():
+            _check_profile(profile, file_source, secrets_source, from_env=environment is None)
+            profile_layer = ProfileSource(main_file, profile).load(2)
     lower = [DefaultsSource().load(0), file_layer, profile_layer, secrets_layer]
     known = sorted({alias for layer in lower for alias in layer.databases})
     environ_source = EnvironSource(env, base_dir=base, known_aliases=known)
     override_source = OverrideSource([*_overrides.get(), *([overrides] if overrides is not None else [])])
-    layers = [*lower, environ_source.load(4), override_source.load(5)]
+    environ_layer = override_layer = Layer(file_label)
+    with errors.item():
+        environ_layer = environ_source.load(4)
+    with errors.item():
+        override_layer = override_source.load(5)
+    errors.raise_if_any()
+    layers = [*lower, environ_layer, override_layer]
 
     merged = merge(layers)
     sources = tuple(repr(s) for s in (file_source, secrets_source, environ_source, override_source))
-    return _build(merged, base, secrets_path, sources)
+    defaults: dict[str, Value] = {}
+    for layer in layers:
+        defaults.update(layer.defaults)
+    return _build(merged, base, secrets_path, sources, defaults)
+
+
+def _path_argument(value: Any, where: str) -> Any:
+    """A path argument or variable as given, once it is known to be a usable path."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise DbConfigError(f"{where}: expected a path (a string), got {type(value).__name__}.")
+    text = os.fspath(value)
+    if not isinstance(text, str) or "\x00" in text:
+        raise DbConfigError(f"{where}: the path contains a NUL character (or is bytes). Fix the path.")
+    return value
 
 
 def _resolve(value: str | os.PathLike[str], base: Path) -> Path:
@@ -210,7 +281,13 @@ def _check_profile(
     )
 
 
-def _build(merged: Merged, base: Path, secrets_path: Path, sources: tuple[str, ...]) -> DatabaseConfig:
+def _build(
+    merged: Merged,
+    base: Path,
+    secrets_path: Path,
+    sources: tuple[str, ...],
+    defaults: Mapping[str, Value],
+) -> DatabaseConfig:
     import django
 
     version = (django.VERSION[0], django.VERSION[1])
@@ -218,13 +295,19 @@ def _build(merged: Merged, base: Path, secrets_path: Path, sources: tuple[str, .
     databases: dict[str, DatabaseSettings] = {}
     vendors: dict[str, str] = {}
     effective_all: dict[str, dict[str, Value]] = {}
+    unused_all: dict[str, dict[str, Value]] = {}
+    errors = ErrorCollector()
     for alias in aliases:
-        backend, effective = _effective(alias, merged.databases[alias], aliases)
-        ctx = RenderContext(alias=alias, base_dir=base, django_version=version)
-        databases[alias] = backend.render({k: v.value for k, v in effective.items()}, ctx)
-        vendors[alias] = backend.name
-        effective_all[alias] = effective
+        with errors.item():
+            unused = unused_all[alias] = {}
+            backend, effective = _effective(alias, merged.databases[alias], aliases, unused)
+            ctx = RenderContext(alias=alias, base_dir=base, django_version=version)
+            databases[alias] = backend.render({k: v.value for k, v in effective.items()}, ctx)
+            vendors[alias] = backend.name
+            effective_all[alias] = effective
+    errors.raise_if_any()
     replicas = _replicas(effective_all, vendors)
+    _check_shared_roles(effective_all, vendors)
     routes = _routes(merged.routes, aliases, replicas)
     return DatabaseConfig(
         _databases=MappingProxyType(databases),
@@ -237,13 +320,20 @@ def _build(merged: Merged, base: Path, secrets_path: Path, sources: tuple[str, .
         sources=sources,
         base_dir=base,
         secrets_file=secrets_path,
+        _unused=MappingProxyType({alias: MappingProxyType(keys) for alias, keys in unused_all.items()}),
+        defaults=MappingProxyType(dict(defaults)),
     )
 
 
 def _effective(
-    alias: str, values: Mapping[str, Value], aliases: tuple[str, ...]
+    alias: str, values: Mapping[str, Value], aliases: tuple[str, ...], unused: dict[str, Value]
 ) -> tuple[Backend, dict[str, Value]]:
-    """Keep the keys the alias's backend honours; apply its defaults; check what it needs."""
+    """Keep the keys the alias's backend honours; apply its defaults; check what it needs.
+
+    A key the backend has no use for is an error in the layer that chose the backend
+    (or when the backend is the built-in default), and ignored elsewhere: it goes to
+    `unused`, which `dbconfig` shows.
+    """
     chosen = values.get("backend")
     if chosen is None:
         raise DbConfigError(
@@ -253,15 +343,19 @@ def _effective(
         )
     backend = BACKENDS[chosen.value]
     effective: dict[str, Value] = {}
+    errors = ErrorCollector()
     for key, value in values.items():
         root = key.partition(".")[0]
+        if value.value is None and root == "password":
+            continue  # null unsets a password of a lower layer
         if root in backend.keys:
             effective[key] = value
-        elif value.from_defaults or value.rank < chosen.rank:
-            # Set for every alias, or for the backend a higher layer replaced.
-            continue
+        elif value.from_defaults:
+            continue  # set for every alias
+        elif value.rank != chosen.rank and chosen.origin != DEFAULT_ORIGIN:
+            unused[key] = value  # set for the backend another layer chose
         else:
-            raise DbConfigError(
+            errors.messages.append(
                 f'{value.origin} (alias "{alias}"): {root} is not supported on {backend.display}. '
                 f"{backend.reasons.get(root, 'Remove it for this alias.')}"
                 + (
@@ -270,6 +364,7 @@ def _effective(
                     else f' The backend "{backend.name}" comes from {chosen.origin}.'
                 )
             )
+    errors.raise_if_any()
     for key, default in backend.defaults.items():
         effective.setdefault(key, Value(default, DEFAULT_ORIGIN))
     if backend.needs_name and not effective.get("name"):
@@ -278,6 +373,8 @@ def _effective(
             f"Set databases.{alias}.name, DBCONFIG_{alias.upper()}_NAME, or put it in the URL path."
         )
     _check_pool(alias, effective)
+    _check_credentials(alias, effective)
+    _check_pooler(alias, effective)
     return backend, effective
 
 
@@ -305,6 +402,40 @@ def _check_pool(alias: str, effective: dict[str, Value]) -> None:
             "(the pool keeps the connections). Remove conn_max_age for this alias."
         )
     effective["conn_max_age"] = Value(0, pool.origin, pool.rank)
+
+
+def _check_credentials(alias: str, effective: Mapping[str, Value]) -> None:
+    provider, password = effective.get("password_provider"), effective.get("password")
+    if provider is None or password is None or not password.value:
+        return
+    raise DbConfigError(
+        f'{provider.origin} (alias "{alias}"): password_provider and a password ({password.origin}) '
+        "are both set. The provider gives the password for each new connection: remove the "
+        "password (or the password in the URL), or remove password_provider."
+    )
+
+
+def _check_pooler(alias: str, effective: Mapping[str, Value]) -> None:
+    pooler, cursors = effective.get("pooler"), effective.get("disable_server_side_cursors")
+    if pooler is None or pooler.value != "transaction" or cursors is None or cursors.value:
+        return
+    raise DbConfigError(
+        f'{cursors.origin} (alias "{alias}"): disable_server_side_cursors is false, but pooler '
+        f'"transaction" ({pooler.origin}) cannot keep a named cursor across transactions. '
+        "Remove disable_server_side_cursors (it is true behind a transaction pooler)."
+    )
+
+
+def _check_shared_roles(effective: Mapping[str, Mapping[str, Value]], vendors: Mapping[str, str]) -> None:
+    from .backends.postgresql import session_settings
+    from .poolers import check_shared_roles
+
+    session = {
+        alias: session_settings({key: value.value for key, value in values.items()})
+        for alias, values in effective.items()
+        if vendors[alias] == "postgresql"
+    }
+    check_shared_roles({alias: effective[alias] for alias in session}, session)
 
 
 def _replicas(
@@ -342,18 +473,25 @@ def _routes(
     routes: Mapping[str, Value], aliases: tuple[str, ...], replicas: Mapping[str, tuple[str, ...]]
 ) -> dict[str, Value]:
     replica_names = {name for names in replicas.values() for name in names}
+    errors = ErrorCollector()
     for route, target in routes.items():
-        if target.value not in aliases:
-            raise DbConfigError(
-                f'{target.origin}: route "{route}" goes to "{target.value}", which is not an alias. '
-                f"Known aliases: {one_of(aliases)}." + did_you_mean(target.value, aliases)
-            )
-        if target.value in replica_names:
-            raise DbConfigError(
-                f'{target.origin}: route "{route}" goes to the replica "{target.value}". Route to its '
-                "primary: reads are sent to replicas automatically."
-            )
+        with errors.item():
+            _check_route(route, target, aliases, replica_names)
+    errors.raise_if_any()
     return dict(routes)
+
+
+def _check_route(route: str, target: Value, aliases: tuple[str, ...], replica_names: set[str]) -> None:
+    if target.value not in aliases:
+        raise DbConfigError(
+            f'{target.origin}: route "{route}" goes to "{target.value}", which is not an alias. '
+            f"Known aliases: {one_of(aliases)}." + did_you_mean(target.value, aliases)
+        )
+    if target.value in replica_names:
+        raise DbConfigError(
+            f'{target.origin}: route "{route}" goes to the replica "{target.value}". Route to its '
+            "primary: reads are sent to replicas automatically."
+        )
 
 
 def _explain_rows(effective: Mapping[str, Value]) -> list[ExplainRow]:
@@ -370,20 +508,36 @@ def _explain_rows(effective: Mapping[str, Value]) -> list[ExplainRow]:
 
 def display_value(key: str, value: Any) -> str:
     """A value as shown to people, with every secret masked."""
-    root, _, option = key.partition(".")
-    if (root in KEYS and KEYS[root].secret) or (option and is_secret_option(option)):
-        if root == "url":
-            return mask_url(str(value))
-        return MASK
-    if key in DURATION_KEYS and value is not None:
-        return format_duration(int(value))
+    shown = json_value(key, value)
+    if isinstance(shown, str):
+        return shown
     if isinstance(value, tuple):
         return ", ".join(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    return str(value)
+    return json.dumps(shown, default=str)
+
+
+def json_value(key: str, value: Any) -> Any:
+    """A value as `dbconfig --format json` gives it: typed (numbers, booleans, lists, objects),
+    durations as text with their unit ("30s"), every secret masked, nested ones included."""
+    root, _, option = key.partition(".")
+    if root == "migrate" and option:
+        # Each migrate entry is an alias key of its own: shown (and masked) as that key.
+        return json_value(option, value)
+    if (root in KEYS and KEYS[root].secret) or (option and is_secret_option(option)):
+        return mask_url(str(value)) if root == "url" else MASK
+    if key in DURATION_KEYS and value is not None:
+        return format_duration(int(value))
+    return _masked(value)
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            str(name): MASK if is_secret_option(str(name)) else _masked(item) for name, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_masked(item) for item in value]
+    return value
 
 
 def mask_url(url: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .backends.mysql import SSLMODE_OF
@@ -21,6 +22,19 @@ ENGINE_FAMILIES = {
     "timescale.db.backends.postgis": ("postgresql", "timescale.db.backends.postgis"),
 }
 SUPPORTED_SCHEMES = "postgresql://, postgres://, postgis://, mysql://, mariadb://, sqlite:// or spatialite://"
+# SQLAlchemy-style driver suffixes (postgresql+psycopg://): one URL serves Django and
+# SQLAlchemy or Alembic beside it. Django picks its own driver, so the suffix is dropped.
+DRIVER_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "postgresql": ("psycopg", "psycopg2", "psycopg2cffi", "asyncpg", "pg8000"),
+    "postgres": ("psycopg", "psycopg2", "psycopg2cffi", "asyncpg", "pg8000"),
+    "postgis": ("psycopg", "psycopg2", "asyncpg"),
+    "mysql": ("mysqldb", "pymysql", "mysqlconnector", "aiomysql", "asyncmy", "mariadbconnector", "cymysql"),
+    "mariadb": ("mariadbconnector", "mysqldb", "pymysql", "mysqlconnector", "aiomysql", "asyncmy"),
+    "sqlite": ("pysqlite", "aiosqlite", "pysqlcipher"),
+    "spatialite": ("pysqlite",),
+}
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9.-]*)(?:\+([A-Za-z0-9_]+))?://")
+_NO_USERINFO = ("sqlite", "spatialite")
 _registered = False
 
 
@@ -35,12 +49,43 @@ def _parse(url: str) -> dict[str, Any]:
     return dict(dj_database_url.parse(url))
 
 
+def split_scheme(url: str, where: str) -> tuple[str, str]:
+    """(scheme, the URL with any +driver suffix dropped); the error never shows the URL."""
+    match = _SCHEME.match(url)
+    if match is None:
+        raise DbConfigError(
+            f"{where}: the URL does not start with scheme:// (e.g. postgresql://). "
+            "Check the form scheme://user:password@host:port/name."
+        )
+    scheme, driver = match.group(1).lower(), match.group(2)
+    if driver is not None:
+        known = DRIVER_SUFFIXES.get(scheme, ())
+        if driver.lower() not in known:
+            listed = "; ".join(f"{base}+ {', '.join(names)}" for base, names in DRIVER_SUFFIXES.items())
+            raise DbConfigError(
+                f'{where}: the URL scheme "{scheme}+{driver}" names a driver django-dbconfig does not '
+                f"know. Known driver suffixes: {listed}; or no suffix ({SUPPORTED_SCHEMES})."
+            )
+        url = scheme + url[match.end(1) + 1 + len(driver) :]
+    if scheme not in _NO_USERINFO:
+        # A user or password with an unescaped / ? or # ends the host part early, and the rest
+        # (with the password) would land in the name or the options: refuse it.
+        tail = url[url.index("://") + 3 :]
+        after_host = re.split(r"[/?#]", tail, maxsplit=1)[1:]
+        if after_host and "@" in after_host[0]:
+            raise DbConfigError(
+                f"{where}: the URL has an @ after the host part, so the user name or password holds "
+                "a / ? or # that is not percent-encoded. Encode them (%2F, %3F, %23)."
+            )
+    return scheme, url
+
+
 def expand_url(url: Value, *, alias: str) -> dict[str, Value]:
     """Return the keys a URL stands for, each tagged with the URL's origin."""
     origin = url.origin
-    scheme = url.value.partition("://")[0].lower() if "://" in url.value else ""
+    scheme, text = split_scheme(url.value, f'{origin} (alias "{alias}")')
     try:
-        parsed = _parse(url.value)
+        parsed = _parse(text)
     except ValueError as exc:
         if type(exc).__name__ == "UnknownSchemeError":
             raise DbConfigError(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import re
 
+from .errors import shown
+
 _UNITS_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h)?\s*$")
 
@@ -21,21 +23,26 @@ def parse_duration(value: object) -> int:
     """
     if isinstance(value, bool):
         raise ValueError('expected a duration such as 30, "500ms", "30s" or "5min", got a boolean')
+    if isinstance(value, int) and not isinstance(value, bool) and value > MAX_MS:
+        # Checked before any float conversion: 10**400 seconds overflows a float.
+        raise ValueError(f"{shown(value)} is longer than a day; check the unit (ms, s, min, h)")
     if isinstance(value, (int, float)):
         if not math.isfinite(value) or value < 0:
-            raise ValueError(f"expected a duration of 0 or more, got {value!r}")
+            raise ValueError(f"expected a duration of 0 or more, got {shown(value)}")
         ms = value * 1000
     elif isinstance(value, str):
         match = _PATTERN.match(value)
         if not match:
-            raise ValueError(f'expected a duration such as 30, "500ms", "30s", "5min" or "1h", got {value!r}')
+            raise ValueError(
+                f'expected a duration such as 30, "500ms", "30s", "5min" or "1h", got {shown(value)}'
+            )
         ms = float(match.group(1)) * _UNITS_MS[match.group(2) or "s"]
     else:
         raise ValueError(
             f'expected a duration such as 30, "500ms", "30s" or "5min", got {type(value).__name__}'
         )
     if ms > MAX_MS:
-        raise ValueError(f"{value!r} is longer than a day; check the unit (ms, s, min, h)")
+        raise ValueError(f"{shown(value)} is longer than a day; check the unit (ms, s, min, h)")
     return round(ms)
 
 

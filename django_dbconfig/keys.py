@@ -12,10 +12,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from .durations import parse_duration
-from .errors import did_you_mean, one_of
+from .errors import did_you_mean, one_of, quoted, shown
 
 BACKENDS = ("postgresql", "mysql", "mariadb", "sqlite")
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+POOLERS = ("session", "transaction")
+
+# How deep objects may nest (a document, or the `options` of an alias): far more
+# than any setting needs, far less than would exhaust the stack.
+MAX_DEPTH = 32
+
+
+class PlainValueError(ValueError):
+    """A coercion problem whose message never contains the value: safe for secrets."""
+
 
 # The longest an idle persistent connection may be kept, in seconds. Longer
 # values are almost always a unit mistake; None (no limit) is allowed.
@@ -24,15 +34,22 @@ MAX_CONN_MAX_AGE = 86_400
 
 def _text(value: object, *, from_env: bool) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {_kind(value)}")
+        raise PlainValueError(f"expected a string, got {_kind(value)}")
+    if "\x00" in value:
+        raise PlainValueError("contains a NUL character, which no database driver accepts")
     return value
 
 
 def _nonempty(value: object, *, from_env: bool) -> str:
     text = _text(value, from_env=from_env)
     if not text.strip():
-        raise ValueError("expected a non-empty string")
+        raise PlainValueError("expected a non-empty string")
     return text
+
+
+def _password(value: object, *, from_env: bool) -> str | None:
+    # null unsets a password set in a lower layer (e.g. for an alias a profile moved to SQLite).
+    return None if value is None and not from_env else _text(value, from_env=from_env)
 
 
 def _bool(value: object, *, from_env: bool) -> bool:
@@ -44,7 +61,7 @@ def _bool(value: object, *, from_env: bool) -> bool:
             return True
         if lowered in {"0", "false", "no", "off"}:
             return False
-        raise ValueError(f'expected true or false (also 1/0, yes/no, on/off), got "{value}"')
+        raise ValueError(f"expected true or false (also 1/0, yes/no, on/off), got {quoted(value)}")
     raise ValueError(f"expected true or false, got {_kind(value)}")
 
 
@@ -54,17 +71,17 @@ def _int_from(value: object, *, from_env: bool) -> int:
     if isinstance(value, int):
         return value
     if from_env and isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            raise ValueError(f'expected a whole number, got "{value}"') from None
+        text = value.strip()
+        if not (text.isascii() and text.lstrip("+-").isdigit() and len(text) <= 20):
+            raise ValueError(f"expected a whole number, got {quoted(value)}")
+        return int(text)
     raise ValueError(f"expected a whole number, got {_kind(value)}")
 
 
 def _port(value: object, *, from_env: bool) -> int:
     port = _int_from(value, from_env=from_env)
     if not 1 <= port <= 65535:
-        raise ValueError(f"expected a port from 1 to 65535, got {port}")
+        raise ValueError(f"expected a port from 1 to 65535, got {shown(port)}")
     return port
 
 
@@ -74,13 +91,13 @@ def _conn_max_age(value: object, *, from_env: bool) -> int | None:
     seconds = _int_from(value, from_env=from_env)
     if not 0 <= seconds <= MAX_CONN_MAX_AGE:
         raise ValueError(
-            f"expected seconds from 0 to {MAX_CONN_MAX_AGE}, or null for no limit, got {seconds}"
+            f"expected seconds from 0 to {MAX_CONN_MAX_AGE}, or null for no limit, got {shown(seconds)}"
         )
     return seconds
 
 
 def _duration(value: object, *, from_env: bool) -> int:
-    if from_env and isinstance(value, str) and value.strip().isdigit():
+    if from_env and isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 20:
         return parse_duration(int(value.strip()))
     return parse_duration(value)
 
@@ -99,7 +116,9 @@ def _choice(choices: tuple[str, ...]) -> Callable[..., str]:
     def coerce(value: object, *, from_env: bool) -> str:
         text = _text(value, from_env=from_env).strip().lower()
         if text not in choices:
-            raise ValueError(f'"{value}" is not one of {one_of(choices)}.{did_you_mean(text, choices)}')
+            raise ValueError(
+                f"{quoted(str(value))} is not one of {one_of(choices)}.{did_you_mean(text, choices)}"
+            )
         return text
 
     return coerce
@@ -126,7 +145,7 @@ def _schema_list(value: object, *, from_env: bool) -> tuple[str, ...]:
         if "\x00" in name:
             raise ValueError("a schema name cannot contain a NUL character")
         if len(name.encode()) > 63:
-            raise ValueError(f'schema name "{name[:20]}..." is longer than 63 bytes')
+            raise ValueError(f"schema name {shown(name[:20])} is longer than 63 bytes")
         names.append(name)
     return tuple(names)
 
@@ -136,18 +155,91 @@ def _object(value: object, *, from_env: bool) -> dict[str, Any]:
         import json  # only for variables holding JSON: not on the path of every settings.py
 
         try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            raise ValueError('expected a JSON object, e.g. {"key": "value"}') from None
+            value = json.loads(value, object_pairs_hook=unique_keys)
+        except (ValueError, RecursionError) as exc:
+            # A duplicate key's name is shown; nothing else of the text, which may hold a secret.
+            problem = str(exc) if isinstance(exc, PlainValueError) else 'e.g. {"key": "value"}'
+            raise PlainValueError(f"expected a JSON object ({problem})") from None
     if not isinstance(value, dict):
-        raise ValueError(f"expected an object, got {_kind(value)}")
+        raise PlainValueError(f"expected an object, got {_kind(value)}")
+    _check_entries(value)
     return dict(value)
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object_pairs_hook: a key given twice in one object is an error, not a silent overwrite."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise PlainValueError(f"the key {shown(key)} appears twice in one object; keep one")
+        result[key] = value
+    return result
+
+
+def _check_entries(value: Mapping[str, Any]) -> None:
+    """Option names are strings; no string holds a NUL; nesting is bounded (cycles too)."""
+    pending: list[tuple[object, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise PlainValueError(f"nested more than {MAX_DEPTH} levels deep")
+        if isinstance(item, str) and "\x00" in item:
+            raise PlainValueError("contains a NUL character, which no database driver accepts")
+        if isinstance(item, Mapping):
+            for key in item:
+                if not isinstance(key, str):
+                    raise PlainValueError(f"every option name must be a string, got {_kind(key)}")
+                if "\x00" in key:
+                    raise PlainValueError("an option name contains a NUL character")
+            pending.extend((entry, depth + 1) for entry in item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend((entry, depth + 1) for entry in item)
 
 
 def _bool_or_object(value: object, *, from_env: bool) -> bool | dict[str, Any]:
     if isinstance(value, dict) or (from_env and isinstance(value, str) and value.lstrip().startswith("{")):
         return _object(value, from_env=from_env)
     return _bool(value, from_env=from_env)
+
+
+# What `migrate` may change: how to reach and log in to the same database, and the
+# session's limits. Not which database, schema path or backend: the tables must land
+# where the application reads them.
+MIGRATE_KEYS = (
+    "host",
+    "port",
+    "user",
+    "password",
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "connect_timeout",
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "application_name",
+)
+
+
+def _migrate(value: object, *, from_env: bool) -> dict[str, Any]:
+    """An object of alias keys for `manage.py migrate`, each read as the key itself is."""
+    settings = _object(value, from_env=from_env)
+    coerced = {}
+    for name, item in settings.items():
+        if name not in MIGRATE_KEYS:
+            raise ValueError(
+                f'"{name}" cannot be set for migrate: it takes {", ".join(MIGRATE_KEYS)} (the same '
+                "database, reached with other credentials)." + did_you_mean(name, MIGRATE_KEYS)
+            )
+        try:
+            coerced[name] = KEYS[name].coerce(item, from_env=from_env)
+        except ValueError as exc:
+            problem = (
+                f"expected a string (the value is not shown: {name} is secret)" if KEYS[name].secret else exc
+            )
+            raise ValueError(f"{name}: {problem}") from None
+    return coerced
 
 
 def _alias_name(value: object, *, from_env: bool) -> str:
@@ -158,8 +250,24 @@ def _engine(value: object, *, from_env: bool) -> str:
     text = _nonempty(value, from_env=from_env).strip()
     if "." not in text or " " in text:
         raise ValueError(
-            f'expected a dotted module path such as "django.contrib.gis.db.backends.postgis", got "{text}"'
+            'expected a dotted module path such as "django.contrib.gis.db.backends.postgis", '
+            f"got {shown(text)}"
         )
+    return text
+
+
+def _pooler(value: object, *, from_env: bool) -> str | None:
+    if value is None:
+        return None
+    if from_env and isinstance(value, str) and value.strip().lower() in {"null", "none", ""}:
+        return None
+    return _choice(POOLERS)(value, from_env=from_env)
+
+
+def _dotted_callable(value: object, *, from_env: bool) -> str:
+    text = _nonempty(value, from_env=from_env).strip()
+    if "." not in text or not all(part.isidentifier() for part in text.split(".")):
+        raise ValueError(f'expected the dotted path of a callable such as "myproject.db.token", got "{text}"')
     return text
 
 
@@ -198,7 +306,7 @@ _KEYS = (
     Key("port", _port, connection=True),
     Key("name", _nonempty, connection=True),
     Key("user", _text, connection=True),
-    Key("password", _text, secret=True, connection=True),
+    Key("password", _password, secret=True, connection=True),
     Key("conn_max_age", _conn_max_age),
     Key("conn_health_checks", _bool),
     Key("pool", _bool_or_object),
@@ -220,12 +328,15 @@ _KEYS = (
     Key("disable_server_side_cursors", _bool),
     Key("test", _object),
     Key("options", _object),
+    Key("pooler", _pooler),
+    Key("password_provider", _dotted_callable),
+    Key("migrate", _migrate),
     Key("network_timeout", _network_timeout),
 )
 
 KEYS: Mapping[str, Key] = {key.name: key for key in _KEYS}
 CONNECTION_KEYS = frozenset(key.name for key in _KEYS if key.connection)
-OBJECT_KEYS = frozenset({"options", "test"})
+OBJECT_KEYS = frozenset({"options", "test", "migrate"})
 DURATION_KEYS = (
     "statement_timeout",
     "lock_timeout",

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import DbConfigError, did_you_mean, one_of
-from .keys import KEYS, OBJECT_KEYS
+from .errors import DbConfigError, ErrorCollector, did_you_mean, one_of
+from .keys import KEYS, MAX_DEPTH, OBJECT_KEYS, PlainValueError
 
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 ROUTE_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
@@ -35,6 +35,8 @@ class Value:
     origin: Origin
     rank: int = 0
     from_defaults: bool = False
+    # Taken from another alias (a replica's primary): weak where the backend has no use for it.
+    inherited: bool = False
 
 
 @dataclass
@@ -71,8 +73,15 @@ def coerce(key: str, raw: object, origin: Origin, *, text: bool, alias: str | No
         return spec.coerce(raw, from_env=text)
     except ValueError as exc:
         where = f' (alias "{alias}")' if alias else ""
-        # A secret's value never goes into the message.
-        problem = f"expected a string (the value is not shown: {key} is secret)" if spec.secret else str(exc)
+        # A secret's value never goes into the message; PlainValueError's message holds no value.
+        plain = isinstance(exc, PlainValueError)
+        problem = (
+            f"{exc} (the value is not shown: {key} is secret)"
+            if spec.secret and plain
+            else f"expected a string (the value is not shown: {key} is secret)"
+            if spec.secret
+            else str(exc)
+        )
         end = "" if problem.endswith((".", "?")) else "."
         raise DbConfigError(f"{origin}{where}: {key}: {problem}{end}") from None
 
@@ -111,42 +120,78 @@ def parse_document(
     label: str,
     rank: int,
     allow_environments: bool,
+    key_prefix: str = "",
 ) -> tuple[Layer, dict[str, Any]]:
     """Read a dbconfig.json-shaped mapping into a Layer.
 
     Returns the layer and the raw `environments` object (empty when absent).
+    `key_prefix` ("environments.production.") is where the document sits in
+    its file, so that every origin shows the full key path. Every wrong value
+    is reported, in one DbConfigError.
     """
-    doc_origin = Origin(label)
+    doc_origin = Origin(label, key_prefix.rstrip("."))
     document = _need_object(document, doc_origin, "the whole document")
+    check_nesting(document, doc_origin)
     layer = Layer(label)
     environments: dict[str, Any] = {}
+    errors = ErrorCollector()
+
+    def at(path: str) -> Origin:
+        return Origin(label, key_prefix + path)
+
     for top, value in _split_top(document, doc_origin).items():
-        origin = Origin(label, top)
+        origin = at(top)
         if top == "defaults":
-            settings = _need_object(value, origin, "key: value settings for every alias")
-            layer.defaults = _alias_values(settings, label, "defaults", rank, alias=None)
+            with errors.item():
+                settings = _need_object(value, origin, "key: value settings for every alias")
+                layer.defaults = _alias_values(settings, at, "defaults", rank, alias=None)
             for key in layer.defaults:
                 if key in NOT_IN_DEFAULTS:
-                    raise DbConfigError(
-                        f"{Origin(label, 'defaults.' + key)}: {key} cannot be a default for every "
+                    errors.messages.append(
+                        f"{at('defaults.' + key)}: {key} cannot be a default for every "
                         f"alias. Move it under databases.<alias>.{key}."
                     )
         elif top == "databases":
-            for alias, raw in _need_object(value, origin, "alias: settings").items():
-                check_alias(alias, Origin(label, f"databases.{alias}"))
-                settings = _need_object(raw, Origin(label, f"databases.{alias}"), "key: value settings")
-                values = _alias_values(settings, label, f"databases.{alias}", rank, alias=alias)
-                layer.databases[alias] = values
+            with errors.item():
+                aliases = _need_object(value, origin, "alias: settings")
+                for alias, raw in aliases.items():
+                    with errors.item():
+                        check_alias(alias, at(f"databases.{alias}"))
+                        settings = _need_object(raw, at(f"databases.{alias}"), "key: value settings")
+                        layer.databases[alias] = _alias_values(
+                            settings, at, f"databases.{alias}", rank, alias=alias
+                        )
         elif top == "routes":
-            for route, target in _need_object(value, origin, "app_label or app_label.Model: alias").items():
-                layer.routes[route] = _route(route, target, Origin(label, f"routes.{route}"), rank)
+            with errors.item():
+                routes = _need_object(value, origin, "app_label or app_label.Model: alias")
+                for route, target in routes.items():
+                    with errors.item():
+                        layer.routes[route] = _route(route, target, at(f"routes.{route}"), rank)
         elif top == "environments":
-            if not allow_environments:
-                raise DbConfigError(
-                    f"{origin}: environments are not allowed here. Put profiles in dbconfig.json."
-                )
-            environments = dict(_need_object(value, origin, "profile name: settings"))
+            with errors.item():
+                if not allow_environments:
+                    raise DbConfigError(
+                        f"{origin}: environments are not allowed here. Put profiles in dbconfig.json."
+                    )
+                environments = dict(_need_object(value, origin, "profile name: settings"))
+    errors.raise_if_any()
     return layer, environments
+
+
+def check_nesting(document: Mapping[str, Any], origin: Origin) -> None:
+    """Refuse objects and lists nested deeper than MAX_DEPTH (cycles included)."""
+    pending: list[tuple[object, int]] = [(document, 0)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise DbConfigError(
+                f"{origin}: objects and lists are nested more than {MAX_DEPTH} levels deep. "
+                "Flatten the configuration: no setting needs that depth."
+            )
+        if isinstance(value, Mapping):
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, (list, tuple)):
+            pending.extend((item, depth + 1) for item in value)
 
 
 def _split_top(document: Mapping[str, Any], origin: Origin) -> dict[str, Any]:
@@ -190,16 +235,19 @@ def _merge_objects(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[st
 
 
 def _alias_values(
-    settings: Mapping[str, Any], label: str, path: str, rank: int, *, alias: str | None
+    settings: Mapping[str, Any], at: Callable[[str], Origin], path: str, rank: int, *, alias: str | None
 ) -> dict[str, Value]:
     values: dict[str, Value] = {}
-    for key, raw in _expand_dotted(settings, Origin(label, path)).items():
-        origin = Origin(label, f"{path}.{key}")
-        if key not in KEYS:
-            raise DbConfigError(
-                f'{origin}: unknown key "{key}". Valid keys: {", ".join(KEYS)}.' + did_you_mean(key, KEYS)
-            )
-        values.update(make_values(key, coerce(key, raw, origin, text=False, alias=alias), origin, rank))
+    errors = ErrorCollector()
+    for key, raw in _expand_dotted(settings, at(path)).items():
+        with errors.item():
+            origin = at(f"{path}.{key}" if path else key)
+            if key not in KEYS:
+                raise DbConfigError(
+                    f'{origin}: unknown key "{key}". Valid keys: {", ".join(KEYS)}.' + did_you_mean(key, KEYS)
+                )
+            values.update(make_values(key, coerce(key, raw, origin, text=False, alias=alias), origin, rank))
+    errors.raise_if_any()
     return values
 
 

@@ -11,12 +11,15 @@ from .report import Problem
 
 # Static: configuration, no connection.
 E001 = "dbconfig.E001"
+E002 = "dbconfig.E002"
+E003 = "dbconfig.E003"
 W001 = "dbconfig.W001"
 W002 = "dbconfig.W002"
 W003 = "dbconfig.W003"
 W004 = "dbconfig.W004"
 W005 = "dbconfig.W005"
 W006 = "dbconfig.W006"
+W011 = "dbconfig.W011"
 # Live: what dbcheck finds on the servers.
 E101 = "dbconfig.E101"
 E102 = "dbconfig.E102"
@@ -29,15 +32,22 @@ E108 = "dbconfig.E108"
 E109 = "dbconfig.E109"
 E110 = "dbconfig.E110"
 E111 = "dbconfig.E111"
+E115 = "dbconfig.E115"
+E116 = "dbconfig.E116"
 W101 = "dbconfig.W101"
 W102 = "dbconfig.W102"
+W103 = "dbconfig.W103"
 # Routing: models and aliases.
 E201 = "dbconfig.E201"
 E202 = "dbconfig.E202"
 E203 = "dbconfig.E203"
+W201 = "dbconfig.W201"
 
 HINTS: Mapping[str, str] = {
     E001: 'Point the route at an alias of DATABASES, or add the alias "{alias}".',
+    E002: "Install the driver: {install}",
+    E003: 'Install the pool: pip install "django-dbconfig[pool]" (psycopg_pool), or remove pool '
+    'from "{alias}".',
     W001: 'Set conn_max_age for "{alias}" to a number of seconds (e.g. 60) instead of null.',
     W002: 'Set sslmode for "{alias}" to "verify-full" (with sslrootcert), or at least "require".',
     W003: "Run: chmod 600 {path}",
@@ -46,6 +56,8 @@ HINTS: Mapping[str, str] = {
     W005: 'Rename the schema, or quote it everywhere in your own SQL; "{alias}" search_path '
     "is quoted by django-dbconfig.",
     W006: "{fix}",
+    W011: 'Use either pool or pooler for "{alias}": remove pool and let the external pooler pool '
+    "(conn_max_age keeps one connection per thread), or keep pool and connect to the server directly.",
     E101: 'Check host, port, user and password of "{alias}" and that the server accepts '
     "connections from this machine.",
     E102: 'The server of "{alias}" accepted nothing within the timeout: check host and port, '
@@ -66,10 +78,20 @@ HINTS: Mapping[str, str] = {
     "alias is read-only by nature.",
     E111: 'Check that the user of "{alias}" may read the server status views used by dbcheck.',
     W101: 'Set sslmode for "{alias}" to "require" or stronger to make TLS mandatory.',
+    W103: 'Set backend "{backend}" for "{alias}" (or use a {backend}:// URL).',
     W102: "Run manage.py migrate --database {alias} to create it.",
+    E115: 'With pooler "transaction", run manage.py dbcheck --apply-settings --database {alias}, then '
+    "make the pooler reconnect its server connections (PgBouncer: RECONNECT on its admin console, or "
+    'wait server_lifetime). With pooler "session", the pooler must run in session mode for "{alias}".',
+    E116: 'Connect as the role of "{alias}" (a role may set its own defaults) or as a role with '
+    "CREATEROLE, and check the pooler lets it through; or run the ALTER ROLE statements yourself.",
     E201: 'Route {model} to an alias of DATABASES (DBCONFIG_ROUTES or "routes" of dbconfig.json).',
-    E202: 'Add DATABASE_ROUTERS = ["django_dbconfig.routers.DatabaseRouter"] and route {model} to one alias.',
+    E202: "Make your routers' allow_migrate() allow {model} on one alias only (with DatabaseRouter: "
+    'route them in DBCONFIG_ROUTES or "routes" of dbconfig.json).',
     E203: "Make one router allow {model} to migrate on its own alias.",
+    W201: 'Add DATABASE_ROUTERS = ["django_dbconfig.routers.DatabaseRouter"] to settings.py and route '
+    'apps to their alias ("routes" of dbconfig.json), or ignore this if every alias is meant to hold '
+    "every table.",
 }
 
 

@@ -108,7 +108,12 @@ def _guard(connection: Any) -> _ReadOnlyGuard | None:
     settings_dict = connection.settings_dict
     alias = connection.alias
     primary = (settings_dict.get("TEST") or {}).get("MIRROR")
-    if pattern.search(str((settings_dict.get("OPTIONS") or {}).get(option, ""))):
+    # Behind a pooler the setting is sent as SET or is the role's default (poolers.py).
+    behind_pooler = (settings_dict.get("DBCONFIG") or {}).get("session_settings") or {}
+    if (
+        pattern.search(str((settings_dict.get("OPTIONS") or {}).get(option, "")))
+        or behind_pooler.get("default_transaction_read_only") == "on"
+    ):
         source = f"settings.DATABASES[{alias!r}]['OPTIONS'][{option!r}]"
         config = last_config()
         if config is not None and alias in config.aliases:

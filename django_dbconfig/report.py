@@ -55,8 +55,8 @@ class SchemaReport:
 class SettingCheck:
     """A configured session setting and what the server reports for it."""
 
-    expected: str | None
-    actual: str | None
+    expected: str | bool | None
+    actual: str | bool | None
     ok: bool
 
     def as_json(self) -> dict[str, Any]:
@@ -171,7 +171,9 @@ def render_text(report: Report, style: Any) -> list[str]:
     return lines
 
 
-def _show(value: str | None) -> str:
+def _show(value: str | bool | None) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return "(not set)" if value is None else value
 
 

@@ -134,6 +134,7 @@ class DatabaseRouter:
         from .config import last_config
 
         aliases = tuple(settings.DATABASES if databases is None else databases)
+        self._aliases = frozenset(aliases)
         config = last_config()
         route_sources: Mapping[str, str]
         if routes is not None:
@@ -267,7 +268,15 @@ class DatabaseRouter:
         return self._replica_of.get(alias, alias)
 
     def allow_migrate(self, db: str, app_label: str, model_name: str | None = None, **hints: Any) -> bool:
-        """A model migrates on its own alias only, never on a replica."""
+        """A model migrates on its own alias only, never on a replica.
+
+        A runtime alias (add_database) migrates the models of the alias it is like
+        (`default` without like=): a tenant database gets the tables of its template.
+        """
+        if db not in self._aliases:
+            from .runtime import migrates_like
+
+            db = migrates_like(db)
         if db in self._replica_of:
             return False
         alias = None

@@ -10,14 +10,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import DbConfigError, did_you_mean
-from .keys import KEYS
+from .errors import DbConfigError, ErrorCollector, did_you_mean
+from .keys import KEYS, MAX_DEPTH, PlainValueError, unique_keys
 from .layer import Layer, Origin, Value, check_alias, coerce, make_values, parse_document
 
 META_VARIABLES = ("DBCONFIG_ENV", "DBCONFIG_FILE", "DBCONFIG_SECRETS_DIR")
 _PREFIX = "DBCONFIG_"
 _URL_SUFFIX = "_DATABASE_URL"
 _FILE_SUFFIX = "_FILE"
+_MIGRATE = "migrate_"
 
 
 def display_path(path: Path, base_dir: Path) -> str:
@@ -70,7 +71,7 @@ class JsonFile:
 
     def _read(self) -> Mapping[str, Any]:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = read_bounded(self.path)
         except FileNotFoundError:
             if self.required:
                 raise DbConfigError(
@@ -78,20 +79,29 @@ class JsonFile:
                     "Create it, or fix DBCONFIG_FILE / config_file=."
                 ) from None
             return {}
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DbConfigError(
-                f"{self.label}: cannot read the file ({type(exc).__name__}). "
-                "Check that it exists, is UTF-8 and is readable by this process."
-            ) from None
+        except (OSError, ValueError) as exc:
+            raise DbConfigError(f"{self.label}: {unreadable(exc)}") from None
         import json  # only when there is a file to read
 
         try:
-            document = json.loads(text)
+            document = json.loads(text, object_pairs_hook=unique_keys)
         except json.JSONDecodeError as exc:
             # exc.msg and the position carry no file content, so no secret.
             raise DbConfigError(
                 f"{self.label}: not valid JSON ({exc.msg} at line {exc.lineno}, "
                 f"column {exc.colno}). Fix the syntax."
+            ) from None
+        except PlainValueError as exc:
+            raise DbConfigError(f"{self.label}: {exc}.") from None
+        except RecursionError:
+            raise DbConfigError(
+                f"{self.label}: objects and lists are nested more than {MAX_DEPTH} levels deep. "
+                "Flatten the configuration: no setting needs that depth."
+            ) from None
+        except ValueError:
+            # Python refuses integers of thousands of digits; the text may hold a secret.
+            raise DbConfigError(
+                f"{self.label}: a number in the file has too many digits. Fix the number."
             ) from None
         if not isinstance(document, dict):
             raise DbConfigError(f"{self.label}: the file must hold a JSON object at the top.")
@@ -152,22 +162,42 @@ def _profile_layer(document: object, label: str, name: str, rank: int) -> Layer:
     prefix = f"environments.{name}"
     if not isinstance(document, Mapping):
         raise DbConfigError(f"{label}: {prefix}: expected an object shaped like dbconfig.json.")
-    layer, _ = parse_document(document, label=label, rank=rank, allow_environments=False)
-    return _prefixed(layer, prefix)
-
-
-def _prefixed(layer: Layer, prefix: str) -> Layer:
-    """Re-label origins so they show the full key path inside the file."""
-
-    def fix(value: Value) -> Value:
-        return Value(value.value, Origin(value.origin.source, f"{prefix}.{value.origin.key}"), value.rank)
-
-    return Layer(
-        layer.label,
-        defaults={k: fix(v) for k, v in layer.defaults.items()},
-        databases={a: {k: fix(v) for k, v in s.items()} for a, s in layer.databases.items()},
-        routes={k: fix(v) for k, v in layer.routes.items()},
+    layer, _ = parse_document(
+        document, label=label, rank=rank, allow_environments=False, key_prefix=f"{prefix}."
     )
+    return layer
+
+
+# The largest file read as configuration or as a `_FILE` value: far beyond any real one.
+MAX_FILE_BYTES = 1 << 20
+
+
+def read_bounded(path: Path) -> str:
+    """A UTF-8 text file of at most MAX_FILE_BYTES; OSError or ValueError otherwise."""
+    with path.open("rb") as handle:
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise _TooLarge
+    return data.decode("utf-8")
+
+
+class _TooLarge(ValueError):
+    pass
+
+
+def unreadable(exc: BaseException, what: str = "the file") -> str:
+    """Why a file could not be read, and what to do: the message never quotes its content."""
+    if isinstance(exc, IsADirectoryError):
+        return f"{what} is a directory. Point it at a file."
+    if isinstance(exc, PermissionError):
+        return f"{what} cannot be read: permission denied. Check its permissions (and its directory's)."
+    if isinstance(exc, _TooLarge):
+        return f"{what} is larger than {MAX_FILE_BYTES // 1024} KiB. Point it at the right file."
+    if isinstance(exc, UnicodeDecodeError):
+        return f"{what} is not UTF-8 text. Save it as UTF-8."
+    if isinstance(exc, ValueError):
+        return "the path contains a NUL character. Fix the path."
+    return f"{what} cannot be read ({type(exc).__name__}). Check that the path is a readable file."
 
 
 class SecretsFileSource:
@@ -216,28 +246,38 @@ class EnvironSource:
     def load(self, rank: int) -> Layer:
         layer = Layer(self.label)
         declared: set[str] = set()
-        for variable, text in self._variables():
-            target = self._target(variable)
-            if target is None:
-                continue
-            alias, key, weak = target
-            origin = Origin(variable)
-            values = layer.databases.setdefault(alias, {})
-            if key == "url" and "url" in values:
-                raise DbConfigError(
-                    f"{values['url'].origin} and {variable} both set the URL of alias "
-                    f'"{alias}". Keep one of them.'
-                )
-            (layer.weak_aliases if weak else declared).add(alias)
-            values.update(make_values(key, coerce(key, text, origin, text=True, alias=alias), origin, rank))
+        errors = ErrorCollector()
+        for variable, given in self._variables(errors):
+            with errors.item():
+                target = self._target(variable)
+                if target is None:
+                    continue
+                alias, key, weak = target
+                text = self._read_file(variable, given) if variable.endswith(_FILE_SUFFIX) else given
+                origin = Origin(variable)
+                values = layer.databases.setdefault(alias, {})
+                if key == "url" and "url" in values:
+                    raise DbConfigError(
+                        f"{values['url'].origin} and {variable} both set the URL of alias "
+                        f'"{alias}". Keep one of them.'
+                    )
+                (layer.weak_aliases if weak else declared).add(alias)
+                if key.startswith("migrate."):
+                    entry = key.removeprefix("migrate.")
+                    coerced = coerce("migrate", {entry: text}, origin, text=True, alias=alias)
+                    values[key] = Value(coerced[entry], origin, rank)
+                    continue
+                coerced = coerce(key, text, origin, text=True, alias=alias)
+                values.update(make_values(key, coerced, origin, rank))
+        errors.raise_if_any()
         # An alias that a DBCONFIG_ variable names is declared even if its URL came unprefixed.
         layer.weak_aliases -= declared
         return layer
 
-    def _variables(self) -> list[tuple[str, str]]:
-        """Each relevant variable with its text, reading `_FILE` twins."""
+    def _variables(self, errors: ErrorCollector) -> list[tuple[str, str]]:
+        """Each relevant variable with its text (for a `_FILE` twin, the path)."""
         found: dict[str, tuple[str, str]] = {}
-        for name in sorted(self.environ):
+        for name in sorted(_names(self.environ)):
             if not (
                 name.startswith(_PREFIX)
                 or name.endswith((_URL_SUFFIX, _URL_SUFFIX + _FILE_SUFFIX))
@@ -246,34 +286,35 @@ class EnvironSource:
                 continue
             if name in META_VARIABLES:
                 continue
-            if not self.environ[name]:
+            text = self.environ[name]
+            if not isinstance(text, str):
+                errors.messages.append(f"{name}: the value is a {type(text).__name__}, not a string.")
+                continue
+            if not text:
                 continue  # an empty variable counts as unset
             base = name.removesuffix(_FILE_SUFFIX)
             if base in found:
-                raise DbConfigError(
+                errors.messages.append(
                     f"{found[base][0]} and {name} are both set. Set the value or the file, not both."
                 )
-            found[base] = (name, self.environ[name])
-        return [
-            (name, self._read_file(name, text) if name.endswith(_FILE_SUFFIX) else text)
-            for name, text in (found[base] for base in sorted(found))
-        ]
+                continue
+            found[base] = (name, text)
+        return [found[base] for base in sorted(found)]
 
     def _read_file(self, variable: str, path_text: str) -> str:
         path = Path(path_text)
         if not path.is_absolute():
             path = self.base_dir / path
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_bounded(path)
         except FileNotFoundError:
             raise DbConfigError(
                 f"{variable}: the file {path} does not exist. Point {variable} at the file "
                 "holding the value (e.g. a mounted Docker or Kubernetes secret)."
             ) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DbConfigError(
-                f"{variable}: cannot read {path} ({type(exc).__name__}). Check its permissions."
-            ) from None
+        except (OSError, ValueError) as exc:
+            shown_path = str(path).replace("\x00", "\\x00")
+            raise DbConfigError(f"{variable}: {unreadable(exc, f'the file {shown_path}')}") from None
         return text.removesuffix("\n").removesuffix("\r")
 
     def _target(self, variable: str) -> tuple[str, str, bool] | None:
@@ -298,14 +339,20 @@ class EnvironSource:
             alias, key = rest[:index], rest[index + 1 :]
             if alias and key in KEYS:
                 candidates.append((alias in self.known_aliases, len(key), alias, key))
+            elif alias and key.startswith(_MIGRATE) and key.removeprefix(_MIGRATE) in KEYS:
+                # DBCONFIG_<ALIAS>_MIGRATE_PASSWORD: one entry of the alias's migrate object.
+                candidates.append((alias in self.known_aliases, len(key), alias, key.replace("_", ".", 1)))
         if not candidates:
             known = [
                 f"{_PREFIX}{a.upper()}_{k.upper()}" for a in self.known_aliases or ("default",) for k in KEYS
             ]
+            twin = _FILE_SUFFIX if variable.endswith(_FILE_SUFFIX) else ""
+            suggestion = did_you_mean(variable.removesuffix(twin), [*known, *META_VARIABLES])
+            if twin and suggestion:
+                suggestion = suggestion.replace('"?', f'{twin}"?')
             raise DbConfigError(
                 f"{variable}: not a django-dbconfig variable. Use {_PREFIX}<ALIAS>_<KEY> with a key "
-                f"from: {', '.join(KEYS)}; or one of {', '.join(META_VARIABLES)}."
-                + did_you_mean(variable.removesuffix(_FILE_SUFFIX), [*known, *META_VARIABLES])
+                f"from: {', '.join(KEYS)}; or one of {', '.join(META_VARIABLES)}." + suggestion
             )
         _, _, alias, key = max(candidates)
         check_alias(alias, Origin(variable))
@@ -314,10 +361,21 @@ class EnvironSource:
     def __repr__(self) -> str:
         names = sorted(
             n
-            for n in self.environ
+            for n in _names(self.environ)
             if n.startswith(_PREFIX) or n.endswith(_URL_SUFFIX) or n.startswith("DATABASE_URL")
         )
         return f"EnvironSource(variables={names!r})"
+
+
+def _names(environ: Mapping[Any, Any]) -> list[str]:
+    """The variable names of an environ mapping; a name that is not a string is an error."""
+    odd = [name for name in environ if not isinstance(name, str)]
+    if odd:
+        raise DbConfigError(
+            f"environ=: every variable name must be a string, got a {type(odd[0]).__name__}. "
+            "Pass a mapping of str to str, like os.environ."
+        )
+    return list(environ)
 
 
 def _plausible_alias(alias: str) -> bool:

@@ -22,5 +22,5 @@ class DatabaseSettings(TypedDict, total=False):
     DISABLE_SERVER_SIDE_CURSORS: bool
     OPTIONS: dict[str, Any]
     TEST: dict[str, Any]
-    # django-dbconfig's MySQL engine: network_timeout in seconds (Django ignores the key).
-    NETWORK_TIMEOUT: float
+    # django-dbconfig's own: pooler, session settings, password provider (see render_extra).
+    DBCONFIG: dict[str, Any]

@@ -14,6 +14,14 @@ if ! { command -v pkg-config >/dev/null && pkg-config --exists libmariadb; }; th
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq libmariadb-dev pkg-config >/dev/null
 fi
 
+# The pooler tests start their own PgBouncer from Debian's package (never the
+# system service: the package's own instance is left as it is).
+if ! command -v pgbouncer >/dev/null && [ ! -x /usr/sbin/pgbouncer ]; then
+    echo "setup: installing pgbouncer" >&2
+    as_root apt-get -o DPkg::Lock::Timeout=300 update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get -o DPkg::Lock::Timeout=300 install -y -qq pgbouncer >/dev/null
+fi
+
 # The lost-network tests put servers in network namespaces (ip, from iproute2) and drop
 # their packets (iptables); the ASGI test drives uvicorn with ab (apache2-utils).
 missing=()

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["tests.servers", "tests.netns"]
+pytest_plugins = ["tests.servers", "tests.pgbouncer", "tests.runtime_helpers", "tests.netns"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +41,25 @@ class Project:
 
     def values(self, alias: str = "default", **kwargs: Any) -> dict[str, str]:
         return {row.key: row.value for row in self.load(**kwargs).explain(alias)}
+
+
+@contextlib.contextmanager
+def registered(entries: dict[str, Any]) -> Iterator[None]:
+    """Add aliases to django.db.connections (Django's defaults filled in) for the block."""
+    from django.db import connections
+    from django.db.utils import ConnectionHandler
+
+    from django_dbconfig import status
+
+    configured = ConnectionHandler({"default": {"ENGINE": "django.db.backends.sqlite3"}, **entries}).settings
+    for alias in entries:
+        connections.settings[alias] = configured[alias]
+    try:
+        yield
+    finally:
+        status.forget(entries)
+        for alias in entries:
+            if hasattr(connections._connections, alias):
+                connections[alias].close()
+                del connections[alias]
+            del connections.settings[alias]

@@ -151,7 +151,7 @@ def test_settings_and_read_only_are_read_back(tmp_path: Path, mariadb_tls_server
         "statement_timeout": {"expected": "1500ms", "actual": "1500ms", "ok": True},
         # MariaDB counts lock waits in whole seconds: 500ms is rounded up, never down.
         "lock_timeout": {"expected": "1s", "actual": "1s", "ok": True},
-        "read_only": {"expected": "true", "actual": "true", "ok": True},
+        "read_only": {"expected": True, "actual": True, "ok": True},
     }
 
 
@@ -187,7 +187,7 @@ def test_json_and_text_fields(tmp_path: Path, mariadb_tls_server: MariaDBServer,
     assert (db["alias"], db["ok"], db["vendor"]) == ("default", True, "mariadb")
     assert version.startswith(db["server_version"].removesuffix("-MariaDB") + "-MariaDB")
     assert db["schemas"] == {"expected": [], "missing": [], "created": []}
-    assert db["settings"] == {"read_only": {"expected": None, "actual": "false", "ok": True}}
+    assert db["settings"] == {"read_only": {"expected": None, "actual": False, "ok": True}}
     status, text = dbcheck(databases)
     assert status == 0
     assert "certificate verified, mode VERIFY_IDENTITY" in text

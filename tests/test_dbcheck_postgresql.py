@@ -264,7 +264,7 @@ def test_configured_settings_are_read_back(tmp_path: Path, shared_postgres: dict
         "lock_timeout": {"expected": "500ms", "actual": "500ms", "ok": True},
         "idle_in_transaction_session_timeout": {"expected": "5min", "actual": "5min", "ok": True},
         "application_name": {"expected": "dbcheck-test", "actual": "dbcheck-test", "ok": True},
-        "read_only": {"expected": None, "actual": "false", "ok": True},
+        "read_only": {"expected": None, "actual": False, "ok": True},
     }
 
 
@@ -302,9 +302,9 @@ def test_read_only_alias_is_read_only_on_the_server(tmp_path: Path, shared_postg
     status, result = dbcheck_json(databases)
     dbs = by_alias(result)
     assert status == 1
-    assert dbs["reports"]["settings"]["read_only"] == {"expected": "true", "actual": "true", "ok": True}
+    assert dbs["reports"]["settings"]["read_only"] == {"expected": True, "actual": True, "ok": True}
     assert dbs["reports"]["ok"] is True
-    assert dbs["sneaky"]["settings"]["read_only"] == {"expected": "true", "actual": "false", "ok": False}
+    assert dbs["sneaky"]["settings"]["read_only"] == {"expected": True, "actual": False, "ok": False}
     assert ids(dbs["sneaky"]) == ["dbconfig.E110"]
 
 

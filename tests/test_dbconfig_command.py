@@ -80,7 +80,7 @@ def test_json_has_every_alias_with_sources_and_no_secret(built: Any) -> None:
     assert analytics["password"]["value"] == "********"
     assert analytics["read_only"] == {
         "key": "read_only",
-        "value": "true",
+        "value": True,
         "source": "dbconfig.json: databases.analytics.read_only",
     }
     assert data["routes"] == [

@@ -48,21 +48,21 @@ def test_postgresql_default_network_timeout_sets_keepalives_and_tcp_user_timeout
 def test_mysql_network_timeout_goes_to_the_engine_in_seconds(project: Any) -> None:
     settings = render(project, {"backend": "mariadb", "name": "app", "network_timeout": "1min"})
     assert settings["ENGINE"] == "django_dbconfig.engines.mysql"
-    assert settings["NETWORK_TIMEOUT"] == 60
+    assert settings["DBCONFIG"]["network_timeout"] == 60
     # Not an OPTIONS entry: those go to MySQLdb.connect(), which would refuse it.
     assert "network_timeout" not in settings["OPTIONS"]
 
 
 def test_mysql_with_another_engine_gets_no_network_timeout(project: Any) -> None:
     settings = render(project, {"backend": "mysql", "name": "app", "engine": "django.db.backends.mysql"})
-    assert "NETWORK_TIMEOUT" not in settings
+    assert "network_timeout" not in settings.get("DBCONFIG", {})
 
 
 def test_null_network_timeout_turns_it_off(project: Any) -> None:
     pg = render(project, {"backend": "postgresql", "name": "app", "network_timeout": None})
     assert not [k for k in pg["OPTIONS"] if k.startswith(("keepalives", "tcp_"))]
     mysql = render(project, {"backend": "mysql", "name": "app"}, {"DBCONFIG_DEFAULT_NETWORK_TIMEOUT": "null"})
-    assert "NETWORK_TIMEOUT" not in mysql
+    assert "network_timeout" not in mysql.get("DBCONFIG", {})
 
 
 def test_dbconfig_shows_network_timeout_and_its_source(project: Any) -> None:

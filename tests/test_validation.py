@@ -11,6 +11,9 @@ import django
 import pytest
 
 from django_dbconfig import DbConfigError, build_databases, load_config, override
+from django_dbconfig.keys import KEYS
+
+VALID_KEYS = ", ".join(KEYS)
 
 PG = {"backend": "postgresql", "name": "app"}
 SECRET = "hunter2-secret"
@@ -51,7 +54,7 @@ CASES = [
         {"databases": {"default": {"backend": "postgresql", "name": "app", "hostname": "x"}}},
         None,
         {},
-        'dbconfig.json: databases.default.hostname: unknown key "hostname". Valid keys: url, backend, engine, host, port, name, user, password, conn_max_age, conn_health_checks, pool, sslmode, sslrootcert, sslcert, sslkey, search_path, statement_timeout, lock_timeout, idle_in_transaction_session_timeout, connect_timeout, application_name, read_only, replica_of, atomic_requests, autocommit, time_zone, disable_server_side_cursors, test, options, network_timeout. Did you mean "name"?',
+        f'dbconfig.json: databases.default.hostname: unknown key "hostname". Valid keys: {VALID_KEYS}. Did you mean "name"?',
         id="unknown_key",
     ),
     pytest.param(
@@ -168,7 +171,7 @@ CASES = [
         None,
         None,
         {"DBCONFIG_DEFAULT_HOTS": "x"},
-        'DBCONFIG_DEFAULT_HOTS: not a django-dbconfig variable. Use DBCONFIG_<ALIAS>_<KEY> with a key from: url, backend, engine, host, port, name, user, password, conn_max_age, conn_health_checks, pool, sslmode, sslrootcert, sslcert, sslkey, search_path, statement_timeout, lock_timeout, idle_in_transaction_session_timeout, connect_timeout, application_name, read_only, replica_of, atomic_requests, autocommit, time_zone, disable_server_side_cursors, test, options, network_timeout; or one of DBCONFIG_ENV, DBCONFIG_FILE, DBCONFIG_SECRETS_DIR. Did you mean "DBCONFIG_DEFAULT_HOST"?',
+        f'DBCONFIG_DEFAULT_HOTS: not a django-dbconfig variable. Use DBCONFIG_<ALIAS>_<KEY> with a key from: {VALID_KEYS}; or one of DBCONFIG_ENV, DBCONFIG_FILE, DBCONFIG_SECRETS_DIR. Did you mean "DBCONFIG_DEFAULT_HOST"?',
         id="unknown_var",
     ),
     pytest.param(
@@ -234,7 +237,7 @@ CASES = [
         {"databases": {"default": {"backend": "postgresql", "name": "app", "password": 12345678}}},
         None,
         {},
-        'dbconfig.json: databases.default.password (alias "default"): password: expected a string (the value is not shown: password is secret).',
+        'dbconfig.json: databases.default.password (alias "default"): password: expected a string, got a number (the value is not shown: password is secret).',
         id="pw_wrong_type",
     ),
     pytest.param(

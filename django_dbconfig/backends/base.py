@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ COMMON_KEYS = frozenset(
         "disable_server_side_cursors",
         "test",
         "options",
+        "migrate",
     }
 )
 # Keys every client/server backend honours.
@@ -43,6 +45,8 @@ SERVER_KEYS = COMMON_KEYS | {
     "read_only",
     "replica_of",
     "network_timeout",
+    "pooler",
+    "password_provider",
 }
 
 
@@ -66,6 +70,12 @@ class Backend:
     reasons: ClassVar[Mapping[str, str]] = {}
     defaults: ClassVar[Mapping[str, Any]] = {}
     needs_name: ClassVar[bool] = True
+    # The driver: any one of these modules, and the command that installs one.
+    driver_modules: ClassVar[tuple[str, ...]] = ()
+    install: ClassVar[str] = ""
+
+    def driver_installed(self) -> bool:
+        return not self.driver_modules or any(installed(module) for module in self.driver_modules)
 
     def render(self, values: Mapping[str, Any], ctx: RenderContext) -> DatabaseSettings:
         """Return Django's DATABASES entry for validated values (defaults applied)."""
@@ -109,6 +119,31 @@ class Backend:
 
     def render_options(self, values: Mapping[str, Any], ctx: RenderContext) -> dict[str, Any]:
         return {}
+
+
+def installed(module: str) -> bool:
+    """Whether `module` can be imported, found without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def render_extra(values: Mapping[str, Any], session: Mapping[str, str]) -> dict[str, Any]:
+    """What django-dbconfig's engines read besides Django's keys: the DBCONFIG entry.
+
+    `pooler` and the session settings (as the server names them) for the engine to
+    send as SET statements and for dbcheck to read back; the dotted path of the
+    password provider. Never a secret.
+    """
+    extra: dict[str, Any] = {}
+    if values.get("pooler"):
+        extra["pooler"] = values["pooler"]
+        if session:
+            extra["session_settings"] = dict(session)
+    if values.get("password_provider"):
+        extra["password_provider"] = values["password_provider"]
+    return extra
 
 
 def collect_options(values: Mapping[str, Any]) -> dict[str, Any]:

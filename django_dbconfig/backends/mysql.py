@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..types import DatabaseSettings
-from .base import SERVER_KEYS, Backend, RenderContext, resolve_path, whole_seconds
+from .base import SERVER_KEYS, Backend, RenderContext, render_extra, resolve_path, whole_seconds
 
 # mysqlclient's ssl_mode for each sslmode. Each is at least as strict as asked:
 # with MariaDB Connector/C, VERIFY_CA also checks the host name.
@@ -49,6 +49,8 @@ class MySQL(Backend):
         "connect_timeout": 5000,
         "network_timeout": 30_000,
     }
+    driver_modules = ("MySQLdb",)
+    install = 'pip install "django-dbconfig[mysql]" (mysqlclient)'
     read_only_variable = "transaction_read_only"
     # Where the session's status variables can be read in an expression.
     session_status_table = "performance_schema.session_status"
@@ -77,15 +79,6 @@ class MySQL(Backend):
             assignments.append(f"{self.read_only_variable}=1")
         return assignments
 
-    def render(self, values: Mapping[str, Any], ctx: RenderContext) -> DatabaseSettings:
-        settings = super().render(values, ctx)
-        if values.get("network_timeout") and values.get("engine", self.engine) == self.engine:
-            # mysqlclient has no keepalive settings: the project's engine sets the TCP
-            # options on the connection's socket. Not in OPTIONS, which go to
-            # MySQLdb.connect(): Django's own engine, swapped in, ignores this key.
-            settings["NETWORK_TIMEOUT"] = values["network_timeout"] / 1000
-        return settings
-
     def render_options(self, values: Mapping[str, Any], ctx: RenderContext) -> dict[str, Any]:
         options: dict[str, Any] = {}
         if "connect_timeout" in values:
@@ -104,6 +97,23 @@ class MySQL(Backend):
             options["init_command"] = "SET SESSION " + ", ".join(assignments)
         return options
 
+    def render(self, values: Mapping[str, Any], ctx: RenderContext) -> Any:
+        settings = super().render(values, ctx)
+        # Behind a pooler (ProxySQL, RDS Proxy, MaxScale) nothing changes: init_command is
+        # already a query the driver sends once per new client connection, never a
+        # startup parameter, and these proxies keep (or replay) a client's session
+        # variables on whichever server connection serves it. MySQL has no per-role
+        # session defaults, so `transaction` has nothing to write on the server.
+        extra = render_extra(values, {})
+        if values.get("network_timeout") and values.get("engine", self.engine) == self.engine:
+            # mysqlclient has no keepalive settings: the project's engine sets the TCP
+            # options on the connection's socket. Not in OPTIONS, which go to
+            # MySQLdb.connect(): Django's own engine, swapped in, ignores this entry.
+            extra["network_timeout"] = values["network_timeout"] / 1000
+        if extra:
+            settings["DBCONFIG"] = extra
+        return settings
+
 
 class MariaDB(MySQL):
     name = "mariadb"
@@ -114,3 +124,37 @@ class MariaDB(MySQL):
     def statement_timeout(self, ms: int) -> str:
         # MariaDB counts seconds, with fractions.
         return f"max_statement_time={ms / 1000:g}"
+
+
+# MySQL and MariaDB name three things of the session differently. People write mysql://
+# for MariaDB (and the reverse), so the engine rewrites a refused init_command for the
+# other server; dbcheck says which backend to set.
+UNKNOWN_SYSTEM_VARIABLE = 1193
+_MARIADB_MARKS = (f"{MariaDB.read_only_variable}=", "max_statement_time=", MariaDB.session_status_table)
+
+
+def is_mariadb_flavoured(init_command: str) -> bool:
+    """Whether an init_command names something only MariaDB knows."""
+    return any(mark in init_command for mark in _MARIADB_MARKS)
+
+
+def for_other_server(init_command: str) -> str:
+    """The same session settings in the other server's names (MariaDB <-> MySQL)."""
+    source: MySQL
+    target: MySQL
+    if is_mariadb_flavoured(init_command):
+        source, target = MariaDB(), MySQL()
+        command = re.sub(
+            r"max_statement_time=([0-9.]+)",
+            lambda m: target.statement_timeout(round(float(m.group(1)) * 1000)),
+            init_command,
+        )
+    else:
+        source, target = MySQL(), MariaDB()
+        command = re.sub(
+            r"max_execution_time=([0-9]+)",
+            lambda m: target.statement_timeout(int(m.group(1))),
+            init_command,
+        )
+    command = re.sub(rf"\b{source.read_only_variable}=", f"{target.read_only_variable}=", command)
+    return command.replace(source.session_status_table, target.session_status_table)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .base import SERVER_KEYS, Backend, RenderContext, keepalive, resolve_path, whole_seconds
+from .base import SERVER_KEYS, Backend, RenderContext, keepalive, render_extra, resolve_path, whole_seconds
 
 # Session settings sent with `-c name=value` at connection start, in this order.
 SESSION_SETTINGS = (
@@ -27,22 +27,25 @@ def escape_option(value: str) -> str:
     return value.replace("\\", "\\\\").replace(" ", "\\ ")
 
 
-def session_options(values: Mapping[str, Any]) -> str:
-    """The `-c` switches for every configured session setting."""
-    switches = []
+def session_settings(values: Mapping[str, Any]) -> dict[str, str]:
+    """Every configured session setting as PostgreSQL's parameter name and text value."""
+    found: dict[str, str] = {}
     for key in SESSION_SETTINGS:
         if key not in values:
             continue
         value = values[key]
-        name = key
         if key == "search_path":
-            text = ",".join(quote_ident(schema) for schema in value)
+            found[key] = ",".join(quote_ident(schema) for schema in value)
         elif key == "read_only":
-            name, text = "default_transaction_read_only", "on" if value else "off"
+            found["default_transaction_read_only"] = "on" if value else "off"
         else:
-            text = f"{value}ms"
-        switches.append(f"-c {name}={escape_option(text)}")
-    return " ".join(switches)
+            found[key] = f"{value}ms"
+    return found
+
+
+def session_options(values: Mapping[str, Any]) -> str:
+    """The `-c` switches for every configured session setting."""
+    return " ".join(f"-c {name}={escape_option(text)}" for name, text in session_settings(values).items())
 
 
 class PostgreSQL(Backend):
@@ -57,6 +60,8 @@ class PostgreSQL(Backend):
         "connect_timeout": 5000,
         "network_timeout": 30_000,
     }
+    driver_modules = ("psycopg", "psycopg2")
+    install = 'pip install "django-dbconfig[postgresql]" (psycopg 3)'
 
     def render_options(self, values: Mapping[str, Any], ctx: RenderContext) -> dict[str, Any]:
         options: dict[str, Any] = {}
@@ -81,7 +86,8 @@ class PostgreSQL(Backend):
                 "keepalives_count": tcp.probes,
                 "tcp_user_timeout": tcp.user_timeout_ms,
             }
-        startup = session_options(values)
+        # Behind a pooler the settings cannot travel in the startup packet: see poolers.py.
+        startup = "" if values.get("pooler") else session_options(values)
         if startup:
             options["options"] = startup
         if values.get("pool"):
@@ -93,9 +99,16 @@ class PostgreSQL(Backend):
         options = settings.get("OPTIONS", {})
         # A user's own libpq `options` adds to the session settings instead of replacing them.
         own = values.get("options.options")
-        startup = session_options(values)
+        startup = "" if values.get("pooler") else session_options(values)
         if own and startup:
             options["options"] = f"{startup} {own}"
         if values.get("pool"):
             settings["CONN_MAX_AGE"] = 0
+        extra = render_extra(values, session_settings(values))
+        if extra:
+            settings["DBCONFIG"] = extra
+        if values.get("pooler") == "transaction":
+            # Django's documented requirement: a named cursor outlives the transaction
+            # the pooler lends the server connection for.
+            settings["DISABLE_SERVER_SIDE_CURSORS"] = True
         return settings

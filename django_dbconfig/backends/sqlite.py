@@ -16,7 +16,11 @@ class SQLite(Backend):
     display = "SQLite"
     engine = "django.db.backends.sqlite3"
     keys = COMMON_KEYS | {"lock_timeout"}
-    reasons = {key: _NO_SERVER for key in SERVER_KEYS - COMMON_KEYS}
+    reasons = {
+        **{key: _NO_SERVER for key in SERVER_KEYS - COMMON_KEYS},
+        "pooler": "SQLite is a local file: there is no server for a pooler to stand in front of.",
+        "password_provider": "SQLite is a local file: there is no password to provide.",
+    }
     defaults = {"conn_max_age": 0}
 
     def render_common(self, values: Mapping[str, Any], ctx: RenderContext) -> DatabaseSettings:

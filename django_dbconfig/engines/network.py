@@ -75,3 +75,14 @@ class NamesAliasWhenLost(BaseDatabaseWrapper):
     @cached_property
     def wrap_database_errors(self) -> DatabaseErrorWrapper:
         return _LostConnectionErrors(self)
+
+
+class TcpTimeoutsOnSocket(NamesAliasWhenLost):
+    """Set network_timeout's TCP options on each new connection's socket (for drivers without them)."""
+
+    def get_new_connection(self, conn_params: Any) -> Any:
+        connection = super().get_new_connection(conn_params)
+        timeout = self.network_timeout_ms()
+        if timeout:
+            set_tcp_timeouts(connection.fileno(), timeout)
+        return connection

@@ -56,6 +56,12 @@ def expected_for(alias: str, entry: Mapping[str, Any]) -> Expected:
     if vendor == "unknown":
         return Expected()
     module = _module(vendor)
+    from ..runtime import runtime_values
+
+    values = runtime_values(alias)
+    if values is not None:
+        added: Expected = module.expected_from_config(values, entry)
+        return added
     config = last_config()
     if config is not None and alias in config.aliases and _same_server(config.databases()[alias], entry):
         result: Expected = module.expected_from_config(config.values(alias), entry)
@@ -107,9 +113,50 @@ def probe_aliases(
                 timeout=timeout if timeout is not None else connect_timeout(vendor, entry),
                 require_tls=require_tls,
                 create_schemas=create_schemas,
+                backend=configured_backend(alias, entry),
+                file_owner=file_owner(alias, settings) if vendor == "sqlite" else None,
+                admin=_admin_entry(alias) if create_schemas else None,
             )
         )
     return Report(run(specs), [])
+
+
+def file_owner(alias: str, settings: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The alias that owns `alias`'s SQLite file when it is not `alias` itself.
+
+    That is the alias it mirrors in tests (a replica), else the first alias that
+    is not a mirror and names the same file.
+    """
+    entry = settings[alias]
+    mirror = (entry.get("TEST") or {}).get("MIRROR")
+    if mirror and mirror != alias and mirror in settings:
+        return str(mirror)
+    name = str(entry.get("NAME") or "")
+    for other, other_entry in settings.items():
+        if other == alias:
+            return None
+        if str(other_entry.get("NAME") or "") == name and not (other_entry.get("TEST") or {}).get("MIRROR"):
+            return str(other)
+    return None
+
+
+def configured_backend(alias: str, entry: Mapping[str, Any]) -> str | None:
+    """The backend the config chose for `alias` ("mariadb"), if DATABASES still holds its entry."""
+    from ..config import last_config
+
+    config = last_config()
+    if config is not None and alias in config.aliases and _same_server(config.databases()[alias], entry):
+        return config.vendors[alias]
+    return None
+
+
+def _admin_entry(alias: str) -> dict[str, Any] | None:
+    from django.db import connections
+
+    from ..operations import admin_settings, over
+
+    admin = admin_settings(alias)
+    return copy.deepcopy(over(connections.settings[alias], admin)) if admin is not None else None
 
 
 class _Run:
@@ -160,7 +207,15 @@ def _target(spec: ProbeSpec) -> Callable[[ProbeSpec], AliasReport]:
         return _unsupported
     module = _module(spec.vendor)
     # Import the driver here, in one thread, not in every probe thread at once.
-    module.load(spec)
+    try:
+        module.load(spec)
+    except Exception as exc:  # a missing driver fails this alias only (and is E002 as well)
+        error = exc
+
+        def missing(spec: ProbeSpec) -> AliasReport:
+            raise error
+
+        return missing
     probe: Callable[[ProbeSpec], AliasReport] = module.probe
     return probe
 
@@ -178,7 +233,7 @@ def failed(spec: ProbeSpec, exc: BaseException) -> AliasReport:
 
     message = scrub(f"{type(exc).__name__}: {exc}".strip(), secrets_of(spec.settings))
     logger.info("dbcheck: %s failed: %s", spec.alias, message)
-    report = AliasReport(spec.alias, spec.vendor)
+    report = AliasReport(spec.alias, spec.backend or spec.vendor)
     report.error = message
     if TLS_GUARD in message:
         # The MySQL backend's init_command refused the session on the server: no TLS.
@@ -207,7 +262,7 @@ def timed_out(spec: ProbeSpec, elapsed: float) -> AliasReport:
     phase = "stopped answering after connecting" if spec.connected.is_set() else "did not answer"
     message = f"timed out: the server {phase} within {spec.timeout:g} s (waited {elapsed:.1f} s)."
     logger.info("dbcheck: %s %s", spec.alias, message)
-    report = AliasReport(spec.alias, spec.vendor, error=message, elapsed_s=round(elapsed, 3))
+    report = AliasReport(spec.alias, spec.backend or spec.vendor, error=message, elapsed_s=round(elapsed, 3))
     report.add(problems.problem(problems.E102, message[0].upper() + message[1:], alias=spec.alias))
     return report
 

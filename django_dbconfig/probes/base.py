@@ -45,6 +45,13 @@ class ProbeSpec:
     timeout: float
     require_tls: bool = False
     create_schemas: bool = False
+    # The configured backend ("mariadb"), shown for an alias that cannot be reached.
+    backend: str | None = None
+    # For a SQLite alias whose file is another alias's (a replica, a mirror): that alias,
+    # the one to migrate. Migrating this one would mark migrations applied in the shared file.
+    file_owner: str | None = None
+    # The entry to create schemas with (the alias's migrate keys, not read-only), if it has one.
+    admin: dict[str, Any] | None = None
     # Set by the probe once the server has accepted the connection: the deadline changes.
     connected: threading.Event = field(default_factory=threading.Event)
     connected_at: float | None = None
@@ -98,7 +105,9 @@ def secrets_of(settings: Mapping[str, Any]) -> list[str]:
 
 
 _CONNINFO_SECRET = re.compile(
-    r"""(?ix)\b(password|passwd|pwd|sslpassword)(\s*[=:]\s*)('(?:[^'\\]|\\.)*'|"[^"]*"|[^\s,;)]+)"""
+    r"""(?ix)\b(password|passwd|pwd|sslpassword)(\s*[=:]\s*)"""
+    # MySQL's "(using password: YES)" says whether one was sent, not what it is: kept.
+    r"""(?!(?:YES|NO)\))('(?:[^'\\]|\\.)*'|"[^"]*"|[^\s,;)]+)"""
 )
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s:]*):([^@\s]*)@")
 
@@ -157,9 +166,7 @@ def compare_read_only(report: AliasReport, expected: bool | None, actual: bool) 
     """Read-only in effect is always reported; a difference from the configured value is an error."""
 
     ok = expected is None or expected == actual
-    report.settings["read_only"] = SettingCheck(
-        None if expected is None else _onoff(expected), _onoff(actual), ok
-    )
+    report.settings["read_only"] = SettingCheck(expected, actual, ok)
     if not ok:
         what = "is not read-only" if expected else "is read-only"
         report.add(
@@ -220,3 +227,14 @@ def check_tls(report: AliasReport, spec: ProbeSpec, *, effective_mode: str | Non
                 alias=spec.alias,
             )
         )
+
+
+@dataclass(frozen=True)
+class SessionHealth:
+    """What the health endpoint reads from an open session, in one or two round trips."""
+
+    read_only: bool
+    tls_in_use: bool | None = None  # None: not applicable (SQLite)
+    tls_version: str | None = None
+    tls_cipher: str | None = None
+    replica_lag_s: float | None = None

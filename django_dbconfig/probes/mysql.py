@@ -13,6 +13,7 @@ from ..report import AliasReport, TlsReport
 from .base import (
     Expected,
     ProbeSpec,
+    SessionHealth,
     check_tls,
     compare_duration,
     compare_read_only,
@@ -111,6 +112,17 @@ def _inspect(cursor: Any, spec: ProbeSpec, report: AliasReport, params: Mapping[
     # "10.11.6-MariaDB-0+deb12u1" -> "10.11.6-MariaDB": the distribution's suffix says nothing.
     report.server_version = version.split("-", maxsplit=1)[0] + ("-MariaDB" if mariadb else "")
     report.latency_ms = round_trip_ms(cursor)
+    if spec.backend in ("mysql", "mariadb") and spec.backend != report.vendor:
+        server = "MariaDB" if mariadb else "MySQL"
+        report.add(
+            problems.problem(
+                problems.W103,
+                f'The server is {server} {report.server_version}, but the backend is "{spec.backend}": '
+                f"the session settings were rewritten in {server}'s names at connect.",
+                alias=spec.alias,
+                backend=report.vendor,
+            )
+        )
 
     cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_%'")
     status = {str(name): str(value) for name, value in cursor.fetchall()}
@@ -142,3 +154,18 @@ def _inspect(cursor: Any, spec: ProbeSpec, report: AliasReport, params: Mapping[
     variable = MariaDB.read_only_variable if mariadb else MySQL.read_only_variable
     read_only = bool(int(fetch_one(cursor, f"SELECT @@session.{variable}")[0]))
     compare_read_only(report, expected.read_only, read_only)
+
+
+def session_health(cursor: Any, *, mariadb: bool) -> SessionHealth:
+    """Read-only mode and TLS of the session, as the server reports them; no replica lag yet."""
+    variable = (MariaDB if mariadb else MySQL).read_only_variable
+    (read_only,) = fetch_one(cursor, f"SELECT @@session.{variable}")
+    cursor.execute("SHOW SESSION STATUS WHERE Variable_name IN ('Ssl_version', 'Ssl_cipher')")
+    status = {str(name).lower(): str(value or "") for name, value in cursor.fetchall()}
+    cipher = status.get("ssl_cipher") or None
+    return SessionHealth(
+        read_only=bool(int(read_only)),
+        tls_in_use=cipher is not None,
+        tls_version=(status.get("ssl_version") or None) if cipher else None,
+        tls_cipher=cipher,
+    )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
 import os
 import re
@@ -9,13 +12,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import problems
+from .. import poolers, problems
 from ..backends.postgresql import quote_ident
 from ..report import AliasReport, SchemaReport, TlsReport
 from .base import (
     DURATION_SETTINGS,
     Expected,
     ProbeSpec,
+    SessionHealth,
     check_tls,
     compare_duration,
     compare_read_only,
@@ -54,7 +58,8 @@ def expected_from_config(values: Mapping[str, Any], entry: Mapping[str, Any]) ->
 def expected_from_settings(entry: Mapping[str, Any]) -> Expected:
     """What a hand-written DATABASES entry asks: its sslmode and its `-c` startup options."""
     options = entry.get("OPTIONS") or {}
-    switches = startup_settings(str(options.get("options") or ""))
+    # Behind a pooler the settings are not in `options` but in the DBCONFIG entry.
+    switches = {**poolers.settings_of(entry), **startup_settings(str(options.get("options") or ""))}
     durations = {}
     for key in DURATION_SETTINGS:
         if key in switches:
@@ -168,6 +173,8 @@ def probe(spec: ProbeSpec) -> AliasReport:
     report = AliasReport(spec.alias, "postgresql")
     try:
         connection.autocommit = True
+        # As the engine does behind a session pooler: the settings are SET, not in the startup.
+        poolers.apply_session_settings(connection, settings)
         with connection.cursor() as cursor:
             _inspect(cursor, connection, spec, report)
     except Exception as exc:
@@ -182,9 +189,15 @@ def _inspect(cursor: Any, connection: Any, spec: ProbeSpec, report: AliasReport)
     report.server_version = str(fetch_one(cursor, "SHOW server_version")[0]).split()[0]
     report.latency_ms = round_trip_ms(cursor)
 
-    in_use, version, cipher = fetch_one(
-        cursor, "SELECT ssl, version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
-    )
+    pooler = poolers.pooler_of(spec.settings)
+    if pooler:
+        # pg_stat_ssl would describe the pooler's own link to the server: what matters
+        # here is this client's link to the pooler, as libpq sees it.
+        in_use, version, cipher = client_tls(connection)
+    else:
+        in_use, version, cipher = fetch_one(
+            cursor, "SELECT ssl, version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+        )
     mode, rootcert = client_ssl(connection)
     verified = bool(in_use) and (
         mode in ("verify-ca", "verify-full") or (mode in ("allow", "prefer", "require") and _exists(rootcert))
@@ -208,9 +221,124 @@ def _inspect(cursor: Any, connection: Any, spec: ProbeSpec, report: AliasReport)
         compare_text(report, "search_path", ", ".join(expected.search_path), ", ".join(actual_path))
     read_only = str(fetch_one(cursor, "SHOW transaction_read_only")[0]) == "on"
     compare_read_only(report, expected.read_only, read_only)
+    if pooler:
+        _explain_through_pooler(cursor, spec, report, pooler)
 
     schemas = list(expected.search_path if expected.search_path is not None else actual_path)
     _schemas(cursor, spec, report, [s for s in schemas if s != "$user"])
+
+
+def client_tls(connection: Any) -> tuple[bool, str | None, str | None]:
+    """TLS of this client's own connection (in use, protocol, cipher), as libpq reports it."""
+    pgconn = getattr(connection, "pgconn", None)
+    if pgconn is not None:  # psycopg 3
+        if not pgconn.ssl_in_use:
+            return False, None, None
+        return (True, *libpq_ssl_attributes(pgconn.pgconn_ptr))
+    info = connection.info  # psycopg2
+    if not info.ssl_in_use:
+        return False, None, None
+    return True, info.ssl_attribute("protocol"), info.ssl_attribute("cipher")
+
+
+def libpq_ssl_attributes(pgconn_ptr: int | None) -> tuple[str | None, str | None]:
+    """libpq's `PQsslAttribute` protocol and cipher, which psycopg 3 does not wrap.
+
+    Called in the very libpq psycopg uses (its bundled copy, or the system's), on
+    psycopg's own PGconn; (None, None) when that library cannot be found.
+    """
+    library = _libpq()
+    if library is None or not pgconn_ptr:
+        return None, None
+    values = []
+    for name in (b"protocol", b"cipher"):
+        raw = library.PQsslAttribute(ctypes.c_void_p(pgconn_ptr), name)
+        values.append(raw.decode() if raw else None)
+    return values[0], values[1]
+
+
+@functools.lru_cache(maxsize=1)
+def _libpq() -> Any:
+    from psycopg import pq
+
+    try:
+        if pq.__impl__ == "python":
+            from psycopg.pq import _pq_ctypes
+
+            library = _pq_ctypes.pq  # type: ignore[attr-defined]
+        elif pq.__impl__ == "binary":
+            import psycopg_binary
+
+            libs = Path(psycopg_binary.__file__).parent.parent / "psycopg_binary.libs"
+            found = sorted(libs.glob("libpq*.so*"))
+            if len(found) != 1:
+                return None
+            library = ctypes.CDLL(str(found[0]))
+        else:
+            name = ctypes.util.find_library("pq")
+            if name is None:
+                return None
+            library = ctypes.CDLL(name)
+        function = library.PQsslAttribute
+    except (ImportError, OSError, AttributeError):
+        logger.debug("libpq's PQsslAttribute is not reachable", exc_info=True)
+        return None
+    function.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    function.restype = ctypes.c_char_p
+    return library
+
+
+# A setting's name on the server, for each name dbcheck reports it under.
+_SERVER_NAMES = {"read_only": poolers.READ_ONLY_SETTING}
+
+
+def _explain_through_pooler(cursor: Any, spec: ProbeSpec, report: AliasReport, pooler: str) -> None:
+    """Say why a setting is not in effect through the pooler, and how to fix it (E115)."""
+    wrong = [name for name, check in report.settings.items() if not check.ok]
+    if not wrong:
+        return
+    stored = poolers.read_role_defaults(cursor) if pooler == poolers.TRANSACTION else {}
+    wanted = poolers.settings_of(spec.settings)
+    for name in wrong:
+        check = report.settings[name]
+        server_name = _SERVER_NAMES.get(name, name)
+        actual, expected = check.actual, check.expected
+        if name not in DURATION_SETTINGS and name != "read_only":
+            actual, expected = repr(actual), repr(expected)
+        where = f"{name} is {actual} through the {pooler} pooler, but {expected} is configured"
+        if pooler == poolers.SESSION:
+            why = (
+                "the SET sent when connecting did not hold: the pooler runs in transaction mode, "
+                "or resets or drops session state"
+            )
+        elif server_name not in stored:
+            why = "it is not among the role's defaults in this database"
+        elif _same_setting(server_name, stored[server_name], wanted.get(server_name)):
+            why = (
+                "the role's default is right, but this server connection of the pooler was opened "
+                "before it was written"
+            )
+        else:
+            why = f"the role's default in this database is {stored[server_name]}"
+        report.problems = [
+            p for p in report.problems if not (p.id in (problems.E109, problems.E110) and _about(p, name))
+        ]
+        report.add(problems.problem(problems.E115, f"{where}: {why}.", alias=spec.alias))
+
+
+def _about(found: Any, name: str) -> bool:
+    return found.message.startswith(f"{name} ") or (name == "read_only" and found.id == problems.E110)
+
+
+def _same_setting(name: str, stored: str, wanted: str | None) -> bool:
+    if wanted is None:
+        return False
+    if name == "search_path":
+        return split_identifiers(stored) == split_identifiers(wanted)
+    stored_ms, wanted_ms = pg_duration_ms(stored), pg_duration_ms(wanted)
+    if stored_ms is not None or wanted_ms is not None:
+        return stored_ms == wanted_ms
+    return stored.strip().lower() == wanted.strip().lower()
 
 
 def client_ssl(connection: Any) -> tuple[str | None, str | None]:
@@ -235,6 +363,26 @@ def _exists(rootcert: str | None) -> bool:
     return path.is_file()
 
 
+def _create_schema(cursor: Any, spec: ProbeSpec, name: str) -> None:
+    """CREATE SCHEMA on the admin connection (migrate keys, not read-only), else on the probe's."""
+    sql = f"CREATE SCHEMA {quote_ident(name)}"
+    if spec.admin is None:
+        cursor.execute(sql)
+        return
+    from django.db.utils import load_backend
+
+    wrapper = load_backend(spec.admin["ENGINE"]).DatabaseWrapper(spec.admin, spec.alias)
+    params = wrapper.get_connection_params()
+    params["connect_timeout"] = max(2, spec.whole_seconds)
+    connection = wrapper.get_new_connection(params)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as admin_cursor:
+            admin_cursor.execute(sql)
+    finally:
+        connection.close()
+
+
 def _schemas(cursor: Any, spec: ProbeSpec, report: AliasReport, expected: list[str]) -> None:
     """Check each search_path schema exists and is usable; create missing ones if asked."""
 
@@ -249,7 +397,7 @@ def _schemas(cursor: Any, spec: ProbeSpec, report: AliasReport, expected: list[s
     missing = [name for name in expected if name not in usable]
     for name in missing if spec.create_schemas else []:
         try:
-            cursor.execute(f"CREATE SCHEMA {quote_ident(name)}")
+            _create_schema(cursor, spec, name)
         except Exception as exc:
             message = scrub(f"{type(exc).__name__}: {exc}", secrets_of(spec.settings))
             report.add(
@@ -276,3 +424,35 @@ def _schemas(cursor: Any, spec: ProbeSpec, report: AliasReport, expected: list[s
                     alias=spec.alias,
                 )
             )
+
+
+def session_health(cursor: Any) -> SessionHealth:
+    """Read-only mode, TLS and (on a standby) replica lag of the session, as the server reports them."""
+    read_only, in_use, version, cipher, in_recovery = fetch_one(
+        cursor,
+        "SELECT current_setting('transaction_read_only') = 'on', s.ssl, s.version, s.cipher, "
+        "pg_is_in_recovery() FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid()",
+    )
+    return SessionHealth(
+        read_only=bool(read_only),
+        tls_in_use=bool(in_use),
+        tls_version=version,
+        tls_cipher=cipher,
+        replica_lag_s=replica_lag_seconds(cursor) if in_recovery else None,
+    )
+
+
+def replica_lag_seconds(cursor: Any) -> float | None:
+    """How far a standby's replay is behind, in seconds; 0 when it has replayed all it received.
+
+    `now() - pg_last_xact_replay_timestamp()` alone grows on an idle primary, where
+    there is nothing to replay; so a standby that has replayed everything it
+    received is not lagging. None on a primary.
+    """
+    (lag,) = fetch_one(
+        cursor,
+        "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL "
+        "WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
+        "ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END",
+    )
+    return None if lag is None else max(0.0, float(lag))

@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import problems
 from ..report import AliasReport
-from .base import Expected, ProbeSpec, compare_duration, round_trip_ms
+from .base import Expected, ProbeSpec, SessionHealth, compare_duration, fetch_one, round_trip_ms
 
 
 def load(spec: ProbeSpec) -> None:
@@ -45,11 +45,13 @@ def probe(spec: ProbeSpec) -> AliasReport:
         report.server_version = sqlite3.sqlite_version
         directory = Path(name).parent
         if directory.is_dir():
+            owner = spec.file_owner
+            shared = f' It is the file of "{owner}": migrate that alias, not this one.' if owner else ""
             report.add(
                 problems.problem(
                     problems.W102,
-                    f"The database file {name} does not exist yet; it is created on first use.",
-                    alias=spec.alias,
+                    f"The database file {name} does not exist yet; it is created on first use.{shared}",
+                    alias=owner or spec.alias,
                 )
             )
         else:
@@ -71,3 +73,9 @@ def probe(spec: ProbeSpec) -> AliasReport:
     finally:
         connection.close()
     return report
+
+
+def session_health(cursor: Any) -> SessionHealth:
+    """SQLite is a local file: read-only only through `PRAGMA query_only`; no TLS."""
+    (query_only,) = fetch_one(cursor, "PRAGMA query_only")
+    return SessionHealth(read_only=bool(query_only))

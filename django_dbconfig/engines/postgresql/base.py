@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
+from ...backends.postgresql import PostgreSQL
+
+if not PostgreSQL().driver_installed():
+    raise ImproperlyConfigured(
+        f"The PostgreSQL driver (psycopg or psycopg2) is not installed. Install it: {PostgreSQL.install}"
+    )
+
 from django.db.backends.postgresql import base as django_postgresql
 from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
@@ -11,9 +20,11 @@ if is_psycopg3:
     from psycopg import OperationalError
     from psycopg.pq import ConnStatus, TransactionStatus
 
+from ... import credentials, poolers
 from ..asgi import ClosedAtAsgiRequestEnd
 from ..health import SocketHealthCheck, Verdict
 from ..network import NamesAliasWhenLost
+from .client import DatabaseClient
 
 # More reads than this without reaching the end means a chatty, live connection.
 _MAX_READS = 3
@@ -22,9 +33,13 @@ _MAX_READS = 3
 class DatabaseWrapper(
     SocketHealthCheck, NamesAliasWhenLost, ClosedAtAsgiRequestEnd, django_postgresql.DatabaseWrapper
 ):
-    """Django's PostgreSQL `DatabaseWrapper`, with a socket health check, errors naming
-    the alias on a lost connection, and ASGI requests closing their connections.
-    network_timeout needs nothing here: libpq's keepalive options are in OPTIONS."""
+    """Django's PostgreSQL `DatabaseWrapper`, with the per-request health check looking at
+    the socket first, a password from `password_provider` for each new connection, and
+    the session settings sent as SET behind a session pooler; dbshell runs with the
+    alias's session settings, TLS and read-only mode. A lost connection's error names
+    the alias, and an ASGI request closes the connections it opened. network_timeout
+    needs nothing here: libpq's keepalive options are in OPTIONS.
+    """
 
     def network_timeout_ms(self) -> int | None:
         value: Any = self.settings_dict["OPTIONS"].get("tcp_user_timeout")
@@ -36,6 +51,35 @@ class DatabaseWrapper(
             return False
         # psycopg 3 marks the connection broken; psycopg2 closes it.
         return bool(getattr(connection, "broken", False) or connection.closed)
+
+    client_class = DatabaseClient
+
+    @property
+    def pool(self) -> Any:
+        # Django 5.1+ builds the pool once with fixed keywords; a provider's secret
+        # must be asked for at each connection the pool opens instead.
+        pool = getattr(super(), "pool", None)
+        if pool is not None:
+            credentials.attach_to_pool(pool, self.alias, self.settings_dict)
+        return pool
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        if not self.pool:
+            conn_params = credentials.with_password(conn_params, self.alias, self.settings_dict)
+        return super().get_new_connection(conn_params)
+
+    def _configure_connection(self, connection: Any) -> bool:
+        # Django 5.1+: called for each new connection, its own or one the pool opens.
+        commit = bool(super()._configure_connection(connection))  # type: ignore[misc]
+        return poolers.apply_session_settings(connection, self.settings_dict) or commit
+
+    def init_connection_state(self) -> None:
+        super().init_connection_state()
+        if not hasattr(django_postgresql.DatabaseWrapper, "_configure_connection"):
+            # Django 4.2 has no _configure_connection (and no pool): set them here.
+            applied = poolers.apply_session_settings(self.connection, self.settings_dict)
+            if applied and not self.get_autocommit():
+                self.connection.commit()
 
     def socket_verdict(self) -> Verdict:
         """Healthy when idle with nothing to read; dead when the server closed the socket.

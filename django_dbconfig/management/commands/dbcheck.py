@@ -8,7 +8,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
+from ... import problems
 from ...checks import verify
+from ...poolers import apply_role_defaults
 from ...report import render_text
 
 
@@ -49,6 +51,12 @@ class Command(BaseCommand):
             "--create-schemas", action="store_true", help="Create the search_path schemas that are missing."
         )
         parser.add_argument(
+            "--apply-settings",
+            action="store_true",
+            help='Behind a pooler "transaction": write the session settings as the role\'s defaults '
+            "in the database (ALTER ROLE ... IN DATABASE ... SET), then check them.",
+        )
+        parser.add_argument(
             "--timeout",
             type=_seconds,
             metavar="SECONDS",
@@ -57,12 +65,28 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         aliases = list(dict.fromkeys(options["databases"] or connections))
+        applied = [apply_role_defaults(alias) for alias in aliases] if options["apply_settings"] else []
         report = verify(
             aliases,
             timeout=options["timeout"],
             require_tls=options["require_tls"],
             create_schemas=options["create_schemas"],
         )
+        by_alias = {db.alias: db for db in report.databases}
+        # In JSON mode stdout is the report alone; what was written goes to stderr.
+        out = self.stderr if options["format"] == "json" else self.stdout
+        for result in applied:
+            if result.error:
+                by_alias[result.alias].add(problems.problem(problems.E116, result.error, alias=result.alias))
+            for statement in result.statements:
+                out.write(f"{result.alias}: {statement}")
+            if result.statements:
+                out.write(
+                    f"{result.alias}: written. Server connections the pooler already holds keep the "
+                    "old values until they reconnect (PgBouncer: RECONNECT, or server_lifetime)."
+                )
+            elif result.skipped and options["databases"]:
+                out.write(f"{result.alias}: --apply-settings: {result.skipped}.")
         if options["format"] == "json":
             self.stdout.write(json.dumps(report.as_json(), indent=2))
         else:

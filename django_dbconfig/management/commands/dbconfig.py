@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...config import DatabaseConfig, last_config
+from ...config import DatabaseConfig, json_value, last_config
 
 
 class Command(BaseCommand):
@@ -56,6 +56,13 @@ class Command(BaseCommand):
             for row in rows:
                 source = row.source if row.source != "default" else self.style.NOTICE("default")
                 self.stdout.write(f"  {row.key:<{key_width}}  {row.value:<{value_width}}  {source}")
+            unused = config.unused(alias)
+            if unused:
+                self.stdout.write(
+                    self.style.WARNING(f"  unused: {config.vendors[alias]} has no use for these keys")
+                )
+                for row in unused:
+                    self.stdout.write(f"  {row.key:<{key_width}}  {row.value:<{value_width}}  {row.source}")
         if config.routes:
             self.stdout.write("")
             self.stdout.write(self.style.MIGRATE_HEADING("routes"))
@@ -65,6 +72,7 @@ class Command(BaseCommand):
 
 
 def as_json(config: DatabaseConfig, aliases: list[str]) -> dict[str, Any]:
+    """The shape documented in docs/json.md: values typed, secrets masked."""
     return {
         "databases": [
             {
@@ -72,8 +80,12 @@ def as_json(config: DatabaseConfig, aliases: list[str]) -> dict[str, Any]:
                 "vendor": config.vendors[alias],
                 "replica_of": next((p for p, names in config.replicas.items() if alias in names), None),
                 "settings": [
-                    {"key": row.key, "value": row.value, "source": row.source}
-                    for row in config.explain(alias)
+                    {"key": row.key, "value": json_value(row.key, value), "source": row.source}
+                    for row, value in config.typed_rows(alias)
+                ],
+                "unused": [
+                    {"key": row.key, "value": json_value(row.key, value), "source": row.source}
+                    for row, value in config.typed_rows(alias, unused=True)
                 ],
             }
             for alias in aliases

@@ -1,0 +1,1 @@
+"""Integrations with other packages, each importing its package only when used."""

@@ -1,0 +1,49 @@
+"""The health endpoint's check for django-health-check 4 (`pip install django-dbconfig[health-check]`).
+
+```python
+path("health/", HealthCheckView.as_view(checks=["django_dbconfig.contrib.health_check.Databases"]))
+```
+Every alias (or those named in `aliases`) is probed on the application's own
+connections, each bounded by its connect timeout, and cached as the endpoint is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+
+try:
+    from health_check.base import HealthCheck
+    from health_check.exceptions import ServiceUnavailable
+except ImportError as exc:  # pragma: no cover - the message is the point
+    raise ImportError(
+        "django_dbconfig.contrib.health_check needs django-health-check 4: "
+        "pip install 'django-dbconfig[health-check]'"
+    ) from exc
+
+from ..status import check_aliases
+
+
+@dataclasses.dataclass
+class Databases(HealthCheck):  # type: ignore[misc]  # health_check is untyped
+    """Every alias answers on its own connection; failures name the alias, never the error text.
+
+    Args:
+        aliases: the aliases to check; empty (the default) means every alias of DATABASES.
+    """
+
+    aliases: tuple[str, ...] = ()
+    # Above any alias's connect timeout: each alias is bounded by its own, plus a margin.
+    timeout: datetime.timedelta = dataclasses.field(default=datetime.timedelta(seconds=10), repr=False)
+
+    def run(self) -> None:
+        from django.db import connections
+
+        known = list(connections)
+        unknown = [alias for alias in self.aliases if alias not in known]
+        if unknown:
+            raise ServiceUnavailable(f"No such database alias: {', '.join(unknown)}")
+        failed = [result.alias for result in check_aliases(self.aliases or known) if not result.ok]
+        if failed:
+            # The reason (scrubbed) is in the log and, for staff, in the endpoint's JSON.
+            raise ServiceUnavailable(f"Database unavailable: {', '.join(failed)}")

@@ -1,0 +1,424 @@
+"""Hand-written bad inputs, one or more per kind: each is a DbConfigError naming the source,
+the alias and the fix, with no secret in the message, its arguments or its exception chain."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from django_dbconfig import DbConfigError, load_config
+from django_dbconfig.config import display_value
+from django_dbconfig.keys import KEYS
+
+VALID_KEYS = ", ".join(KEYS)
+
+SECRET = "s3cret-Planted-pw"
+PG = {"backend": "postgresql", "name": "app"}
+
+
+def chain(error: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in found:
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found
+
+
+def assert_clean(error: DbConfigError) -> None:
+    """No secret in the message, the arguments, repr, or anything the error chains to."""
+    for item in chain(error):
+        assert SECRET not in str(item)
+        assert SECRET not in repr(item.args)
+    assert "Unexpected" not in str(error)
+
+
+def load_error(project: Any, environ: dict[str, str] | None = None, **kwargs: Any) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DbConfigError) as info:
+            project.load(environ, **kwargs)
+    assert_clean(info.value)
+    return str(info.value).replace(str(project.root), "<base>")
+
+
+# ------------------------------------------------------------------ sources and key paths
+
+
+def test_profile_errors_show_the_full_key_path(project: Any) -> None:
+    project.write_config(
+        {"environments": {"production": {"databases": {"default": {**PG, "port": "5432x"}}}}}
+    )
+    assert load_error(project, environment="production") == (
+        'dbconfig.json: environments.production.databases.default.port (alias "default"): '
+        "port: expected a whole number, got a string."
+    )
+
+
+def test_secrets_profile_errors_show_the_full_key_path(project: Any) -> None:
+    project.write_config({"databases": {"default": PG}, "environments": {"production": {}}})
+    project.write_secrets(
+        {"environments": {"production": {"databases": {"default": {"password": ["x", SECRET]}}}}}
+    )
+    assert load_error(project, environment="production") == (
+        '.secrets/dbconfig.json: environments.production.databases.default.password (alias "default"): '
+        "password: expected a string, got a list (the value is not shown: password is secret)."
+    )
+
+
+# ------------------------------------------------------------------ all errors at once
+
+
+def test_every_wrong_value_is_listed_with_its_source(project: Any) -> None:
+    project.write_config(
+        {
+            "databases": {
+                "default": {**PG, "port": 0, "sslmode": "strict"},
+                "analytics": {**PG, "statement_timeout": "forever"},
+            },
+            "routes": {"reports": "nowhere"},
+        }
+    )
+    project.write_secrets({"databases": {"default": {"pasword": SECRET}}})
+    message = load_error(
+        project, {"DBCONFIG_DEFAULT_CONNECT_TIMEOUT": "soon", "DBCONFIG_ANALYTICS_READ_ONLY": "maybe"}
+    )
+    assert message.splitlines() == [
+        "6 problems in the database configuration:",
+        '- dbconfig.json: databases.default.port (alias "default"): port: expected a port from 1 to 65535, got 0.',
+        '- dbconfig.json: databases.default.sslmode (alias "default"): sslmode: "strict" is not one of '
+        '"disable", "allow", "prefer", "require", "verify-ca" or "verify-full".',
+        '- dbconfig.json: databases.analytics.statement_timeout (alias "analytics"): statement_timeout: '
+        'expected a duration such as 30, "500ms", "30s", "5min" or "1h", got \'forever\'.',
+        f'- .secrets/dbconfig.json: databases.default.pasword: unknown key "pasword". Valid keys: {VALID_KEYS}. '
+        'Did you mean "password"?',
+        '- DBCONFIG_ANALYTICS_READ_ONLY (alias "analytics"): read_only: expected true or false '
+        '(also 1/0, yes/no, on/off), got "maybe".',
+        '- DBCONFIG_DEFAULT_CONNECT_TIMEOUT (alias "default"): connect_timeout: expected a duration such as '
+        '30, "500ms", "30s", "5min" or "1h", got \'soon\'.',
+    ]
+
+
+def test_errors_of_several_aliases_after_merging_are_listed_together(project: Any) -> None:
+    project.write_config(
+        {
+            "databases": {
+                "default": {"backend": "sqlite", "name": "a.db", "sslmode": "require"},
+                "other": {"backend": "mysql", "name": "x", "search_path": ["a"]},
+            },
+            "routes": {"a": "nope", "b": "nada"},
+        }
+    )
+    message = load_error(project)
+    assert message.startswith("2 problems in the database configuration:\n")
+    assert "databases.default.sslmode" in message and "databases.other.search_path" in message
+
+
+# ------------------------------------------------------------------ bounds
+
+
+def deep(levels: int) -> Any:
+    value: Any = SECRET
+    for _ in range(levels):
+        value = {"ssl": value}
+    return value
+
+
+@pytest.mark.parametrize("levels", [40, 5000])
+def test_deep_options_from_a_file_are_refused(project: Any, levels: int) -> None:
+    text = '{"databases": {"default": {"backend": "sqlite", "name": "a", "options": '
+    text += '{"x": ' * levels + json.dumps(SECRET) + "}" * levels + "}}}"
+    project.write_config(text)
+    assert load_error(project) == (
+        "dbconfig.json: objects and lists are nested more than 32 levels deep. "
+        "Flatten the configuration: no setting needs that depth."
+    )
+
+
+def test_deep_options_in_overrides_are_refused(project: Any) -> None:
+    message = load_error(project, overrides={"databases": {"default": {"options": deep(500)}}})
+    assert message == (
+        "override: objects and lists are nested more than 32 levels deep. "
+        "Flatten the configuration: no setting needs that depth."
+    )
+
+
+def test_a_cycle_in_overrides_is_refused(project: Any) -> None:
+    options: dict[str, Any] = {"password": SECRET}
+    options["self"] = options
+    message = load_error(project, overrides={"databases": {"default": {"options": options}}})
+    assert "nested more than 32 levels deep" in message
+
+
+def test_deep_options_in_a_variable_are_refused(project: Any) -> None:
+    text = '{"x": ' * 3000 + json.dumps(SECRET) + "}" * 3000
+    assert load_error(project, {"DATABASE_URL": "sqlite:///a.db", "DBCONFIG_DEFAULT_OPTIONS": text}) == (
+        'DBCONFIG_DEFAULT_OPTIONS (alias "default"): options: expected a JSON object (e.g. {"key": "value"}).'
+    )
+
+
+def test_a_port_with_thousands_of_digits(project: Any) -> None:
+    project.write_config(
+        '{"databases": {"default": {"backend": "postgresql", "name": "a", "port": ' + "9" * 5000 + "}}}"
+    )
+    assert load_error(project) == "dbconfig.json: a number in the file has too many digits. Fix the number."
+    assert load_error(
+        project.__class__(project.root / "x"), {"DBCONFIG_DEFAULT_PORT": "9" * 5000}
+    ).startswith('DBCONFIG_DEFAULT_PORT (alias "default"): port: expected a whole number, got "9999999')
+
+
+def test_a_big_port_number_from_overrides(project: Any) -> None:
+    assert load_error(project, overrides={"databases": {"default": {**PG, "port": 10**400}}}) == (
+        'override: databases.default.port (alias "default"): port: expected a port from 1 to 65535, '
+        "got a number of more than 40 digits."
+    )
+
+
+@pytest.mark.parametrize("value", [10**400, "1" + "0" * 400 + "s", 1e308, float("inf")])
+def test_enormous_durations(project: Any, value: Any) -> None:
+    message = load_error(project, overrides={"databases": {"default": {**PG, "statement_timeout": value}}})
+    assert message.startswith(
+        'override: databases.default.statement_timeout (alias "default"): statement_timeout: '
+    )
+    assert len(message) < 250
+
+
+def test_a_file_larger_than_a_mebibyte(project: Any) -> None:
+    project.write_config(
+        '{"databases": {"default": {"backend": "sqlite", "name": "' + "a" * (1 << 20) + '"}}}'
+    )
+    assert (
+        load_error(project) == "dbconfig.json: the file is larger than 1024 KiB. Point it at the right file."
+    )
+
+
+# ------------------------------------------------------------------ paths, environ
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"config_file": "a\x00b"},
+            "config_file=: the path contains a NUL character (or is bytes). Fix the path.",
+        ),
+        (
+            {"secrets_dir": "a\x00b"},
+            "secrets_dir=: the path contains a NUL character (or is bytes). Fix the path.",
+        ),
+        (
+            {"environ": {"DBCONFIG_FILE": "x\x00"}},
+            "DBCONFIG_FILE: the path contains a NUL character (or is bytes). Fix the path.",
+        ),
+        (
+            {"environ": {"DBCONFIG_DEFAULT_PASSWORD_FILE": "x\x00"}},
+            "DBCONFIG_DEFAULT_PASSWORD_FILE: the path contains a NUL character. Fix the path.",
+        ),
+        (
+            {"environ": {1: "x"}},
+            "environ=: every variable name must be a string, got a int. Pass a mapping of str to str, like os.environ.",
+        ),
+        (
+            {"environ": {"DBCONFIG_DEFAULT_HOST": 5}},
+            "DBCONFIG_DEFAULT_HOST: the value is a int, not a string.",
+        ),
+        ({"environ": {"DBCONFIG_FILE": 5}}, "DBCONFIG_FILE: expected a path (a string), got int."),
+        ({"environment": 5}, "environment=: expected a profile name (a string), got int."),
+        ({"environ": {"DBCONFIG_ENV": 5}}, "DBCONFIG_ENV: expected a profile name (a string), got int."),
+        ({"overrides": [("databases", {})]}, "overrides=: expected a mapping shaped like dbconfig.json."),
+    ],
+)
+def test_odd_arguments_and_environ(project: Any, kwargs: dict[str, Any], message: str) -> None:
+    environ = kwargs.pop("environ", {})
+    with pytest.raises(DbConfigError) as info:
+        load_config(project.root, environ=environ, **kwargs)
+    assert str(info.value) == message
+    assert_clean(info.value)
+
+
+def test_a_directory_given_as_a_file_twin(project: Any) -> None:
+    (project.root / "secret").mkdir()
+    assert load_error(project, {"DBCONFIG_DEFAULT_PASSWORD_FILE": "secret"}) == (
+        "DBCONFIG_DEFAULT_PASSWORD_FILE: the file <base>/secret is a directory. Point it at a file."
+    )
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_an_unreadable_file_twin_gets_the_permission_hint(project: Any) -> None:
+    path = project.write_file("secret", SECRET)
+    path.chmod(0)
+    assert "permission denied. Check its permissions" in load_error(
+        project, {"DBCONFIG_DEFAULT_PASSWORD_FILE": "secret"}
+    )
+
+
+def test_did_you_mean_keeps_the_file_suffix(project: Any) -> None:
+    message = load_error(project, {"DBCONFIG_DEFAULT_PASWORD_FILE": "/run/secrets/db"})
+    assert message.endswith('Did you mean "DBCONFIG_DEFAULT_PASSWORD_FILE"?')
+
+
+# ------------------------------------------------------------------ JSON and control characters
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '{"databases": {"default": {"backend": "sqlite", "name": "a"}}, "databases": {}}',
+            'dbconfig.json: the key "databases" appears twice in one object; keep one.',
+        ),
+        (
+            '{"databases": {"default": {"backend": "sqlite", "password": "a", "password": "'
+            + SECRET
+            + '"}}}',
+            'dbconfig.json: the key "password" appears twice in one object; keep one.',
+        ),
+    ],
+)
+def test_duplicate_keys_in_a_file(project: Any, text: str, message: str) -> None:
+    project.write_config(text)
+    assert load_error(project) == message.replace('"databases"', "'databases'").replace(
+        '"password"', "'password'"
+    )
+
+
+def test_duplicate_keys_in_a_variable(project: Any) -> None:
+    message = load_error(
+        project,
+        {"DATABASE_URL": "sqlite:///a", "DBCONFIG_DEFAULT_OPTIONS": '{"a": 1, "a": "' + SECRET + '"}'},
+    )
+    assert message == (
+        'DBCONFIG_DEFAULT_OPTIONS (alias "default"): options: expected a JSON object '
+        "(the key 'a' appears twice in one object; keep one)."
+    )
+
+
+@pytest.mark.parametrize("key", ["host", "user", "name", "password", "application_name"])
+def test_nul_characters_are_refused(project: Any, key: str) -> None:
+    value = f"ab\x00{SECRET}"
+    message = load_error(project, overrides={"databases": {"default": {**PG, key: value}}})
+    assert message.startswith(
+        f'override: databases.default.{key} (alias "default"): {key}: contains a NUL character'
+    )
+
+
+def test_nul_in_an_option_is_refused(project: Any) -> None:
+    message = load_error(
+        project, overrides={"databases": {"default": {**PG, "options": {"ssl": {"key": "a\x00"}}}}}
+    )
+    assert message == (
+        'override: databases.default.options (alias "default"): options: contains a NUL character, '
+        "which no database driver accepts."
+    )
+
+
+# ------------------------------------------------------------------ URLs
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (f"postgresql:/u:{SECRET}@h/app", "the URL does not start with scheme:// (e.g. postgresql://)."),
+        (f"postgresql:u:{SECRET}@h/app", "the URL does not start with scheme:// (e.g. postgresql://)."),
+        (f"postgresql://u:ab/{SECRET}@h/app", "the URL has an @ after the host part"),
+        (f"postgresql://u:12/{SECRET}@h/app", "the URL has an @ after the host part"),
+        (f"mysql://u:12?{SECRET}@h/app", "the URL has an @ after the host part"),
+        (f"postgresql://u:12#{SECRET}@h/app", "the URL has an @ after the host part"),
+        (f"postgresql+foo://u:{SECRET}@h/app", 'the URL scheme "postgresql+foo" names a driver'),
+    ],
+)
+def test_malformed_urls_are_refused_without_showing_them(project: Any, url: str, message: str) -> None:
+    text = load_error(project, {"DATABASE_URL": url})
+    assert text.startswith(f'DATABASE_URL (alias "default"): {message}')
+
+
+@pytest.mark.parametrize(
+    ("url", "engine"),
+    [
+        ("postgresql+psycopg2://u:pw@h/app", "django_dbconfig.engines.postgresql"),
+        ("postgresql+psycopg://u:pw@h/app", "django_dbconfig.engines.postgresql"),
+        ("postgresql+asyncpg://u:pw@h/app", "django_dbconfig.engines.postgresql"),
+        ("postgres+pg8000://u:pw@h/app", "django_dbconfig.engines.postgresql"),
+        ("mysql+mysqldb://u:pw@h/app", "django_dbconfig.engines.mysql"),
+        ("mysql+pymysql://u:pw@h/app", "django_dbconfig.engines.mysql"),
+        ("mariadb+mariadbconnector://u:pw@h/app", "django_dbconfig.engines.mysql"),
+        ("sqlite+aiosqlite:///app.db", "django.db.backends.sqlite3"),
+        ("sqlite+pysqlite:///app.db", "django.db.backends.sqlite3"),
+    ],
+)
+def test_sqlalchemy_driver_suffixes_are_dropped(project: Any, url: str, engine: str) -> None:
+    config = project.load({"DATABASE_URL": url})
+    settings = config.databases()["default"]
+    assert settings["ENGINE"] == engine
+    assert Path(settings["NAME"]).name in ("app", "app.db")
+    if "sqlite" not in url:
+        assert (settings["HOST"], settings["USER"], settings["PASSWORD"]) == ("h", "u", "pw")
+    scheme = url.partition("+")[0]
+    assert config.vendors["default"] == {"postgres": "postgresql"}.get(scheme, scheme)
+
+
+def test_unknown_driver_suffix_lists_the_known_ones(project: Any) -> None:
+    message = load_error(project, {"DATABASE_URL": "mysql+oursql://u@h/app"})
+    assert "mysql+ mysqldb, pymysql, mysqlconnector" in message
+    assert "postgresql+ psycopg, psycopg2" in message
+
+
+# ------------------------------------------------------------------ masking and unused keys
+
+
+def test_a_secret_nested_in_options_is_masked(project: Any) -> None:
+    project.write_config(
+        {
+            "databases": {
+                "default": {
+                    **PG,
+                    "options": {"ssl": {"ca": "ca.pem", "passphrase": SECRET}, "x": [{"token": SECRET}]},
+                }
+            }
+        }
+    )
+    config = project.load()
+    rows = {row.key: row.value for row in config.explain("default")}
+    assert rows["options.ssl"] == '{"ca": "ca.pem", "passphrase": "********"}'
+    assert rows["options.x"] == '[{"token": "********"}]'
+    assert SECRET not in repr(config) and SECRET not in str(config.explain("default"))
+    assert display_value("options.ssl", {"passphrase": SECRET}) == '{"passphrase": "********"}'
+
+
+def test_a_secrets_password_for_an_alias_a_profile_moved_to_sqlite_is_unused(project: Any) -> None:
+    project.write_config(
+        {
+            "databases": {"default": PG},
+            "environments": {"dev": {"databases": {"default": {"backend": "sqlite", "name": "a.db"}}}},
+        }
+    )
+    project.write_secrets({"databases": {"default": {"password": SECRET}}})
+    config = project.load(environment="dev")
+    assert "PASSWORD" not in config.databases()["default"]
+    assert [(r.key, r.value, r.source) for r in config.unused("default")] == [
+        ("password", "********", ".secrets/dbconfig.json: databases.default.password")
+    ]
+    # In the layer that chose SQLite, the same key is still an error.
+    project.write_secrets({"databases": {"default": {"backend": "sqlite", "name": "a", "password": SECRET}}})
+    assert "password is not supported on SQLite" in load_error(project, environment="dev")
+
+
+def test_the_secrets_file_can_unset_a_password(project: Any) -> None:
+    project.write_config({"databases": {"default": {**PG, "password": SECRET}}})
+    project.write_secrets({"databases": {"default": {"password": None}}})
+    config = project.load()
+    assert "PASSWORD" not in config.databases()["default"]
+    assert "password" not in {row.key for row in config.explain("default")}
+
+
+def test_no_secret_in_log_records(project: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    project.write_config({"databases": {"default": {**PG, "password": SECRET, "port": 0}}})
+    load_error(project)
+    assert SECRET not in caplog.text
