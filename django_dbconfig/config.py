@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
-import json
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -513,6 +512,8 @@ def display_value(key: str, value: Any) -> str:
         return shown
     if isinstance(value, tuple):
         return ", ".join(value)
+    import json  # only when explaining: not on the path of every settings.py
+
     return json.dumps(shown, default=str)
 
 
