@@ -376,7 +376,7 @@ def test_dbcheck_create_schemas_uses_the_migrate_keys(
     report = json.loads(result.stdout)["databases"][0]
     assert report["schemas"]["created"] == [schema], report["problems"]
     assert created == [(server.owner,)]  # made by the owner, on a read-only alias
-    assert report["settings"]["read_only"]["actual"] == "true"  # the probe itself stays the runtime role's
+    assert report["settings"]["read_only"]["actual"] is True  # the probe itself stays the runtime role's
 
 
 def test_migrate_keys_come_from_variables_and_their_file_twins(project: Any) -> None:
