@@ -1,5 +1,9 @@
 """Cost of one db_for_read call: this router (with replicas), a bare router, django-multidb-router.
 
+The lag-aware variant has a max_replica_lag on both replicas: their lag is measured in
+background threads (SQLite here, so always within the limit) and the request path only
+reads the picker those threads maintain.
+
 Run from the repository root:  python benchmarks/router.py [--number N] [--repeat R]
 
 Each router is timed twice: calling its db_for_read directly, and through Django's
@@ -14,6 +18,7 @@ import argparse
 import contextlib
 import statistics
 import sys
+import time
 import timeit
 from pathlib import Path
 from typing import Any
@@ -66,9 +71,11 @@ def main() -> None:
     from django_dbconfig.routers import DatabaseRouter, pin_to_primary
     from tests.apps.shop.models import Order
 
+    lag_aware = DatabaseRouter(max_replica_lag={"replica1": 5.0, "replica2": 5.0})
     routers: dict[str, Any] = {
         "bare (returns None)": BareRouter(),
         "django-dbconfig DatabaseRouter": DatabaseRouter(),
+        "django-dbconfig, lag-aware (max_replica_lag)": lag_aware,
     }
     try:
         import multidb
@@ -79,9 +86,13 @@ def main() -> None:
 
     ours = routers["django-dbconfig DatabaseRouter"]
     assert ours.db_for_read(Order) in ("replica1", "replica2"), "replicas are not configured"
+    deadline = time.monotonic() + 10
+    while {lag_aware.db_for_read(Order) for _ in range(4)} != {"replica1", "replica2"}:
+        assert time.monotonic() < deadline, "the lag monitor never measured the replicas"
+        time.sleep(0.05)
     n, r = args.number, args.repeat
     print(f"Python {sys.version.split()[0]}; {n} calls x {r} repeats; median ns per call\n")
-    print(f"{'router':<44}{'direct':>10}{'ratio':>8}{'via Django':>12}{'ratio':>8}")
+    print(f"{'router':<46}{'direct':>10}{'ratio':>8}{'via Django':>12}{'ratio':>8}")
     cases: dict[str, tuple[Any, bool]] = {name: (router, False) for name, router in routers.items()}
     cases["django-dbconfig, inside pin_to_primary()"] = (ours, True)
     timings: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in cases}
@@ -99,7 +110,8 @@ def main() -> None:
     }
     bare_direct, bare_django = results["bare (returns None)"]
     for name, (direct, via) in results.items():
-        print(f"{name:<44}{direct:>10.1f}{direct / bare_direct:>7.2f}x{via:>12.1f}{via / bare_django:>7.2f}x")
+        print(f"{name:<46}{direct:>10.1f}{direct / bare_direct:>7.2f}x{via:>12.1f}{via / bare_django:>7.2f}x")
+    lag_aware.stop_measuring()
 
 
 if __name__ == "__main__":

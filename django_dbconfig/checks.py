@@ -217,7 +217,7 @@ def _alias_problems(alias: str, entry: Mapping[str, Any]) -> list[Problem]:
     mode = _tls_mode(vendor, entry.get("OPTIONS") or {})
     if (
         vendor in ("postgresql", "mysql")
-        and not _is_loopback(host)
+        and not all(_is_loopback(name) for name in host.split(","))
         and mode not in ("require", "verify-ca", "verify-full")
     ):
         problems.append(

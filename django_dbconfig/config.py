@@ -16,6 +16,7 @@ from typing import Any
 from .backends import BACKENDS, Backend, RenderContext
 from .durations import format_duration
 from .errors import DbConfigError, ErrorCollector, did_you_mean, one_of
+from .inherit import NOT_INHERITED_BY_REPLICAS, inherit, with_replica_defaults
 from .keys import DURATION_KEYS, KEYS, is_secret_option
 from .layer import Layer, Origin, Value
 from .merge import Merged, merge
@@ -296,10 +297,11 @@ def _build(
     effective_all: dict[str, dict[str, Value]] = {}
     unused_all: dict[str, dict[str, Value]] = {}
     errors = ErrorCollector()
+    resolved = _with_primaries(merged.databases)
     for alias in aliases:
         with errors.item():
             unused = unused_all[alias] = {}
-            backend, effective = _effective(alias, merged.databases[alias], aliases, unused)
+            backend, effective = _effective(alias, resolved[alias], aliases, unused)
             ctx = RenderContext(alias=alias, base_dir=base, django_version=version)
             databases[alias] = backend.render({k: v.value for k, v in effective.items()}, ctx)
             vendors[alias] = backend.name
@@ -349,8 +351,8 @@ def _effective(
             continue  # null unsets a password of a lower layer
         if root in backend.keys:
             effective[key] = value
-        elif value.from_defaults:
-            continue  # set for every alias
+        elif value.from_defaults or value.inherited:
+            continue  # set for every alias, or taken from a primary that uses it
         elif value.rank != chosen.rank and chosen.origin != DEFAULT_ORIGIN:
             unused[key] = value  # set for the backend another layer chose
         else:
@@ -366,6 +368,10 @@ def _effective(
     errors.raise_if_any()
     for key, default in backend.defaults.items():
         effective.setdefault(key, Value(default, DEFAULT_ORIGIN))
+    problem = backend.validate({k: v.value for k, v in effective.items()})
+    if problem is not None:
+        key, why = problem
+        raise DbConfigError(f'{effective[key].origin} (alias "{alias}"): {why}')
     if backend.needs_name and not effective.get("name"):
         raise DbConfigError(
             f'{chosen.origin} (alias "{alias}"): a {backend.display} alias needs a database name. '
@@ -395,12 +401,42 @@ def _check_pool(alias: str, effective: dict[str, Value]) -> None:
             f"(this is {django.get_version()}). Upgrade Django or use conn_max_age."
         )
     age = effective["conn_max_age"]
-    if age.origin != DEFAULT_ORIGIN and not age.from_defaults and age.value != 0:
+    if age.origin != DEFAULT_ORIGIN and not (age.from_defaults or age.inherited) and age.value != 0:
         raise DbConfigError(
             f'{age.origin} (alias "{alias}"): conn_max_age must be 0 or unset with pool '
             "(the pool keeps the connections). Remove conn_max_age for this alias."
         )
     effective["conn_max_age"] = Value(0, pool.origin, pool.rank)
+
+
+def _with_primaries(databases: Mapping[str, Mapping[str, Value]]) -> dict[str, dict[str, Value]]:
+    """Every alias's values, a replica's completed with its primary's (see inherit.py)."""
+    resolved: dict[str, dict[str, Value]] = {}
+    for alias, values in databases.items():
+        primary = values.get("replica_of")
+        if primary is None:
+            resolved[alias] = dict(values)
+            continue
+        where = f'{primary.origin} (alias "{alias}")'
+        if primary.value == alias:
+            raise DbConfigError(f"{where}: an alias cannot be a replica of itself.")
+        if primary.value not in databases:
+            raise DbConfigError(
+                f'{where}: replica_of names "{primary.value}", which is not an alias. '
+                f"Known aliases: {one_of(databases)}." + did_you_mean(primary.value, databases)
+            )
+        if "replica_of" in databases[primary.value]:
+            raise DbConfigError(
+                f'{where}: "{primary.value}" is itself a replica. Point replica_of at the primary.'
+            )
+        own = inherit(
+            databases[primary.value],
+            values,
+            parent_alias=primary.value,
+            not_inherited=NOT_INHERITED_BY_REPLICAS,
+        )
+        resolved[alias] = with_replica_defaults(own)
+    return resolved
 
 
 def _check_credentials(alias: str, effective: Mapping[str, Value]) -> None:
@@ -446,23 +482,12 @@ def _replicas(
             continue
         primary = values["replica_of"]
         where = f'{primary.origin} (alias "{alias}")'
-        if primary.value == alias:
-            raise DbConfigError(f"{where}: an alias cannot be a replica of itself.")
-        if primary.value not in effective:
-            raise DbConfigError(
-                f'{where}: replica_of names "{primary.value}", which is not an alias. '
-                f"Known aliases: {one_of(effective)}." + did_you_mean(primary.value, effective)
-            )
-        if "replica_of" in effective[primary.value]:
-            raise DbConfigError(
-                f'{where}: "{primary.value}" is itself a replica. Point replica_of at the primary.'
-            )
         family = {vendors[alias], vendors[primary.value]}
         if len(family) > 1 and family != {"mysql", "mariadb"}:
             raise DbConfigError(
                 f"{where}: a {vendors[alias]} alias cannot replicate the {vendors[primary.value]} "
                 f'alias "{primary.value}". Where a profile moves "{primary.value}" to another backend, '
-                f'move "{alias}" too (give it the same backend and name in that profile).'
+                f'move "{alias}" too, or leave its backend to replica_of (it inherits the primary\'s).'
             )
         replicas.setdefault(primary.value, []).append(alias)
     return {primary: tuple(names) for primary, names in replicas.items()}
@@ -511,7 +536,7 @@ def display_value(key: str, value: Any) -> str:
     if isinstance(shown, str):
         return shown
     if isinstance(value, tuple):
-        return ", ".join(value)
+        return ", ".join(str(item) for item in value)
     import json  # only when explaining: not on the path of every settings.py
 
     return json.dumps(shown, default=str)

@@ -21,6 +21,8 @@ ENGINE_FAMILIES = {
     "timescale.db.backends.postgresql": ("postgresql", "timescale.db.backends.postgresql"),
     "timescale.db.backends.postgis": ("postgresql", "timescale.db.backends.postgis"),
 }
+# Connection keys a URL may carry in its query string.
+URL_QUERY_KEYS = frozenset({"target_session_attrs", "load_balance_hosts"})
 SUPPORTED_SCHEMES = "postgresql://, postgres://, postgis://, mysql://, mariadb://, sqlite:// or spatialite://"
 # SQLAlchemy-style driver suffixes (postgresql+psycopg://): one URL serves Django and
 # SQLAlchemy or Alembic beside it. Django picks its own driver, so the suffix is dropped.
@@ -47,6 +49,31 @@ def _parse(url: str) -> dict[str, Any]:
         dj_database_url.register("mariadb", "django.db.backends.mysql")
         _registered = True
     return dict(dj_database_url.parse(url))
+
+
+def split_hosts(url: str) -> tuple[str, list[str], list[str]]:
+    """A URL with several hosts ("pg-a:5432,pg-b:5433") as one with the first host alone, its hosts and ports.
+
+    dj-database-url (through urllib) cannot read a port in a list of hosts, so the
+    list is taken out before it parses the rest. Ports are "" where a host has none.
+    A URL with one host comes back unchanged, with empty lists.
+    """
+    scheme, sep, rest = url.partition("://")
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    netloc, tail = rest[:end], rest[end:]
+    userinfo, at, hostlist = netloc.rpartition("@")
+    if not sep or "," not in hostlist:
+        return url, [], []
+    hosts, ports = [], []
+    for part in hostlist.split(","):
+        if part.startswith("["):  # [IPv6]:port
+            host, _, after = part[1:].partition("]")
+            port = after.removeprefix(":")
+        else:
+            host, _, port = part.partition(":")
+        hosts.append(host)
+        ports.append(port)
+    return f"{scheme}{sep}{userinfo}{at}{hostlist.split(',')[0]}{tail}", hosts, ports
 
 
 def split_scheme(url: str, where: str) -> tuple[str, str]:
@@ -84,8 +111,9 @@ def expand_url(url: Value, *, alias: str) -> dict[str, Value]:
     """Return the keys a URL stands for, each tagged with the URL's origin."""
     origin = url.origin
     scheme, text = split_scheme(url.value, f'{origin} (alias "{alias}")')
+    single, hosts, ports = split_hosts(text)
     try:
-        parsed = _parse(text)
+        parsed = _parse(single)
     except ValueError as exc:
         if type(exc).__name__ == "UnknownSchemeError":
             raise DbConfigError(
@@ -119,8 +147,18 @@ def expand_url(url: Value, *, alias: str) -> dict[str, Value]:
     ):
         if parsed.get(django_key) not in (None, ""):
             raw[key] = parsed[django_key]
+    if hosts:
+        # Several hosts: each needs a name; ports are one for all, or one per host.
+        if not all(hosts) or (any(ports) and not all(ports)):
+            raise DbConfigError(
+                f'{origin} (alias "{alias}"): the URL lists several hosts, but not every one has a name '
+                "and, where ports are given, a port. Write scheme://user@host-a:5432,host-b:5433/name."
+            )
+        raw["host"] = hosts
+        if any(ports):
+            raw["port"] = ports if len(set(ports)) > 1 else ports[0]
     values = {
-        key: Value(coerce(key, item, origin, text=False, alias=alias), origin, url.rank)
+        key: Value(coerce(key, item, origin, text=key in ("host", "port"), alias=alias), origin, url.rank)
         for key, item in raw.items()
     }
     for name, option in dict(parsed.get("OPTIONS") or {}).items():
@@ -138,7 +176,12 @@ def _option(name: str, option: Any, url: Value, alias: str) -> dict[str, Value]:
         name, option = "sslrootcert", option["ca"]
     elif name in {"ssl_mode", "ssl-mode"} and str(option).upper() in SSLMODE_OF:
         name, option = "sslmode", SSLMODE_OF[str(option).upper()]
-    if name in KEYS and name not in CONNECTION_KEYS and name not in OBJECT_KEYS and name != "url":
+    if (
+        name in KEYS
+        and (name not in CONNECTION_KEYS or name in URL_QUERY_KEYS)
+        and name not in OBJECT_KEYS
+        and name != "url"
+    ):
         if isinstance(option, list):
             raise DbConfigError(f'{origin} (alias "{alias}"): the URL gives {name} more than once.')
         text = option if isinstance(option, str) else str(option).lower()

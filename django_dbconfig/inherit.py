@@ -73,11 +73,15 @@ def _pair_kept_by_child(parent: Mapping[str, Value], explicit: Mapping[str, Valu
     """The credential keys the child must not take from the parent.
 
     A child naming a user other than the parent's takes neither user nor password;
-    one naming the same user (or only a password) keeps what it set and takes the rest.
+    one naming the same user (or only a password) keeps what it set and takes the rest,
+    except the parent's password_provider when it set a password.
     """
     user = explicit.get("user")
     if user is not None and ("user" not in parent or parent["user"].value != user.value):
         return frozenset({"user", "password"})
+    if "password" in explicit:
+        # A password of its own replaces the parent's way of getting one.
+        return frozenset({"password_provider"})
     return frozenset()
 
 

@@ -16,6 +16,9 @@ from .errors import did_you_mean, one_of, quoted, shown
 
 BACKENDS = ("postgresql", "mysql", "mariadb", "sqlite")
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# libpq's choices for several hosts.
+TARGET_SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
+LOAD_BALANCE_HOSTS = ("disable", "random")
 POOLERS = ("session", "transaction")
 
 # How deep objects may nest (a document, or the `options` of an alias): far more
@@ -63,6 +66,37 @@ def _bool(value: object, *, from_env: bool) -> bool:
             return False
         raise ValueError(f"expected true or false (also 1/0, yes/no, on/off), got {quoted(value)}")
     raise ValueError(f"expected true or false, got {_kind(value)}")
+
+
+def _hosts(value: object, *, from_env: bool) -> str | tuple[str, ...]:
+    """One host, or several (a list, or text separated by commas) for PostgreSQL's failover."""
+    items = value if isinstance(value, list) else None
+    if items is None:
+        text = _text(value, from_env=from_env)
+        if "," not in text:
+            return text
+        items = text.split(",")
+    hosts = []
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise ValueError(
+                'expected every host of the list to be a non-empty string, e.g. ["pg-a", "pg-b"]'
+            )
+        hosts.append(item.strip())
+    if not hosts:
+        raise ValueError('expected a host or a non-empty list of hosts, e.g. ["pg-a", "pg-b"]')
+    return hosts[0] if len(hosts) == 1 else tuple(hosts)
+
+
+def _ports(value: object, *, from_env: bool) -> int | tuple[int, ...]:
+    """One port, or one per host (a list, or text separated by commas)."""
+    if isinstance(value, list) or (isinstance(value, str) and "," in value):
+        items = value if isinstance(value, list) else value.split(",")
+        ports = tuple(_port(item.strip() if isinstance(item, str) else item, from_env=True) for item in items)
+        if not ports:
+            raise ValueError("expected a port or a non-empty list of ports, one per host")
+        return ports[0] if len(ports) == 1 else ports
+    return _port(value, from_env=from_env)
 
 
 def _int_from(value: object, *, from_env: bool) -> int:
@@ -302,8 +336,8 @@ _KEYS = (
     Key("url", _nonempty, secret=True),
     Key("backend", _backend, connection=True),
     Key("engine", _engine, connection=True),
-    Key("host", _text, connection=True),
-    Key("port", _port, connection=True),
+    Key("host", _hosts, connection=True),
+    Key("port", _ports, connection=True),
     Key("name", _nonempty, connection=True),
     Key("user", _text, connection=True),
     Key("password", _password, secret=True, connection=True),
@@ -331,6 +365,9 @@ _KEYS = (
     Key("pooler", _pooler),
     Key("password_provider", _dotted_callable),
     Key("migrate", _migrate),
+    Key("max_replica_lag", _duration),
+    Key("target_session_attrs", _choice(TARGET_SESSION_ATTRS), connection=True),
+    Key("load_balance_hosts", _choice(LOAD_BALANCE_HOSTS), connection=True),
     Key("network_timeout", _network_timeout),
 )
 
@@ -342,6 +379,7 @@ DURATION_KEYS = (
     "lock_timeout",
     "idle_in_transaction_session_timeout",
     "connect_timeout",
+    "max_replica_lag",
     "network_timeout",
 )
 

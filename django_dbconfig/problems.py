@@ -37,6 +37,10 @@ E116 = "dbconfig.E116"
 W101 = "dbconfig.W101"
 W102 = "dbconfig.W102"
 W103 = "dbconfig.W103"
+# Live, replicas: standby and lag.
+E120 = "dbconfig.E120"
+E121 = "dbconfig.E121"
+W120 = "dbconfig.W120"
 # Routing: models and aliases.
 E201 = "dbconfig.E201"
 E202 = "dbconfig.E202"
@@ -85,6 +89,12 @@ HINTS: Mapping[str, str] = {
     'wait server_lifetime). With pooler "session", the pooler must run in session mode for "{alias}".',
     E116: 'Connect as the role of "{alias}" (a role may set its own defaults) or as a role with '
     "CREATEROLE, and check the pooler lets it through; or run the ALTER ROLE statements yourself.",
+    E120: 'Point "{alias}" at a standby of {primary} (host and port), or remove its replica_of if it is '
+    "meant to be a primary: reads routed there would not be a copy of {primary}.",
+    E121: 'Find why the standby of "{alias}" falls behind (network, load, long queries, '
+    "recovery_min_apply_delay / MASTER_DELAY), or raise its max_replica_lag.",
+    W120: 'Check that replication to "{alias}" is running (pg_stat_wal_receiver; SHOW REPLICA STATUS) '
+    "and that its user may read the replication status (MariaDB: SLAVE MONITOR; MySQL: REPLICATION CLIENT).",
     E201: 'Route {model} to an alias of DATABASES (DBCONFIG_ROUTES or "routes" of dbconfig.json).',
     E202: "Make your routers' allow_migrate() allow {model} on one alias only (with DatabaseRouter: "
     'route them in DBCONFIG_ROUTES or "routes" of dbconfig.json).',

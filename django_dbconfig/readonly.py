@@ -108,6 +108,14 @@ def _guard(connection: Any) -> _ReadOnlyGuard | None:
     settings_dict = connection.settings_dict
     alias = connection.alias
     primary = (settings_dict.get("TEST") or {}).get("MIRROR")
+    # A replica is read-only by default too: that it is a replica says more.
+    if primary:
+        return _ReadOnlyGuard(
+            alias,
+            f"a read replica of '{primary}'",
+            f"Writes go to '{primary}' (let the router choose, or use .using('{primary}')).",
+            refused,
+        )
     # Behind a pooler the setting is sent as SET or is the role's default (poolers.py).
     behind_pooler = (settings_dict.get("DBCONFIG") or {}).get("session_settings") or {}
     if (
@@ -122,13 +130,6 @@ def _guard(connection: Any) -> _ReadOnlyGuard | None:
             alias,
             f"read-only (read_only: true in {source})",
             f"Send writes to another alias, or remove read_only for '{alias}'.",
-            refused,
-        )
-    if primary:
-        return _ReadOnlyGuard(
-            alias,
-            f"a read replica of '{primary}'",
-            f"Writes go to '{primary}' (let the router choose, or use .using('{primary}')).",
             refused,
         )
     return None

@@ -64,6 +64,36 @@ class SettingCheck:
 
 
 @dataclass
+class ServerReport:
+    """The server the session reached (one of several hosts, maybe) and its role."""
+
+    host: str | None
+    port: int | None
+    role: str | None  # "primary" or "standby"; None when the backend has no such notion
+
+    def as_json(self) -> dict[str, Any]:
+        return {"host": self.host, "port": self.port, "role": self.role}
+
+
+@dataclass
+class ReplicationReport:
+    """For a replica: whether its server is a standby and how far it lags (seconds)."""
+
+    primary: str
+    standby: bool
+    lag_s: float | None
+    max_lag_s: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "primary": self.primary,
+            "standby": self.standby,
+            "lag_s": self.lag_s,
+            "max_lag_s": self.max_lag_s,
+        }
+
+
+@dataclass
 class AliasReport:
     """Everything dbcheck learned about one alias."""
 
@@ -74,6 +104,8 @@ class AliasReport:
     tls: TlsReport | None = None
     schemas: SchemaReport = field(default_factory=SchemaReport)
     settings: dict[str, SettingCheck] = field(default_factory=dict)
+    server: ServerReport | None = None
+    replication: ReplicationReport | None = None
     problems: list[Problem] = field(default_factory=list)
     # Why the alias could not be checked at all (unreachable, timed out); never a secret.
     error: str | None = None
@@ -100,6 +132,8 @@ class AliasReport:
             "tls": self.tls.as_json() if self.tls is not None else None,
             "schemas": self.schemas.as_json(),
             "settings": {name: check.as_json() for name, check in self.settings.items()},
+            "server": self.server.as_json() if self.server is not None else None,
+            "replication": self.replication.as_json() if self.replication is not None else None,
             "problems": [p.as_json() for p in self.problems],
             "error": self.error,
         }
@@ -151,6 +185,12 @@ def render_text(report: Report, style: Any) -> list[str]:
                     f"{pad}setting   {name}: expected {_show(check.expected)}, "
                     f"actual {_show(check.actual)}  {mark}"
                 )
+            if db.server is not None and db.server.role is not None:
+                lines.append(f"{pad}server    {db.server.host}:{db.server.port} ({db.server.role})")
+            if db.replication is not None:
+                lines.append(
+                    f"{pad}replica   of {db.replication.primary}: {_replication_text(db.replication, style)}"
+                )
         for problem in db.problems:
             lines.extend(_problem_lines(problem, style, pad))
     if report.problems:
@@ -169,6 +209,14 @@ def render_text(report: Report, style: Any) -> list[str]:
             )
         )
     return lines
+
+
+def _replication_text(replication: ReplicationReport, style: Any) -> str:
+    if not replication.standby:
+        return str(style.ERROR("the server is not a standby"))
+    lag = "unknown" if replication.lag_s is None else f"{replication.lag_s:g} s"
+    limit = "" if replication.max_lag_s is None else f" (max {replication.max_lag_s:g} s)"
+    return f"standby, lag {lag}{limit}"
 
 
 def _show(value: str | bool | None) -> str:

@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
 import itertools
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS
 
+from . import lag
 from .errors import DbConfigError, did_you_mean, one_of
 from .readonly import (
     ReadOnlyDatabaseError,
@@ -112,14 +115,31 @@ def reset_pins(**_: Any) -> None:
 _UNSET = object()
 
 
+class _Family:
+    """A primary's replicas that may serve reads now: `pick()` returns the next one (or the primary)."""
+
+    __slots__ = ("pick", "primary", "replicas")
+
+    def __init__(self, primary: str, replicas: tuple[str, ...]) -> None:
+        self.primary = primary
+        self.replicas = replicas
+        self.pick: Callable[[], str] = _picker(primary, replicas)
+
+
+def _picker(primary: str, replicas: tuple[str, ...]) -> Callable[[], str]:
+    # Round robin: cheap, even, and itertools.cycle's next() is atomic under the GIL.
+    return itertools.cycle(replicas).__next__ if replicas else itertools.repeat(primary).__next__
+
+
 class DatabaseRouter:
     """Route by app label or model; spread reads over replicas; read your own writes.
 
     Django creates it with no arguments: routes then come from the setting
     `DBCONFIG_ROUTES` or else the config `build_databases()` built, replicas from
     that config or else from each alias's `TEST["MIRROR"]`, aliases from
-    `settings.DATABASES`. The keyword arguments replace those sources (for tests,
-    or an instance put directly in `DATABASE_ROUTERS`).
+    `settings.DATABASES`, and each replica's `max_replica_lag` from that config.
+    The keyword arguments replace those sources (for tests, or an instance put
+    directly in `DATABASE_ROUTERS`); `max_replica_lag` maps replicas to seconds.
     """
 
     def __init__(
@@ -128,6 +148,7 @@ class DatabaseRouter:
         routes: Mapping[str, str] | None = None,
         replicas: Mapping[str, Iterable[str]] | None = None,
         databases: Mapping[str, Any] | None = None,
+        max_replica_lag: Mapping[str, float] | None = None,
     ) -> None:
         from django.conf import settings
 
@@ -163,7 +184,11 @@ class DatabaseRouter:
             replica_source = "DatabaseRouter(replicas=...)"
 
         self._replica_of: dict[str, str] = {}
-        self._pickers: dict[str, Callable[[], str]] = {}
+        self._families: dict[str, _Family] = {}
+        # model class -> (alias, the replica picker or None); filled on first use of each model,
+        # emptied when a replica's fitness changes (under the lock, so no stale picker is cached).
+        self._cache: dict[type, tuple[str, Callable[[], str] | None]] = {}
+        self._cache_lock = threading.Lock()
         for primary, listed in replicas.items():
             names = tuple(listed)
             for name in (primary, *names):
@@ -175,8 +200,17 @@ class DatabaseRouter:
             for name in names:
                 self._replica_of[name] = primary
             if names:
-                # Round robin: cheap, even, and itertools.cycle's next() is atomic under the GIL.
-                self._pickers[primary] = itertools.cycle(names).__next__
+                self._families[primary] = _Family(primary, names)
+
+        if max_replica_lag is None and config is not None:
+            max_replica_lag = {
+                name: config.values(name)["max_replica_lag"] / 1000
+                for name in self._replica_of
+                if name in config.aliases and "max_replica_lag" in config.values(name)
+            }
+        self._limits = {k: float(v) for k, v in (max_replica_lag or {}).items() if k in self._replica_of}
+        self._lags: dict[str, lag.ReplicaLag] = {}
+        self._fit: set[str] = set()  # replicas with a limit, measured within it
 
         self._app_routes: dict[str, str] = {}
         self._model_routes: dict[str, str] = {}
@@ -187,10 +221,46 @@ class DatabaseRouter:
                 self._model_routes[key.lower()] = alias
             else:
                 self._app_routes[key] = alias
-        # model class -> (alias, replica picker or None); filled on first use of each model.
-        self._cache: dict[type, tuple[str, Callable[[], str] | None]] = {}
         connect_signals()
         guard_open_connections()
+        if self._limits:
+            # Replicas with a limit get reads once measured within it (lag.py).
+            for family in self._families.values():
+                self._refresh(family)
+            entries = settings.DATABASES if databases is None else databases
+            for name in self._limits:
+                self._lags[name] = lag.watch(name, _with_django_defaults(entries[name]), self._measured)
+
+    def _measured(self, replica: str, lag_s: float | None) -> None:
+        """Called by the measuring thread after each measurement: re-pick on a change of fitness."""
+        fit = lag_s is not None and lag_s <= self._limits[replica]
+        if fit == (replica in self._fit):
+            return
+        if fit:
+            self._fit.add(replica)
+        else:
+            self._fit.discard(replica)
+        logger.info("replica %s %s reads (lag %s)", replica, "gets" if fit else "gets no", lag_s)
+        self._refresh(self._families[self._replica_of[replica]])
+
+    def _refresh(self, family: _Family) -> None:
+        fit = tuple(name for name in family.replicas if name not in self._limits or name in self._fit)
+        with self._cache_lock:
+            family.pick = _picker(family.primary, fit)
+            self._cache = {}
+
+    def replica_lag(self, alias: str) -> float | None:
+        """The lag of a replica with a max_replica_lag as last measured (seconds), else None."""
+        measurer = self._lags.get(alias)
+        return measurer.lag_s if measurer is not None else None
+
+    def stop_measuring(self) -> None:
+        """Stop listening to the lag measurements; a measurer nobody listens to stops."""
+        for measurer in self._lags.values():
+            measurer.unsubscribe(self._measured)
+        self._fit.clear()
+        for family in self._families.values():
+            self._refresh(family)
 
     def _check_route(self, key: object, alias: object, where: str, aliases: tuple[str, ...]) -> None:
         if not isinstance(key, str) or not _ROUTE_KEY.fullmatch(key):
@@ -213,7 +283,7 @@ class DatabaseRouter:
         routes = {**self._app_routes, **self._model_routes}
         replicas = {
             primary: tuple(sorted(r for r, p in self._replica_of.items() if p == primary))
-            for primary in self._pickers
+            for primary in self._families
         }
         return f"DatabaseRouter(routes={routes!r}, replicas={replicas!r})"
 
@@ -221,8 +291,10 @@ class DatabaseRouter:
         meta = model._meta  # type: ignore[attr-defined]
         alias = self._model_routes.get(meta.label_lower) or self._app_routes.get(meta.app_label)
         alias = alias or DEFAULT_DB_ALIAS
-        entry = (alias, self._pickers.get(alias))
-        self._cache[model] = entry
+        with self._cache_lock:
+            family = self._families.get(alias)
+            entry = (alias, family.pick if family is not None else None)
+            self._cache[model] = entry
         return entry
 
     def route(self, model: type) -> str:
@@ -252,7 +324,7 @@ class DatabaseRouter:
             alias = state.forced
         else:
             alias = (self._cache.get(model) or self._learn(model))[0]
-        if alias in self._pickers and (state is None or alias not in state.written):
+        if alias in self._families and (state is None or alias not in state.written):
             current = state or _EMPTY
             _state.set(replace(current, written=current.written | {alias}))
         return alias
@@ -286,6 +358,16 @@ class DatabaseRouter:
 
 
 _ROUTE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
+
+
+def _with_django_defaults(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A DATABASES entry with the keys Django fills in (what a DatabaseWrapper expects)."""
+    from django.db import connections
+
+    filled: dict[str, Any] = connections.configure_settings({DEFAULT_DB_ALIAS: copy.deepcopy(dict(entry))})[
+        DEFAULT_DB_ALIAS
+    ]
+    return filled
 
 
 def _mirrors(databases: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:

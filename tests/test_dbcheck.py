@@ -149,6 +149,8 @@ def test_sqlite_aliases_pass_with_exit_status_0(tmp_path: Path) -> None:
         "tls": None,
         "schemas": {"expected": [], "missing": [], "created": []},
         "settings": {},
+        "server": None,
+        "replication": None,
         "problems": [],
         "error": None,
     }

@@ -335,6 +335,8 @@ def test_json_fields_one_by_one(tmp_path: Path, pg_tls_server: PostgresServer, t
         "tls",
         "schemas",
         "settings",
+        "server",
+        "replication",
         "problems",
         "error",
     ]
@@ -350,5 +352,7 @@ def test_json_fields_one_by_one(tmp_path: Path, pg_tls_server: PostgresServer, t
     assert db["tls"]["in_use"] is True and db["tls"]["verified"] is True
     assert db["schemas"] == {"expected": ["public"], "missing": [], "created": []}
     assert db["settings"]["statement_timeout"] == {"expected": "30s", "actual": "30s", "ok": True}
+    assert db["server"] == {"host": pg_tls_server.host, "port": pg_tls_server.port, "role": "primary"}
+    assert db["replication"] is None  # not a replica
     assert db["problems"] == [] and db["error"] is None
     assert PASSWORD not in str(result)

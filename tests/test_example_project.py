@@ -50,6 +50,7 @@ def test_example_runs_on_sqlite_with_each_app_on_its_alias(example: Path) -> Non
     report = json.loads(check.stdout)
     assert [(db["alias"], db["vendor"], db["ok"]) for db in report["databases"]] == [
         ("default", "sqlite", True),
+        ("replica", "sqlite", True),
         ("analytics", "sqlite", True),
     ]
     assert report["databases"][0]["settings"]["lock_timeout"] == {
@@ -70,7 +71,7 @@ def test_example_runs_on_sqlite_with_each_app_on_its_alias(example: Path) -> Non
 @pytest.mark.postgresql
 @pytest.mark.slow
 def test_example_production_profile_on_postgresql_over_verified_tls(
-    example: Path, pg_tls_server: Any, tls_ca: Any
+    example: Path, pg_tls_server: Any, pg_tls_standby: Any, tls_ca: Any
 ) -> None:
     server = pg_tls_server
     database = f"analytics_{os.getpid()}"
@@ -86,6 +87,9 @@ def test_example_production_profile_on_postgresql_over_verified_tls(
             "DBCONFIG_DEFAULT_SSLROOTCERT": str(tls_ca.ca_path),
             "ANALYTICS_DATABASE_URL": f"postgresql://{server.user}:{server.password}@localhost:{server.port}/{database}",
             "DBCONFIG_ANALYTICS_SSLROOTCERT": str(tls_ca.ca_path),
+            # The replica names only where it is: it inherits the rest from default.
+            "DBCONFIG_REPLICA_HOST": "localhost",
+            "DBCONFIG_REPLICA_PORT": str(pg_tls_standby.port),
         }
         # The shop schema of the search path does not exist yet: dbcheck says so, then creates it.
         first = manage(example, "dbcheck", "--format", "json", env=env)
@@ -103,9 +107,28 @@ def test_example_production_profile_on_postgresql_over_verified_tls(
         assert check.returncode == 0, check.stdout + check.stderr
         assert server.password not in check.stdout + check.stderr
         report = {db["alias"]: db for db in json.loads(check.stdout)["databases"]}
-        for alias in ("default", "analytics"):
+        for alias in ("default", "replica", "analytics"):
             assert report[alias]["vendor"] == "postgresql"
             assert (report[alias]["tls"]["in_use"], report[alias]["tls"]["verified"]) == (True, True)
+        assert report["replica"]["schemas"]["expected"] == ["shop", "public"]
+        assert report["replica"]["server"]["role"] == "standby"
+        assert report["replica"]["replication"]["standby"] is True
+        assert report["replica"]["settings"]["read_only"]["actual"] is True
+
+        # A routed read goes to the replica, which finds the shop's table through its inherited search_path.
+        read = manage(
+            example,
+            "shell",
+            "-c",
+            "import time; from shop.models import Product\n"
+            "for _ in range(100):\n"
+            "    try:\n"
+            "        print(Product.objects.all().db, Product.objects.count()); break\n"
+            "    except Exception as exc:\n"
+            "        time.sleep(0.1)\n",
+            env=env,
+        )
+        assert read.stdout.strip().splitlines()[-1:] == ["replica 0"], read.stdout + read.stderr
         assert report["analytics"]["settings"]["read_only"]["actual"] in ("on", "true", True)
         assert report["default"]["settings"]["statement_timeout"]["actual"] == "30s"
         assert report["analytics"]["settings"]["statement_timeout"]["actual"] == "5min"

@@ -130,26 +130,28 @@ def test_a_configuration_error_shows_no_chained_traceback(readme_project: Path) 
 @pytest.mark.postgresql
 @pytest.mark.slow
 def test_no_profile_on_postgresql_check_dbconfig_and_dbcheck(
-    readme_project: Path, pg_tls_server: Any, tls_ca: Any
+    readme_project: Path, pg_tls_server: Any, pg_tls_standby: Any, tls_ca: Any
 ) -> None:
     server = pg_tls_server
     server.psql('CREATE SCHEMA "app"')  # the README's search_path: ["app", "public"]
     server.psql('CREATE DATABASE "analytics"')
     try:
-        _check_no_profile(readme_project, server, tls_ca)
+        _check_no_profile(readme_project, server, tls_ca, standby_port=pg_tls_standby.port)
     finally:
         server.psql('DROP SCHEMA "app" CASCADE')
         server.psql('DROP DATABASE "analytics" WITH (FORCE)')
 
 
-def _check_no_profile(readme_project: Path, server: Any, tls_ca: Any) -> None:
+def _check_no_profile(readme_project: Path, server: Any, tls_ca: Any, *, standby_port: int) -> None:
     certs = readme_project / "certs"
     certs.mkdir()
     shutil.copy(tls_ca.ca_path, certs / "ca.pem")
     env: dict[str, str] = {}
-    for alias in ("default", "analytics", "replica"):
+    for alias in ("default", "analytics"):
         prefix = f"DBCONFIG_{alias.upper()}_"
         env |= {prefix + "HOST": "localhost", prefix + "PORT": str(server.port), prefix + "USER": "postgres"}
+    # The replica says only where it is (a streaming standby of the server); the rest it inherits.
+    env |= {"DBCONFIG_REPLICA_HOST": "localhost", "DBCONFIG_REPLICA_PORT": str(standby_port)}
 
     check = manage(readme_project, "check", env=env)
     assert (check.returncode, check.stderr) == (0, "")
@@ -180,3 +182,9 @@ def _check_no_profile(readme_project: Path, server: Any, tls_ca: Any) -> None:
     assert report["default"]["settings"]["statement_timeout"]["actual"] == "30s"
     assert report["analytics"]["settings"]["statement_timeout"]["actual"] == "5min"
     assert report["analytics"]["settings"]["read_only"]["actual"] is True
+    # The replica inherited the primary's TLS, search_path and timeouts, and is a standby.
+    replica = report["replica"]
+    assert (replica["tls"]["in_use"], replica["tls"]["verified"]) == (True, True)
+    assert replica["schemas"] == {"expected": ["app", "public"], "missing": [], "created": []}
+    assert replica["settings"]["statement_timeout"]["actual"] == "30s"
+    assert replica["server"]["role"] == "standby" and replica["replication"]["standby"] is True

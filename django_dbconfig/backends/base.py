@@ -27,6 +27,8 @@ COMMON_KEYS = frozenset(
         "test",
         "options",
         "migrate",
+        "replica_of",
+        "max_replica_lag",
     }
 )
 # Keys every client/server backend honours.
@@ -43,7 +45,6 @@ SERVER_KEYS = COMMON_KEYS | {
     "lock_timeout",
     "connect_timeout",
     "read_only",
-    "replica_of",
     "network_timeout",
     "pooler",
     "password_provider",
@@ -76,6 +77,10 @@ class Backend:
 
     def driver_installed(self) -> bool:
         return not self.driver_modules or any(installed(module) for module in self.driver_modules)
+
+    def validate(self, values: Mapping[str, Any]) -> tuple[str, str] | None:
+        """What is wrong with values that are each valid alone: (the key to blame, why), or None."""
+        return None
 
     def render(self, values: Mapping[str, Any], ctx: RenderContext) -> DatabaseSettings:
         """Return Django's DATABASES entry for validated values (defaults applied)."""

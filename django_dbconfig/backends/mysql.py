@@ -29,6 +29,10 @@ TLS_MODES = ("require", "verify-ca", "verify-full")
 TLS_GUARD = "DBCONFIG_TLS_REQUIRED_BUT_SESSION_NOT_ENCRYPTED"
 _NO_SEARCH_PATH = "MySQL and MariaDB have no schema search path: a database is a schema. Set name instead."
 _POSTGRES_ONLY = "it is a PostgreSQL setting with no MySQL/MariaDB equivalent."
+_ONE_HOST = (
+    "several hosts (libpq's failover) exist for PostgreSQL only: give MySQL/MariaDB one host, "
+    "and put a proxy or a virtual IP in front of several servers."
+)
 
 
 class MySQL(Backend):
@@ -41,6 +45,8 @@ class MySQL(Backend):
         "pool": "Django's connection pool exists for PostgreSQL only; use conn_max_age.",
         "idle_in_transaction_session_timeout": _POSTGRES_ONLY,
         "application_name": _POSTGRES_ONLY,
+        "target_session_attrs": _ONE_HOST[0].upper() + _ONE_HOST[1:],
+        "load_balance_hosts": _ONE_HOST[0].upper() + _ONE_HOST[1:],
     }
     defaults = {
         "port": 3306,
@@ -57,6 +63,12 @@ class MySQL(Backend):
 
     def statement_timeout(self, ms: int) -> str:
         return f"max_execution_time={ms}"
+
+    def validate(self, values: Mapping[str, Any]) -> tuple[str, str] | None:
+        for key in ("host", "port"):
+            if isinstance(values.get(key), tuple):
+                return key, f"{key} lists several {key}s, but {_ONE_HOST}"
+        return None
 
     def tls_guard(self) -> str:
         """An assignment that fails unless this session is on TLS (and if its status is unreadable)."""

@@ -52,7 +52,14 @@ class PostgreSQL(Backend):
     name = "postgresql"
     display = "PostgreSQL"
     engine = "django_dbconfig.engines.postgresql"
-    keys = SERVER_KEYS | {"pool", "search_path", "idle_in_transaction_session_timeout", "application_name"}
+    keys = SERVER_KEYS | {
+        "pool",
+        "search_path",
+        "idle_in_transaction_session_timeout",
+        "application_name",
+        "target_session_attrs",
+        "load_balance_hosts",
+    }
     defaults = {
         "port": 5432,
         "conn_max_age": 60,
@@ -63,9 +70,19 @@ class PostgreSQL(Backend):
     driver_modules = ("psycopg", "psycopg2")
     install = 'pip install "django-dbconfig[postgresql]" (psycopg 3)'
 
+    def validate(self, values: Mapping[str, Any]) -> tuple[str, str] | None:
+        hosts, ports = values.get("host"), values.get("port")
+        count = len(hosts) if isinstance(hosts, tuple) else 1
+        if isinstance(ports, tuple) and len(ports) != count:
+            return "port", (
+                f"port lists {len(ports)} ports for {count} host{'s' if count != 1 else ''}. "
+                "Give one port for every host, or one port for all of them."
+            )
+        return None
+
     def render_options(self, values: Mapping[str, Any], ctx: RenderContext) -> dict[str, Any]:
         options: dict[str, Any] = {}
-        for key in ("sslmode", "application_name"):
+        for key in ("sslmode", "application_name", "target_session_attrs", "load_balance_hosts"):
             if key in values:
                 options[key] = values[key]
         for key in ("sslrootcert", "sslcert", "sslkey"):
@@ -104,6 +121,11 @@ class PostgreSQL(Backend):
             options["options"] = f"{startup} {own}"
         if values.get("pool"):
             settings["CONN_MAX_AGE"] = 0
+        # Several hosts (and ports) go to libpq as its comma-separated lists.
+        if isinstance(values.get("host"), tuple):
+            settings["HOST"] = ",".join(values["host"])
+        if isinstance(values.get("port"), tuple):
+            settings["PORT"] = ",".join(str(port) for port in values["port"])
         extra = render_extra(values, session_settings(values))
         if extra:
             settings["DBCONFIG"] = extra

@@ -9,6 +9,7 @@ as timed out: a server that accepts TCP and never answers cannot hang dbcheck.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import threading
 import time
@@ -64,10 +65,15 @@ def expected_for(alias: str, entry: Mapping[str, Any]) -> Expected:
         return added
     config = last_config()
     if config is not None and alias in config.aliases and _same_server(config.databases()[alias], entry):
-        result: Expected = module.expected_from_config(config.values(alias), entry)
-        return result
+        values = config.values(alias)
+        result: Expected = module.expected_from_config(values, entry)
+        return dataclasses.replace(
+            result, replica_of=values.get("replica_of"), max_replica_lag=values.get("max_replica_lag")
+        )
     fallback: Expected = module.expected_from_settings(entry)
-    return fallback
+    # A hand-written replica says which alias it mirrors in TEST.MIRROR.
+    mirror = (entry.get("TEST") or {}).get("MIRROR")
+    return dataclasses.replace(fallback, replica_of=str(mirror) if mirror else None)
 
 
 def _same_server(built: Mapping[str, Any], entry: Mapping[str, Any]) -> bool:

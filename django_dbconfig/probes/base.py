@@ -15,7 +15,7 @@ from .. import problems
 from ..config import MASK
 from ..durations import format_duration
 from ..keys import SSLMODES, is_secret_option
-from ..report import AliasReport, SettingCheck
+from ..report import AliasReport, ReplicationReport, SettingCheck
 
 # keys.SSLMODES runs weakest first: a level asked for must be reached or it is an error.
 REQUIRE = SSLMODES.index("require")
@@ -32,6 +32,8 @@ class Expected:
     durations: Mapping[str, int] = field(default_factory=dict)  # milliseconds
     application_name: str | None = None
     read_only: bool | None = None
+    replica_of: str | None = None  # the primary, for a replica
+    max_replica_lag: int | None = None  # milliseconds
 
 
 @dataclass
@@ -224,6 +226,45 @@ def check_tls(report: AliasReport, spec: ProbeSpec, *, effective_mode: str | Non
             problems.problem(
                 problems.W101,
                 f"sslmode {asked} allows TLS, but this session is not encrypted.",
+                alias=spec.alias,
+            )
+        )
+
+
+def check_replication(report: AliasReport, spec: ProbeSpec, *, standby: bool, lag_s: float | None) -> None:
+    """Record a replica's standby state and lag; a writable server or too much lag is an error."""
+    primary = spec.expected.replica_of
+    if primary is None:
+        return
+    limit_ms = spec.expected.max_replica_lag
+    max_lag_s = None if limit_ms is None else limit_ms / 1000
+    lag = None if lag_s is None else round(lag_s, 3)
+    report.replication = ReplicationReport(primary, standby, lag if standby else None, max_lag_s)
+    if not standby:
+        report.add(
+            problems.problem(
+                problems.E120,
+                f'"{spec.alias}" is a replica of "{primary}", but its server is a writable primary, '
+                "not a standby.",
+                alias=spec.alias,
+                primary=f'"{primary}"',
+            )
+        )
+    elif lag is None:
+        report.add(
+            problems.problem(
+                problems.W120,
+                "The server is a standby, but its replication lag cannot be measured "
+                "(replication stopped, or its status is not readable).",
+                alias=spec.alias,
+            )
+        )
+    elif max_lag_s is not None and lag > max_lag_s:
+        report.add(
+            problems.problem(
+                problems.E121,
+                f"The standby lags {lag:g} s behind, more than max_replica_lag "
+                f"({format_duration(limit_ms or 0)}).",
                 alias=spec.alias,
             )
         )

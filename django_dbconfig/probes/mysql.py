@@ -9,11 +9,12 @@ from typing import Any
 from .. import problems
 from ..backends.base import whole_seconds
 from ..backends.mysql import SSLMODE_OF, MariaDB, MySQL
-from ..report import AliasReport, TlsReport
+from ..report import AliasReport, ServerReport, TlsReport
 from .base import (
     Expected,
     ProbeSpec,
     SessionHealth,
+    check_replication,
     check_tls,
     compare_duration,
     compare_read_only,
@@ -154,6 +155,38 @@ def _inspect(cursor: Any, spec: ProbeSpec, report: AliasReport, params: Mapping[
     variable = MariaDB.read_only_variable if mariadb else MySQL.read_only_variable
     read_only = bool(int(fetch_one(cursor, f"SELECT @@session.{variable}")[0]))
     compare_read_only(report, expected.read_only, read_only)
+
+    if expected.replica_of is not None:
+        # Only for replicas: reading the replica status needs a privilege a primary's user may lack.
+        standby, lag_s = replication_status(cursor)
+        report.server = ServerReport(
+            str(params.get("host") or "localhost"),
+            int(params["port"]) if params.get("port") else None,
+            "standby" if standby else "primary",
+        )
+        check_replication(report, spec, standby=standby, lag_s=lag_s)
+
+
+def replication_status(cursor: Any) -> tuple[bool, float | None]:
+    """(the server is a replica, its lag in seconds or None when unknown).
+
+    A server with a replica status is a standby; its lag is Seconds_Behind_Master
+    (MariaDB) or Seconds_Behind_Source (MySQL), NULL while replication is stopped.
+    Without one, or without the privilege to read it, a server running read_only
+    counts as a standby whose lag is unknown.
+    """
+    rows: list[dict[str, Any]] = []
+    try:
+        cursor.execute("SHOW REPLICA STATUS")
+        names = [column[0] for column in cursor.description or ()]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    except Exception:  # no privilege, or a server too old for the statement
+        rows = []
+    if rows:
+        lags = [row.get("Seconds_Behind_Master", row.get("Seconds_Behind_Source")) for row in rows]
+        known = [float(lag) for lag in lags if lag is not None]
+        return True, max(known) if len(known) == len(lags) else None
+    return bool(int(fetch_one(cursor, "SELECT @@global.read_only")[0])), None
 
 
 def session_health(cursor: Any, *, mariadb: bool) -> SessionHealth:

@@ -14,12 +14,13 @@ from typing import Any
 
 from .. import poolers, problems
 from ..backends.postgresql import quote_ident
-from ..report import AliasReport, SchemaReport, TlsReport
+from ..report import AliasReport, SchemaReport, ServerReport, TlsReport
 from .base import (
     DURATION_SETTINGS,
     Expected,
     ProbeSpec,
     SessionHealth,
+    check_replication,
     check_tls,
     compare_duration,
     compare_read_only,
@@ -35,6 +36,16 @@ logger = logging.getLogger(__name__)
 # SHOW prints durations in the largest exact unit; a bare number is in the base unit, ms.
 _PG_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|min|h|d)?\s*$")
 _PG_UNITS_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+# Whether the server is a standby, and its lag in seconds: none while it has replayed all
+# the WAL it received, else the age of the last transaction it replayed (NULL when unknown).
+REPLICATION_SQL = """
+SELECT pg_is_in_recovery(),
+       CASE WHEN NOT pg_is_in_recovery() THEN NULL
+            WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+            ELSE GREATEST(0, EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp()))
+       END
+"""
 
 
 def load(spec: ProbeSpec) -> None:
@@ -226,6 +237,24 @@ def _inspect(cursor: Any, connection: Any, spec: ProbeSpec, report: AliasReport)
 
     schemas = list(expected.search_path if expected.search_path is not None else actual_path)
     _schemas(cursor, spec, report, [s for s in schemas if s != "$user"])
+
+    standby, lag_s = replication_status(cursor)
+    host, port = reached(connection)
+    report.server = ServerReport(host, port, "standby" if standby else "primary")
+    check_replication(report, spec, standby=standby, lag_s=lag_s)
+
+
+def replication_status(cursor: Any) -> tuple[bool, float | None]:
+    """(the server is a standby, its replication lag in seconds or None when unknown)."""
+    standby, lag = fetch_one(cursor, REPLICATION_SQL)
+    return bool(standby), None if lag is None else float(lag)
+
+
+def reached(connection: Any) -> tuple[str | None, int | None]:
+    """The host and port libpq connected to (of several hosts, the one that answered)."""
+    info = connection.info
+    port = getattr(info, "port", None)
+    return getattr(info, "host", None), int(port) if port else None
 
 
 def client_tls(connection: Any) -> tuple[bool, str | None, str | None]:
@@ -449,10 +478,4 @@ def replica_lag_seconds(cursor: Any) -> float | None:
     there is nothing to replay; so a standby that has replayed everything it
     received is not lagging. None on a primary.
     """
-    (lag,) = fetch_one(
-        cursor,
-        "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL "
-        "WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
-        "ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END",
-    )
-    return None if lag is None else max(0.0, float(lag))
+    return replication_status(cursor)[1]

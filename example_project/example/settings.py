@@ -1,7 +1,8 @@
 """Settings of the example project: DATABASES comes from dbconfig.json and its layers.
 
-By default both aliases are SQLite files next to this project. With
-DBCONFIG_ENV=production they are PostgreSQL over verified TLS, with the
+By default the aliases are SQLite files next to this project (the replica reads
+the file of default). With DBCONFIG_ENV=production they are PostgreSQL over
+verified TLS, the replica inheriting everything of default but its host, with the
 password from .secrets/dbconfig.json (see .secrets/dbconfig.json.example)
 or DBCONFIG_DEFAULT_PASSWORD / DBCONFIG_DEFAULT_PASSWORD_FILE.
 """
