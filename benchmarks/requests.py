@@ -1,6 +1,7 @@
 """Request cycles per second with each connection strategy, on PostgreSQL and MariaDB.
 
-    .venv/bin/python benchmarks/requests.py [--rounds 15] [--seconds 2] [--only postgresql|mariadb|pgbouncer]
+    .venv/bin/python benchmarks/requests.py [--rounds 15] [--seconds 2]
+        [--only postgresql|mariadb|pgbouncer] [--transport tcp|tls]
 
 A request cycle is what Django does around a view that runs one query:
 `request_started`, one `SELECT 1` through the Django connection, `request_finished`.
@@ -19,7 +20,10 @@ straight to the server with the same through a throwaway PgBouncer in transactio
 
 The servers are throwaway ones from tests/servers.py, reached over TCP with password
 authentication (SCRAM-SHA-256 on PostgreSQL, mysql_native_password on MariaDB),
-as a production application reaches its database.
+as a production application reaches its database: once without TLS and once with
+verified TLS, a table each. On PostgreSQL, Django's pool (psycopg_pool) runs with
+and without health checks, beside build_databases() with `pool: true`, whose
+engine checks each checkout on the socket.
 """
 
 from __future__ import annotations
@@ -39,7 +43,10 @@ sys.path.insert(0, str(ROOT))
 
 DEFAULT_VARIANT = "build_databases() default"
 PERSISTENT_VARIANT = "persistent, no health checks"
-TARGET = 0.9
+POOL_VARIANT = "pool (Django 5.1+), no checks"
+POOL_CHECKS_VARIANT = "pool, Django's health checks"
+OUR_POOL_VARIANT = "build_databases() pool: true"
+TARGET = 0.95
 # Long enough for several persistent cycles (and one new connection), short enough
 # that a variant never runs alone through a burst of load.
 SLICE_SECONDS = 0.005
@@ -54,32 +61,50 @@ class Variant:
     settings: dict[str, Any]
 
 
-def variants_for(server: Any, engine: str, *, pool: bool) -> list[Variant]:
-    """Django's own engine configured three or four ways, plus what build_databases() renders."""
+def tls_variables(server: Any, tls: bool) -> dict[str, str]:
+    """TLS off, or verified TLS (verify-full against the throwaway CA)."""
+    if not tls:
+        return {"DBCONFIG_DEFAULT_SSLMODE": "disable"}
+    return {"DBCONFIG_DEFAULT_SSLMODE": "verify-full", "DBCONFIG_DEFAULT_SSLROOTCERT": str(server.ca_path)}
+
+
+def variants_for(server: Any, engine: str, *, pool: bool, tls: bool) -> list[Variant]:
+    """Django's own engine configured several ways, and what build_databases() renders.
+
+    Every variant starts from the same rendered settings (TLS options included), so
+    the engine and the connection strategy are the only differences.
+    """
     from django_dbconfig import build_databases
 
-    base = {
-        "ENGINE": engine,
-        "HOST": server.host,
-        "PORT": server.port,
-        "NAME": server.dbname,
-        "USER": server.user,
-        "PASSWORD": server.password,
-    }
+    # mariadb:// for MariaDB: a mysql:// URL means MySQL, whose TLS guard reads
+    # performance_schema, which MariaDB leaves off.
+    url = server.url().replace("mysql://", "mariadb://", 1)
+    environ = {"DATABASE_URL": url, **tls_variables(server, tls)}
+    pooled = {"databases": {"default": {"pool": True}}}
+    # An empty folder (no dbconfig.json) and the environment passed in: only these count.
+    with tempfile.TemporaryDirectory() as empty:
+        rendered = build_databases(empty, environ=environ)["default"]
+        ours_pooled = build_databases(empty, environ=environ, overrides=pooled)["default"] if pool else {}
+    django_s: dict[str, Any] = {**rendered, "ENGINE": engine}
     variants = [
-        Variant("Django defaults (CONN_MAX_AGE=0)", base | {"CONN_MAX_AGE": 0}),
-        Variant(PERSISTENT_VARIANT, base | {"CONN_MAX_AGE": 60, "CONN_HEALTH_CHECKS": False}),
+        Variant(
+            "Django defaults (CONN_MAX_AGE=0)",
+            django_s | {"CONN_MAX_AGE": 0, "CONN_HEALTH_CHECKS": False},
+        ),
+        Variant(PERSISTENT_VARIANT, django_s | {"CONN_MAX_AGE": 60, "CONN_HEALTH_CHECKS": False}),
         Variant(
             "persistent, Django's health checks",
-            base | {"CONN_MAX_AGE": 60, "CONN_HEALTH_CHECKS": True},
+            django_s | {"CONN_MAX_AGE": 60, "CONN_HEALTH_CHECKS": True},
         ),
     ]
     if pool:
-        variants.append(Variant("pool (Django 5.1+), no checks", base | {"OPTIONS": {"pool": True}}))
-    # An empty folder (no dbconfig.json) and the environment passed in: only the URL counts.
-    with tempfile.TemporaryDirectory() as empty:
-        rendered = build_databases(empty, environ={"DATABASE_URL": server.url()})["default"]
-    variants.append(Variant(DEFAULT_VARIANT, rendered))
+        options = {**django_s["OPTIONS"], "pool": True}
+        for label, checks in ((POOL_VARIANT, False), (POOL_CHECKS_VARIANT, True)):
+            settings = {"CONN_MAX_AGE": 0, "CONN_HEALTH_CHECKS": checks, "OPTIONS": options}
+            variants.append(Variant(label, django_s | settings))
+    variants.append(Variant(DEFAULT_VARIANT, dict(rendered)))
+    if pool:
+        variants.append(Variant(OUR_POOL_VARIANT, dict(ours_pooled)))
     return variants
 
 
@@ -183,13 +208,23 @@ def table(title: str, variants: dict[str, Variant], results: dict[str, list[floa
         label = variants[alias].label
         lines.append(f"  {label:<{width}}  {median:>10,.0f}  {median / fastest:>9.2f}x")
     by_label = {variant.label: alias for alias, variant in variants.items()}
-    ours, baseline = results[by_label[DEFAULT_VARIANT]], results[by_label[PERSISTENT_VARIANT]]
-    paired = statistics.median(a / b for a, b in zip(ours, baseline, strict=True))
-    verdict = "meets" if paired >= TARGET else "MISSES"
+
+    def paired(ours: str, baseline: str) -> float:
+        pairs = zip(results[by_label[ours]], results[by_label[baseline]], strict=True)
+        return statistics.median(a / b for a, b in pairs)
+
+    ratio = paired(DEFAULT_VARIANT, PERSISTENT_VARIANT)
+    verdict = "meets" if ratio >= TARGET else "MISSES"
     lines.append(
         f"  {DEFAULT_VARIANT} vs {PERSISTENT_VARIANT}, median of per-round ratios: "
-        f"{paired:.2f}x ({verdict} the {TARGET:.2f}x target)"
+        f"{ratio:.2f}x ({verdict} the {TARGET:.2f}x target)"
     )
+    if OUR_POOL_VARIANT in by_label:
+        lines.append(
+            f"  {OUR_POOL_VARIANT} (health checks on) vs {POOL_VARIANT}, median of per-round ratios: "
+            f"{paired(OUR_POOL_VARIANT, POOL_VARIANT):.2f}x; "
+            f"vs {POOL_CHECKS_VARIANT}: {paired(OUR_POOL_VARIANT, POOL_CHECKS_VARIANT):.2f}x"
+        )
     return "\n".join(lines)
 
 
@@ -270,6 +305,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", choices=("postgresql", "mariadb", "pgbouncer"), help="one server (or PgBouncer) only"
     )
+    parser.add_argument(
+        "--transport",
+        choices=("tcp", "tls"),
+        help="only plain TCP, or only verified TLS (default: both, one table each)",
+    )
     args = parser.parse_args(argv)
 
     from tests.servers import MariaDBServer, PostgresServer
@@ -280,29 +320,32 @@ def main(argv: list[str] | None = None) -> int:
         "mariadb": ("MariaDB", MariaDBServer, "django.db.backends.mysql", False),
     }
     chosen = {name: kind for name, kind in kinds.items() if args.only in (None, name)}
+    transports = [t for t in ("tcp", "tls") if args.transport in (None, t)]
     with contextlib.ExitStack() as stack:
-        groups: dict[str, dict[str, Variant]] = {}
+        # group name: (title, its variants by alias)
+        groups: dict[str, tuple[str, dict[str, Variant]]] = {}
         for name, (display, factory, engine, pool) in chosen.items():
-            print(f"starting a throwaway {display} server...", file=sys.stderr)
-            server = stack.enter_context(factory())
-            listed = variants_for(server, engine, pool=pool)
-            groups[name] = {f"{name}_{index}": variant for index, variant in enumerate(listed)}
-        pgbouncer_title = ""
+            print(f"starting a throwaway {display} server (TLS available)...", file=sys.stderr)
+            server = stack.enter_context(factory(tls=True))
+            for transport in transports:
+                listed = variants_for(server, engine, pool=pool, tls=transport == "tls")
+                how = "verified TLS (verify-full)" if transport == "tls" else "TCP without TLS"
+                title = (
+                    f"{display} over {how}, password authentication, one SELECT 1 per request; "
+                    f"median of {args.rounds} rounds"
+                )
+                group = f"{name}_{transport}"
+                groups[group] = (title, {f"{group}_{i}": variant for i, variant in enumerate(listed)})
         if args.only in (None, "pgbouncer"):
-            pgbouncer_title, groups["pgbouncer"] = pgbouncer_variants(stack)
-        configure_django({alias: v for group in groups.values() for alias, v in group.items()})
+            groups["pgbouncer"] = pgbouncer_variants(stack)
+        configure_django({alias: v for _, group in groups.values() for alias, v in group.items()})
         reports = []
-        for name, variants in groups.items():
-            display = chosen[name][0] if name in chosen else "PgBouncer"
-            print(f"measuring {display}...", file=sys.stderr)
+        for name, (title, variants) in groups.items():
+            print(f"measuring: {title}...", file=sys.stderr)
             results = measure(list(variants), rounds=args.rounds, seconds=args.seconds)
             if name == "pgbouncer":
-                reports.append(pgbouncer_table(pgbouncer_title, variants, results))
+                reports.append(pgbouncer_table(title, variants, results))
                 continue
-            title = (
-                f"{display} over TCP with password authentication, one SELECT 1 per request; "
-                f"median of {args.rounds} rounds"
-            )
             reports.append(table(title, variants, results))
     print("\n\n".join(reports))
     return 0

@@ -56,18 +56,18 @@ class Spy:
     def __init__(self, connection: Any) -> None:
         self.calls = 0
         self.verdicts: list[Verdict] = []
-        is_usable, socket_verdict = connection.is_usable, connection.socket_verdict
+        round_trip_check, socket_verdict = connection.round_trip_check, connection.socket_verdict
 
-        def counted() -> bool:
+        def counted() -> None:
             self.calls += 1
-            return bool(is_usable())
+            round_trip_check()
 
         def recorded() -> Verdict:
             verdict: Verdict = socket_verdict()
             self.verdicts.append(verdict)
             return verdict
 
-        connection.is_usable = counted
+        connection.round_trip_check = counted
         connection.socket_verdict = recorded
 
 
@@ -232,17 +232,17 @@ def test_pg_notification_on_an_idle_listener_is_not_taken_for_a_close(
     settings = rendered(tmp_path, pg_plain_server.url())
     received: list[str] = []
     with django_connection(settings) as connection:
-        spy = Spy(connection)
         connection.connection.add_notify_handler(lambda notify: received.append(notify.payload))
         with connection.cursor() as cursor:
             cursor.execute("LISTEN dbconfig_health")
+        spy = Spy(connection)
         pid = connection.connection.info.backend_pid
         pg_plain_server.psql("NOTIFY dbconfig_health, 'hello'")
         wait_for(lambda: socket_readable(connection.connection.fileno()), "the notification")
         new_request(connection)
         connection.close_if_health_check_failed()
         kept = connection.connection is not None and connection.connection.info.backend_pid == pid
-    # Unsure, so Django's own check ran; it delivered the notification as usual.
+    # Unsure, so Django's own check ran; the notification reached the handler.
     assert (spy.verdicts, spy.calls, kept, received) == ([Verdict.UNSURE], 1, True, ["hello"])
 
 
@@ -259,6 +259,22 @@ def test_pg_connection_in_a_transaction_is_left_to_djangos_check(
         connection.set_autocommit(True)
         idle = connection.socket_verdict()
     assert (in_transaction, idle) == (Verdict.UNSURE, Verdict.HEALTHY)
+
+
+@pytest.mark.postgresql
+def test_pg_autocommit_off_before_any_query_keeps_the_socket_check(
+    tmp_path: Path, pg_plain_server: Any
+) -> None:
+    settings = rendered(tmp_path, pg_plain_server.url())
+    with django_connection(settings) as connection:
+        connection.set_autocommit(False)
+        # No query yet: psycopg has not begun a transaction, the session is idle.
+        before_query = connection.socket_verdict()
+        query_one(connection, "SELECT 1")
+        after_query = connection.socket_verdict()
+        connection.rollback()
+        connection.set_autocommit(True)
+    assert (before_query, after_query) == (Verdict.HEALTHY, Verdict.UNSURE)
 
 
 # ---------------------------------------------------------------------------- MariaDB

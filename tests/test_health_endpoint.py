@@ -337,6 +337,26 @@ def test_replica_lag_is_read_on_a_postgresql_standby(
 
 
 @pytest.mark.mariadb
+@pytest.mark.slow
+def test_replica_lag_is_read_on_a_mariadb_replica(tmp_path: Path, client: Client, mariadb_pair: Any) -> None:
+    primary, replica = mariadb_pair.primary, mariadb_pair.replica
+    with registered(
+        {
+            "primary": entry(tmp_path, primary.url().replace("mysql://", "mariadb://")),
+            "replica": entry(tmp_path, replica.url().replace("mysql://", "mariadb://")),
+        }
+    ):
+        code, body = get(client, "?database=primary&database=replica")
+        metrics = parse_metrics(client.get(URL + "?format=openmetrics").content.decode())
+    rows = by_alias(body)
+    assert code == 200, body
+    assert rows["primary"]["replica_lag_s"] is None
+    assert rows["replica"]["replica_lag_s"] == 0.0  # replicating, caught up: Seconds_Behind_Master 0
+    assert metrics[("dbconfig_replica_lag_seconds", "replica")] == 0.0
+    assert ("dbconfig_replica_lag_seconds", "primary") not in metrics
+
+
+@pytest.mark.mariadb
 def test_mariadb_probes_every_100ms_for_10s_open_no_new_connection(
     tmp_path: Path, client: Client, mariadb_plain_server: Any
 ) -> None:

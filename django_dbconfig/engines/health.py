@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import logging
 import select
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -65,12 +65,15 @@ class SocketHealthCheck(BaseDatabaseWrapper):
     Mixed in before Django's own `DatabaseWrapper`. Only the per-request health check
     changes: the check after a query error (`close_if_unusable_or_obsolete`) still
     uses Django's `is_usable()`, since a connection that just failed deserves a real
-    round trip.
+    round trip. When `is_usable()` is not Django's own (a subclass overrides it, or
+    code wraps or patches it), the per-request check is Django's too, so that code runs.
     """
 
     # Set by Django's BaseDatabaseWrapper (4.1+); the stubs do not declare them.
     health_check_enabled: bool
     health_check_done: bool
+    # The `is_usable` of the Django backend each engine extends, set by the engine.
+    django_is_usable: ClassVar[Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -80,8 +83,19 @@ class SocketHealthCheck(BaseDatabaseWrapper):
         """Judge the idle connection from local state only."""
         raise NotImplementedError
 
+    def is_usable_replaced(self) -> bool:
+        """Whether `is_usable` was overridden, wrapped or patched, on the class or this instance."""
+        return "is_usable" in vars(self) or type(self).is_usable is not self.django_is_usable
+
+    def round_trip_check(self) -> None:
+        """Django's own per-request check: `is_usable()`, and a close if it fails."""
+        super().close_if_health_check_failed()
+
     def close_if_health_check_failed(self) -> None:
         if self.connection is None or not self.health_check_enabled or self.health_check_done:
+            return
+        if self.is_usable_replaced():
+            self.round_trip_check()
             return
         try:
             verdict = self.socket_verdict()
@@ -90,7 +104,7 @@ class SocketHealthCheck(BaseDatabaseWrapper):
             logger.debug("socket check of %r failed; using Django's check", self.alias, exc_info=True)
             verdict = Verdict.UNSURE
         if verdict is Verdict.UNSURE:
-            super().close_if_health_check_failed()
+            self.round_trip_check()
             return
         if verdict is Verdict.DEAD:
             logger.info("database %r: the server closed the idle connection; reconnecting", self.alias)

@@ -190,15 +190,17 @@ def replication_status(cursor: Any) -> tuple[bool, float | None]:
 
 
 def session_health(cursor: Any, *, mariadb: bool) -> SessionHealth:
-    """Read-only mode and TLS of the session, as the server reports them; no replica lag yet."""
+    """Read-only mode, TLS and (on a replica) replication lag of the session, as the server reports them."""
     variable = (MariaDB if mariadb else MySQL).read_only_variable
     (read_only,) = fetch_one(cursor, f"SELECT @@session.{variable}")
     cursor.execute("SHOW SESSION STATUS WHERE Variable_name IN ('Ssl_version', 'Ssl_cipher')")
     status = {str(name).lower(): str(value or "") for name, value in cursor.fetchall()}
     cipher = status.get("ssl_cipher") or None
+    standby, lag = replication_status(cursor)
     return SessionHealth(
         read_only=bool(int(read_only)),
         tls_in_use=cipher is not None,
         tls_version=(status.get("ssl_version") or None) if cipher else None,
         tls_cipher=cipher,
+        replica_lag_s=lag if standby else None,
     )

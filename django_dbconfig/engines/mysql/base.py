@@ -94,6 +94,8 @@ class DatabaseWrapper(
 
     client_class = DatabaseClient
 
+    django_is_usable = staticmethod(django_mysql.DatabaseWrapper.is_usable)
+
     def socket_verdict(self) -> Verdict:
         """Healthy when idle with nothing to read; dead when anything is waiting.
 
@@ -103,11 +105,14 @@ class DatabaseWrapper(
         close_notify, or the close itself). So a readable socket is a closed
         session. Were that ever wrong, the cost is one reconnect, never a failed
         request.
+
+        A connection shared between threads gets Django's check: another thread
+        may be reading a reply from the socket right now, which is not a close.
         """
         conn = self.connection
         if not conn.open:
             return Verdict.DEAD
-        if self.in_atomic_block or not self.get_autocommit():
+        if self.in_atomic_block or not self.get_autocommit() or self.allow_thread_sharing:
             return Verdict.UNSURE
         fd = conn.fileno()
         if fd < 0:
