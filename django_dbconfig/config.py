@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
-import json
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -538,6 +537,8 @@ def display_value(key: str, value: Any) -> str:
         return shown
     if isinstance(value, tuple):
         return ", ".join(str(item) for item in value)
+    import json  # only when explaining: not on the path of every settings.py
+
     return json.dumps(shown, default=str)
 
 
@@ -550,7 +551,7 @@ def json_value(key: str, value: Any) -> Any:
         return json_value(option, value)
     if (root in KEYS and KEYS[root].secret) or (option and is_secret_option(option)):
         return mask_url(str(value)) if root == "url" else MASK
-    if key in DURATION_KEYS:
+    if key in DURATION_KEYS and value is not None:
         return format_duration(int(value))
     return _masked(value)
 

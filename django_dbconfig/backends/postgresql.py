@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .base import SERVER_KEYS, Backend, RenderContext, render_extra, resolve_path, whole_seconds
+from .base import SERVER_KEYS, Backend, RenderContext, keepalive, render_extra, resolve_path, whole_seconds
 
 # Session settings sent with `-c name=value` at connection start, in this order.
 SESSION_SETTINGS = (
@@ -60,7 +60,13 @@ class PostgreSQL(Backend):
         "target_session_attrs",
         "load_balance_hosts",
     }
-    defaults = {"port": 5432, "conn_max_age": 60, "conn_health_checks": True, "connect_timeout": 5000}
+    defaults = {
+        "port": 5432,
+        "conn_max_age": 60,
+        "conn_health_checks": True,
+        "connect_timeout": 5000,
+        "network_timeout": 30_000,
+    }
     driver_modules = ("psycopg", "psycopg2")
     install = 'pip install "django-dbconfig[postgresql]" (psycopg 3)'
 
@@ -85,6 +91,18 @@ class PostgreSQL(Backend):
         if "connect_timeout" in values:
             # libpq counts whole seconds and treats anything under 2 as 2.
             options["connect_timeout"] = whole_seconds(values["connect_timeout"], minimum=2)
+        if values.get("network_timeout"):
+            # libpq's own settings, so any psycopg engine (and the pool) honours them.
+            # Keepalives find a silent server while waiting on a reply; tcp_user_timeout
+            # ends a connection whose sent query is never acknowledged.
+            tcp = keepalive(values["network_timeout"])
+            options |= {
+                "keepalives": 1,
+                "keepalives_idle": tcp.idle,
+                "keepalives_interval": tcp.interval,
+                "keepalives_count": tcp.probes,
+                "tcp_user_timeout": tcp.user_timeout_ms,
+            }
         # Behind a pooler the settings cannot travel in the startup packet: see poolers.py.
         startup = "" if values.get("pooler") else session_options(values)
         if startup:
