@@ -30,6 +30,7 @@ from .problems import (
     W003,
     W004,
     W005,
+    W006,
     W011,
     W102,
     W201,
@@ -40,6 +41,8 @@ from .report import Problem, Report
 logger = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = frozenset({"", "localhost", "localhost.localdomain"})
+# ASGI servers that may run the checks in their own process (e.g. from asgi.py).
+ASGI_SERVERS = ("uvicorn", "daphne", "hypercorn", "granian")
 
 # PostgreSQL's reserved key words (and those reserved except as function or type names):
 # a schema named like one of them breaks every unquoted reference to it.
@@ -161,6 +164,7 @@ def static_problems(databases: Mapping[str, Mapping[str, Any]]) -> list[tuple[st
     for alias, entry in databases.items():
         found += [(alias, p) for p in _alias_problems(alias, entry)]
     found += [(None, p) for p in route_target_problems(databases)]
+    found += asgi_problems(databases)
     config = last_config()
     if config is not None:
         found += [(None, p) for p in secrets_problems(config.secrets_file, config.base_dir)]
@@ -245,6 +249,55 @@ def _alias_problems(alias: str, entry: Mapping[str, Any]) -> list[Problem]:
                 )
             )
     return problems
+
+
+def asgi_problems(databases: Mapping[str, Mapping[str, Any]]) -> list[tuple[str | None, Problem]]:
+    """W006 for each server alias with persistent connections and no pool, when served by ASGI.
+
+    Under ASGI no request reuses another's connection (each runs in its own context),
+    so CONN_MAX_AGE buys nothing there; a pool does.
+    """
+    served_by = _asgi_in_use()
+    if served_by is None:
+        return []
+    from .probes import vendor_of
+
+    found: list[tuple[str | None, Problem]] = []
+    for alias, entry in databases.items():
+        vendor = vendor_of(entry)
+        age = entry.get("CONN_MAX_AGE", 0)
+        if vendor not in ("postgresql", "mysql") or age == 0 or (entry.get("OPTIONS") or {}).get("pool"):
+            continue
+        if vendor == "postgresql":
+            fix = f'Set pool to true for "{alias}" (pip install django-dbconfig[pool]), or conn_max_age to 0.'
+        else:
+            fix = (
+                f'Set conn_max_age for "{alias}" to 0, or put a connection pooler '
+                "(ProxySQL, MaxScale) in front of its server."
+            )
+        kept = "forever" if age is None else f"for {age} s"
+        found.append(
+            (
+                alias,
+                problem(
+                    W006,
+                    f'"{alias}" keeps connections {kept} without a pool, and the project is served by '
+                    f"ASGI ({served_by}): no request reuses another's connection, so each opens its own.",
+                    fix=fix,
+                ),
+            )
+        )
+    return found
+
+
+def _asgi_in_use() -> str | None:
+    """What shows that the project is served by ASGI, or None."""
+    from django.conf import settings
+
+    if getattr(settings, "ASGI_APPLICATION", None):
+        return "ASGI_APPLICATION is set"
+    server = next((name for name in ASGI_SERVERS if name in sys.modules), None)
+    return f"{server} runs this process" if server else None
 
 
 def _tls_mode(vendor: str, options: Mapping[str, Any]) -> str | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
-import json
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -538,6 +537,8 @@ def display_value(key: str, value: Any) -> str:
         return shown
     if isinstance(value, tuple):
         return ", ".join(str(item) for item in value)
+    import json  # only when explaining: not on the path of every settings.py
+
     return json.dumps(shown, default=str)
 
 

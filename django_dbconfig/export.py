@@ -21,6 +21,7 @@ from typing import Any
 from .backends import BACKENDS, Backend
 from .backends.base import path_key
 from .backends.postgresql import parse_startup
+from .durations import format_duration
 from .errors import DbConfigError
 from .keys import KEYS, is_secret_option
 
@@ -145,6 +146,8 @@ def _alias_keys(
     # What django-dbconfig's engines read (a DATABASES that build_databases() made).
     extra = settings.get("DBCONFIG") or {}
     keys.update({key: extra[key] for key in ("pooler", "password_provider") if extra.get(key)})
+    if isinstance(extra.get("network_timeout"), (int, float)):  # MySQL: seconds, for the engine
+        keys["network_timeout"] = format_duration(round(extra["network_timeout"] * 1000))
     keys.update(backend.keys_from_session(extra.get("session_settings") or {}))
     for django_key, (key, default) in (
         ("CONN_MAX_AGE", ("conn_max_age", 0)),

@@ -7,7 +7,6 @@ source adds where the value came from.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -143,6 +142,16 @@ def _duration_or_null(value: object, *, from_env: bool) -> int | None:
     return _duration(value, from_env=from_env)
 
 
+def _network_timeout(value: object, *, from_env: bool) -> int | None:
+    if value is None or (from_env and isinstance(value, str) and value.strip().lower() in {"null", "none"}):
+        return None
+    ms = _duration(value, from_env=from_env)
+    if ms < 1000:
+        # TCP keepalives count whole seconds; 0 would mean "the system default".
+        raise ValueError(f"expected a duration of at least 1s, or null to turn it off, got {value!r}")
+    return ms
+
+
 def _choice(choices: tuple[str, ...]) -> Callable[..., str]:
     def coerce(value: object, *, from_env: bool) -> str:
         text = _text(value, from_env=from_env).strip().lower()
@@ -183,6 +192,8 @@ def _schema_list(value: object, *, from_env: bool) -> tuple[str, ...]:
 
 def _object(value: object, *, from_env: bool) -> dict[str, Any]:
     if from_env and isinstance(value, str):
+        import json  # only for variables holding JSON: not on the path of every settings.py
+
         try:
             value = json.loads(value, object_pairs_hook=unique_keys)
         except (ValueError, RecursionError) as exc:
@@ -363,6 +374,7 @@ _KEYS = (
     Key("max_replica_lag", _duration),
     Key("target_session_attrs", _choice(TARGET_SESSION_ATTRS), connection=True),
     Key("load_balance_hosts", _choice(LOAD_BALANCE_HOSTS), connection=True),
+    Key("network_timeout", _network_timeout),
 )
 
 KEYS: Mapping[str, Key] = {key.name: key for key in _KEYS}
@@ -374,6 +386,7 @@ DURATION_KEYS = (
     "idle_in_transaction_session_timeout",
     "connect_timeout",
     "max_replica_lag",
+    "network_timeout",
 )
 
 # Option names whose values are masked wherever options are shown.

@@ -18,6 +18,7 @@ W002 = "dbconfig.W002"
 W003 = "dbconfig.W003"
 W004 = "dbconfig.W004"
 W005 = "dbconfig.W005"
+W006 = "dbconfig.W006"
 W011 = "dbconfig.W011"
 # Live: what dbcheck finds on the servers.
 E101 = "dbconfig.E101"
@@ -58,6 +59,7 @@ HINTS: Mapping[str, str] = {
     "(git rm --cached).",
     W005: 'Rename the schema, or quote it everywhere in your own SQL; "{alias}" search_path '
     "is quoted by django-dbconfig.",
+    W006: "{fix}",
     W011: 'Use either pool or pooler for "{alias}": remove pool and let the external pooler pool '
     "(conn_max_age keeps one connection per thread), or keep pool and connect to the server directly.",
     E101: 'Check host, port, user and password of "{alias}" and that the server accepts '

@@ -6,7 +6,6 @@ carry their origin. Reading is all they do; merging is `merge.merge`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -82,6 +81,8 @@ class JsonFile:
             return {}
         except (OSError, ValueError) as exc:
             raise DbConfigError(f"{self.label}: {unreadable(exc)}") from None
+        import json  # only when there is a file to read
+
         try:
             document = json.loads(text, object_pairs_hook=unique_keys)
         except json.JSONDecodeError as exc:

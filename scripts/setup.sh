@@ -22,6 +22,20 @@ if ! command -v pgbouncer >/dev/null && [ ! -x /usr/sbin/pgbouncer ]; then
     DEBIAN_FRONTEND=noninteractive as_root apt-get -o DPkg::Lock::Timeout=300 install -y -qq pgbouncer >/dev/null
 fi
 
+# The lost-network tests put servers in network namespaces (ip, from iproute2) and drop
+# their packets (iptables); the ASGI test drives uvicorn with ab (apache2-utils).
+missing=()
+has() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+has ip || missing+=(iproute2)
+has iptables || missing+=(iptables)
+has ab || missing+=(apache2-utils)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing ${missing[*]}" >&2
+    as_root apt-get -o DPkg::Lock::Timeout=300 update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+        "${missing[@]}" >/dev/null
+fi
+
 bash scripts/services.sh
 
 PYTHON="${PYTHON:-python3}"

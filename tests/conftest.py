@@ -14,7 +14,13 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["tests.servers", "tests.pgbouncer", "tests.runtime_helpers", "tests.replication_servers"]
+pytest_plugins = [
+    "tests.servers",
+    "tests.pgbouncer",
+    "tests.runtime_helpers",
+    "tests.replication_servers",
+    "tests.netns",
+]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}

@@ -59,6 +59,7 @@ def test_text_lists_values_and_sources(built: Any) -> None:
         ["statement_timeout", "30s", "dbconfig.json:", "defaults.statement_timeout"],
         ["connect_timeout", "5s", "default"],
         ["application_name", "shop", "override:", "databases.default.application_name"],
+        ["network_timeout", "30s", "default"],
         [],
         ["routes"],
         ["reports", "->", "analytics", "dbconfig.json:", "routes.reports"],

@@ -219,6 +219,7 @@ def test_hand_written_databases_round_trip_on_the_real_servers(
         "statement_timeout": "30s",
         "connect_timeout": "10s",
         "application_name": "legacy-web",
+        "network_timeout": None,  # no keepalives in the hand-written settings
         "options": {"options": "-c work_mem=8MB"},
         "test": {"NAME": "test_legacy"},
     }
@@ -317,6 +318,7 @@ def test_what_does_not_map_cleanly_stays_verbatim(tmp_path: Path) -> None:
         "name": "app",
         "sslcert": "client.pem",
         "connect_timeout": None,  # the 1 in options is what the driver gets
+        "network_timeout": None,
         "conn_max_age": 0,
         "conn_health_checks": False,
         "options": {"options": "-c search_path=app -e", "sslrootcert": "certs/ca.pem", "connect_timeout": 1},
@@ -328,6 +330,7 @@ def test_what_does_not_map_cleanly_stays_verbatim(tmp_path: Path) -> None:
         "name": "app",
         "sslrootcert": "/etc/ssl/ca.pem",
         "connect_timeout": None,
+        "network_timeout": None,
         "conn_max_age": 0,
         "conn_health_checks": False,
         "options": {"ssl_mode": "REQUIRED"},
@@ -422,11 +425,20 @@ def test_a_built_config_behind_a_pooler_with_a_provider_round_trips(project: Any
     assert databases["default"]["DBCONFIG"]["pooler"] == "transaction"
     keys = export(databases, {"default": "postgresql"}, project.root)["default"]
     assert {
-        k: keys[k] for k in ("pooler", "password_provider", "search_path", "statement_timeout", "read_only")
+        k: keys[k]
+        for k in (
+            "pooler",
+            "password_provider",
+            "search_path",
+            "statement_timeout",
+            "read_only",
+            "network_timeout",
+        )
     } == {
         "pooler": "transaction",
         "password_provider": "myproject.db.token",
         "search_path": ["App", "public"],
         "statement_timeout": "30s",
         "read_only": True,
+        "network_timeout": "30s",  # the keepalives it rendered, read back as the key
     }

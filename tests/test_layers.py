@@ -425,5 +425,6 @@ def test_sources_of_every_kind_are_named(project: Any) -> None:
         "conn_max_age": "default",
         "conn_health_checks": "default",
         "connect_timeout": "default",
+        "network_timeout": "default",
         "application_name": "override: databases.default.application_name",
     }

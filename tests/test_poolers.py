@@ -129,7 +129,7 @@ def test_mysql_behind_a_pooler_keeps_init_command(tmp_path: Path) -> None:
         {"default": {"backend": "mariadb", "name": "a", "pooler": "transaction", "statement_timeout": "2s"}},
     )
     assert databases["default"]["OPTIONS"]["init_command"] == "SET SESSION max_statement_time=2"
-    assert databases["default"]["DBCONFIG"] == {"pooler": "transaction"}
+    assert databases["default"]["DBCONFIG"] == {"pooler": "transaction", "network_timeout": 30.0}
 
 
 def test_pooler_on_sqlite_is_an_error(tmp_path: Path) -> None:

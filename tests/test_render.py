@@ -47,6 +47,7 @@ def test_postgresql_renders_every_key(project: Any) -> None:
         disable_server_side_cursors=True,
         test={"NAME": "test_app"},
         options={"keepalives": 1},
+        network_timeout="10s",
     )
     root = str(project.root)
     assert settings == {
@@ -73,6 +74,10 @@ def test_postgresql_renders_every_key(project: Any) -> None:
             "options": '-c search_path="app","public" -c statement_timeout=30000ms -c lock_timeout=500ms'
             " -c idle_in_transaction_session_timeout=60000ms -c default_transaction_read_only=on",
             "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 1,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 10000,
         },
     }
     assert settings["ENGINE"] in ("django.db.backends.postgresql", "django_dbconfig.engines.postgresql")

@@ -54,6 +54,11 @@ def test_the_readme_replica_renders_with_the_primarys_tls_search_path_and_passwo
         "sslmode": "verify-full",
         "sslrootcert": primary["OPTIONS"]["sslrootcert"],
         "connect_timeout": 5,
+        "keepalives": 1,
+        "keepalives_idle": 15,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 30000,
         "options": '-c search_path="app","public" -c statement_timeout=30000ms '
         "-c default_transaction_read_only=on",
     }
@@ -89,6 +94,7 @@ def test_dbconfig_shows_each_inherited_value_with_its_source(project: Any) -> No
         "connect_timeout": ("5s", "default"),
         "read_only": ("true", "default: a replica is read-only"),
         "replica_of": ("default", "dbconfig.json: databases.replica.replica_of"),
+        "network_timeout": ("30s", "default"),
     }
 
 

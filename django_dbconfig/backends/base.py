@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from ..types import DatabaseSettings
 
@@ -45,6 +45,7 @@ SERVER_KEYS = COMMON_KEYS | {
     "lock_timeout",
     "connect_timeout",
     "read_only",
+    "network_timeout",
     "pooler",
     "password_provider",
 }
@@ -190,3 +191,28 @@ def whole_number(value: object) -> int | None:
 def whole_seconds(ms: int, *, minimum: int = 1) -> int:
     """Round milliseconds up to whole seconds: a timeout is never made shorter than asked."""
     return max(minimum, math.ceil(ms / 1000))
+
+
+class Keepalive(NamedTuple):
+    """TCP settings that bound how long a connection waits on a server that vanished.
+
+    An idle connection (or one waiting on a long query) sends keepalive probes after
+    `idle` seconds, every `interval` seconds, and gives up after `probes` unanswered
+    ones; data sent and not acknowledged within `user_timeout_ms` (TCP_USER_TIMEOUT)
+    ends the connection too. A healthy server answers probes, so a long query lives.
+    """
+
+    idle: int
+    interval: int
+    probes: int
+    user_timeout_ms: int
+
+
+def keepalive(network_timeout_ms: int) -> Keepalive:
+    """Split network_timeout between the keepalive probes and TCP_USER_TIMEOUT."""
+    seconds = whole_seconds(network_timeout_ms)
+    # Half the time idle, then three probes over the other half: a silent peer is
+    # found within network_timeout, rounded up to whole seconds.
+    idle = max(1, seconds // 2)
+    interval = max(1, (seconds - idle) // 3)
+    return Keepalive(idle=idle, interval=interval, probes=3, user_timeout_ms=network_timeout_ms)

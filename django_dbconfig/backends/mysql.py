@@ -58,7 +58,13 @@ class MySQL(Backend):
         "target_session_attrs": _ONE_HOST[0].upper() + _ONE_HOST[1:],
         "load_balance_hosts": _ONE_HOST[0].upper() + _ONE_HOST[1:],
     }
-    defaults = {"port": 3306, "conn_max_age": 60, "conn_health_checks": True, "connect_timeout": 5000}
+    defaults = {
+        "port": 3306,
+        "conn_max_age": 60,
+        "conn_health_checks": True,
+        "connect_timeout": 5000,
+        "network_timeout": 30_000,
+    }
     driver_modules = ("MySQLdb",)
     install = 'pip install "django-dbconfig[mysql]" (mysqlclient)'
     read_only_variable = "transaction_read_only"
@@ -149,6 +155,11 @@ class MySQL(Backend):
         # variables on whichever server connection serves it. MySQL has no per-role
         # session defaults, so `transaction` has nothing to write on the server.
         extra = render_extra(values, {})
+        if values.get("network_timeout") and values.get("engine", self.engine) == self.engine:
+            # mysqlclient has no keepalive settings: the project's engine sets the TCP
+            # options on the connection's socket. Not in OPTIONS, which go to
+            # MySQLdb.connect(): Django's own engine, swapped in, ignores this entry.
+            extra["network_timeout"] = values["network_timeout"] / 1000
         if extra:
             settings["DBCONFIG"] = extra
         return settings

@@ -13,6 +13,7 @@ from .base import (
     SERVER_KEYS,
     Backend,
     RenderContext,
+    keepalive,
     path_key,
     render_extra,
     resolve_path,
@@ -210,7 +211,13 @@ class PostgreSQL(Backend):
         "target_session_attrs",
         "load_balance_hosts",
     }
-    defaults = {"port": 5432, "conn_max_age": 60, "conn_health_checks": True, "connect_timeout": 5000}
+    defaults = {
+        "port": 5432,
+        "conn_max_age": 60,
+        "conn_health_checks": True,
+        "connect_timeout": 5000,
+        "network_timeout": 30_000,
+    }
     driver_modules = ("psycopg", "psycopg2")
     install = 'pip install "django-dbconfig[postgresql]" (psycopg 3)'
 
@@ -235,6 +242,18 @@ class PostgreSQL(Backend):
         if values.get("connect_timeout") is not None:  # null: the driver's own (no limit)
             # libpq counts whole seconds and treats anything under 2 as 2.
             options["connect_timeout"] = whole_seconds(values["connect_timeout"], minimum=2)
+        if values.get("network_timeout"):
+            # libpq's own settings, so any psycopg engine (and the pool) honours them.
+            # Keepalives find a silent server while waiting on a reply; tcp_user_timeout
+            # ends a connection whose sent query is never acknowledged.
+            tcp = keepalive(values["network_timeout"])
+            options |= {
+                "keepalives": 1,
+                "keepalives_idle": tcp.idle,
+                "keepalives_interval": tcp.interval,
+                "keepalives_count": tcp.probes,
+                "tcp_user_timeout": tcp.user_timeout_ms,
+            }
         # Behind a pooler the settings cannot travel in the startup packet: see poolers.py.
         startup = "" if values.get("pooler") else session_options(values)
         if startup:
@@ -267,6 +286,20 @@ class PostgreSQL(Backend):
                 keys["pool"] = value
             else:
                 verbatim[name] = value
+        # The keepalives that network_timeout renders become that key again.
+        ms = verbatim.get("tcp_user_timeout")
+        if isinstance(ms, int) and ms >= 1000:
+            tcp = keepalive(ms)
+            rendered = {
+                "keepalives": 1,
+                "keepalives_idle": tcp.idle,
+                "keepalives_interval": tcp.interval,
+                "keepalives_count": tcp.probes,
+                "tcp_user_timeout": ms,
+            }
+            if all(verbatim.get(name) == value for name, value in rendered.items()):
+                keys["network_timeout"] = format_duration(ms)
+                verbatim = {name: value for name, value in verbatim.items() if name not in rendered}
         return keys, verbatim
 
     @staticmethod

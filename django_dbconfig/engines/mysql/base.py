@@ -25,7 +25,9 @@ except ImportError as exc:
 from django.db.backends.mysql import base as django_mysql
 
 from ... import credentials
+from ..asgi import ClosedAtAsgiRequestEnd
 from ..health import SocketHealthCheck, Verdict
+from ..network import TcpTimeoutsOnSocket
 from .client import DatabaseClient
 
 logger = logging.getLogger(__name__)
@@ -33,12 +35,27 @@ logger = logging.getLogger(__name__)
 # Server (host, port, socket) -> True when it is MariaDB: learnt when an init_command
 # written for the other server was refused, so that later connections go straight.
 _mariadb_servers: dict[tuple[Any, ...], bool] = {}
+# Client errors of a connection that is gone: server gone away, lost during a query.
+_LOST = frozenset({2006, 2013, 2055})
 
 
-class DatabaseWrapper(SocketHealthCheck, django_mysql.DatabaseWrapper):
+class DatabaseWrapper(
+    SocketHealthCheck, TcpTimeoutsOnSocket, ClosedAtAsgiRequestEnd, django_mysql.DatabaseWrapper
+):
     """Django's MySQL `DatabaseWrapper`; the per-request health check differs, the session
     settings follow the server (MariaDB or MySQL) whatever the backend said, and a
-    `password_provider` gives the password of each new connection."""
+    `password_provider` gives the password of each new connection. network_timeout is
+    set on the socket, a lost connection's error names the alias, and an ASGI request
+    closes the connections it opened."""
+
+    def network_timeout_ms(self) -> int | None:
+        seconds = (self.settings_dict.get("DBCONFIG") or {}).get("network_timeout")
+        return round(seconds * 1000) if seconds else None
+
+    def connection_lost(self, error: BaseException | None) -> bool:
+        if not isinstance(error, MySQLdb.OperationalError) or not error.args:
+            return False
+        return error.args[0] in _LOST
 
     def get_new_connection(self, conn_params: Any) -> Any:
         conn_params = credentials.with_password(conn_params, self.alias, self.settings_dict)

@@ -22,7 +22,9 @@ if is_psycopg3:
     from psycopg.pq import ConnStatus, TransactionStatus
 
 from ... import credentials, poolers
+from ..asgi import ClosedAtAsgiRequestEnd
 from ..health import SocketHealthCheck, Verdict, socket_readable
+from ..network import NamesAliasWhenLost
 from .client import DatabaseClient
 
 # More reads than this without reaching the end means a chatty, live connection.
@@ -104,13 +106,28 @@ def check_pooled_connection(conn: Connection[Any]) -> None:
         ConnectionPool.check_connection(conn)
 
 
-class DatabaseWrapper(SocketHealthCheck, django_postgresql.DatabaseWrapper):
+class DatabaseWrapper(
+    SocketHealthCheck, NamesAliasWhenLost, ClosedAtAsgiRequestEnd, django_postgresql.DatabaseWrapper
+):
     """Django's PostgreSQL `DatabaseWrapper`, with the health checks looking at the socket
     first (per request, and at each checkout from Django's pool), a password from
     `password_provider` for each new connection, and the session settings sent as SET
     behind a session pooler; dbshell runs with the alias's session settings, TLS and
-    read-only mode.
+    read-only mode. A lost connection's error names the alias, and an ASGI request
+    closes the connections it opened. network_timeout needs nothing here: libpq's
+    keepalive options are in OPTIONS.
     """
+
+    def network_timeout_ms(self) -> int | None:
+        value: Any = self.settings_dict["OPTIONS"].get("tcp_user_timeout")
+        return int(value) if value else None
+
+    def connection_lost(self, error: BaseException | None) -> bool:
+        connection = self.connection
+        if error is None or connection is None:
+            return False
+        # psycopg 3 marks the connection broken; psycopg2 closes it.
+        return bool(getattr(connection, "broken", False) or connection.closed)
 
     client_class = DatabaseClient
     django_is_usable = staticmethod(django_postgresql.DatabaseWrapper.is_usable)
