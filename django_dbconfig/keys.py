@@ -136,6 +136,12 @@ def _duration(value: object, *, from_env: bool) -> int:
     return parse_duration(value)
 
 
+def _duration_or_null(value: object, *, from_env: bool) -> int | None:
+    if value is None or (from_env and isinstance(value, str) and value.strip().lower() in {"null", "none"}):
+        return None
+    return _duration(value, from_env=from_env)
+
+
 def _network_timeout(value: object, *, from_env: bool) -> int | None:
     if value is None or (from_env and isinstance(value, str) and value.strip().lower() in {"null", "none"}):
         return None
@@ -352,7 +358,7 @@ _KEYS = (
     Key("statement_timeout", _duration),
     Key("lock_timeout", _duration),
     Key("idle_in_transaction_session_timeout", _duration),
-    Key("connect_timeout", _duration),
+    Key("connect_timeout", _duration_or_null),
     Key("application_name", _nonempty),
     Key("read_only", _bool),
     Key("replica_of", _alias_name),

@@ -125,6 +125,19 @@ class Backend:
     def render_options(self, values: Mapping[str, Any], ctx: RenderContext) -> dict[str, Any]:
         return {}
 
+    def keys_from_options(
+        self, options: Mapping[str, Any], base_dir: Path
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Split a hand-written OPTIONS into alias keys and options kept verbatim (for --export).
+
+        Rendering the keys back gives the same OPTIONS; what does not map cleanly stays verbatim.
+        """
+        return {}, dict(options)
+
+    def keys_from_session(self, session: Mapping[str, str]) -> dict[str, Any]:
+        """The alias keys of the session settings an engine sends behind a pooler (for --export)."""
+        return {}
+
 
 def installed(module: str) -> bool:
     """Whether `module` can be imported, found without importing it."""
@@ -160,6 +173,19 @@ def collect_options(values: Mapping[str, Any]) -> dict[str, Any]:
 def resolve_path(value: str, base_dir: Path) -> str:
     path = Path(value).expanduser()
     return str(path if path.is_absolute() else base_dir / path)
+
+
+def path_key(value: object, base_dir: Path) -> str | None:
+    """An absolute path as a path key (relative to base_dir when inside it), or None."""
+    if not isinstance(value, str) or not Path(value).is_absolute():
+        return None  # a relative path is relative to the process's directory: kept verbatim
+    path = Path(value)
+    return str(path.relative_to(base_dir)) if path.is_relative_to(base_dir) else value
+
+
+def whole_number(value: object) -> int | None:
+    """An int (not a bool, nor the text of a number, which would render differently), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def whole_seconds(ms: int, *, minimum: int = 1) -> int:

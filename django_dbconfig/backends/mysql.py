@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from .base import SERVER_KEYS, Backend, RenderContext, render_extra, resolve_path, whole_seconds
+from .base import (
+    SERVER_KEYS,
+    Backend,
+    RenderContext,
+    path_key,
+    render_extra,
+    resolve_path,
+    whole_number,
+    whole_seconds,
+)
 
 # mysqlclient's ssl_mode for each sslmode. Each is at least as strict as asked:
 # with MariaDB Connector/C, VERIFY_CA also checks the host name.
@@ -93,7 +103,7 @@ class MySQL(Backend):
 
     def render_options(self, values: Mapping[str, Any], ctx: RenderContext) -> dict[str, Any]:
         options: dict[str, Any] = {}
-        if "connect_timeout" in values:
+        if values.get("connect_timeout") is not None:  # null: the driver's own (no limit)
             options["connect_timeout"] = whole_seconds(values["connect_timeout"])
         if "sslmode" in values:
             options["ssl_mode"] = SSL_MODES[values["sslmode"]]
@@ -108,6 +118,34 @@ class MySQL(Backend):
         if assignments:
             options["init_command"] = "SET SESSION " + ", ".join(assignments)
         return options
+
+    def keys_from_options(
+        self, options: Mapping[str, Any], base_dir: Path
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        keys: dict[str, Any] = {}
+        verbatim: dict[str, Any] = {}
+        for name, value in options.items():
+            seconds = whole_number(value)
+            ssl = value if isinstance(value, Mapping) else {}
+            if name == "connect_timeout" and seconds is not None and seconds >= 1:
+                keys["connect_timeout"] = f"{seconds}s"
+            elif name == "ssl_mode" and value in ("DISABLED", "PREFERRED"):
+                # Stronger modes stay verbatim: as keys they would add the TLS guard to
+                # init_command, which the hand-written settings did not have.
+                keys["sslmode"] = SSLMODE_OF[value]
+            elif (
+                name == "ssl"
+                and ssl
+                and all(
+                    part in ("ca", "cert", "key") and path_key(path, base_dir) for part, path in ssl.items()
+                )
+            ):
+                for key, part in (("sslrootcert", "ca"), ("sslcert", "cert"), ("sslkey", "key")):
+                    if part in ssl:
+                        keys[key] = path_key(ssl[part], base_dir)
+            else:
+                verbatim[name] = value
+        return keys, verbatim
 
     def render(self, values: Mapping[str, Any], ctx: RenderContext) -> Any:
         settings = super().render(values, ctx)

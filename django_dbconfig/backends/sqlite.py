@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from ..durations import MAX_MS, format_duration
 from ..types import DatabaseSettings
 from .base import COMMON_KEYS, SERVER_KEYS, Backend, RenderContext, resolve_path
 
@@ -35,3 +37,19 @@ class SQLite(Backend):
             # sqlite3.connect's timeout is how long to wait for a lock, in seconds.
             return {"timeout": values["lock_timeout"] / 1000}
         return {}
+
+    def keys_from_options(
+        self, options: Mapping[str, Any], base_dir: Path
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        verbatim = dict(options)
+        timeout = verbatim.get("timeout")
+        if (
+            isinstance(timeout, (int, float))
+            and not isinstance(timeout, bool)
+            and 0 <= timeout * 1000 <= MAX_MS
+        ):
+            ms = timeout * 1000
+            if ms == int(ms):
+                del verbatim["timeout"]
+                return {"lock_timeout": format_duration(int(ms))}, verbatim
+        return {}, verbatim

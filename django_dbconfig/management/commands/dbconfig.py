@@ -1,13 +1,24 @@
-"""manage.py dbconfig: every effective setting of each alias and where it came from."""
+"""manage.py dbconfig: every effective setting of each alias and where it came from.
+
+With --export: the current DATABASES, whatever produced it, as dbconfig.json
+and .secrets/dbconfig.json (see django_dbconfig.export).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
 
 from ...config import DatabaseConfig, json_value, last_config
+from ...errors import DbConfigError
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -23,8 +34,24 @@ class Command(BaseCommand):
             help="Show only this alias (repeatable). Default: every alias.",
         )
         parser.add_argument("--format", choices=("text", "json"), default="text")
+        parser.add_argument(
+            "--export",
+            action="store_true",
+            help="Write the current DATABASES as dbconfig.json and .secrets/dbconfig.json (mode 0600); "
+            "existing files are never overwritten.",
+        )
+        parser.add_argument(
+            "--output-dir",
+            type=Path,
+            metavar="DIR",
+            help="Folder for --export; paths inside it are written relative to it. "
+            "Default: settings.BASE_DIR, else the current directory.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["export"]:
+            self.export(options["databases"], options["output_dir"])
+            return
         config = last_config()
         if config is None:
             raise CommandError(
@@ -69,6 +96,66 @@ class Command(BaseCommand):
             width = max(len(r) for r in config.routes)
             for route, alias in config.routes.items():
                 self.stdout.write(f"  {route:<{width}}  -> {alias}  {config.route_sources[route]}")
+
+    def export(self, aliases: list[str] | None, output_dir: Path | None) -> None:
+        from ...export import export_databases, write_export
+
+        unknown = [a for a in aliases or () if a not in settings.DATABASES]
+        if unknown:
+            raise CommandError(
+                f"Unknown alias {', '.join(unknown)}. Known aliases: {', '.join(settings.DATABASES)}.",
+                returncode=1,
+            )
+        databases = {alias: settings.DATABASES[alias] for alias in aliases or settings.DATABASES}
+        directory = (output_dir or Path(getattr(settings, "BASE_DIR", None) or Path.cwd())).resolve()
+        backends = {alias: self.backend_of(alias) for alias in databases}
+        try:
+            written = write_export(
+                export_databases(databases, backends=backends, base_dir=directory), directory
+            )
+        except DbConfigError as exc:
+            raise CommandError(str(exc), returncode=1) from None
+        for path in written:
+            secret = " (secrets, mode 0600: keep it out of git)" if path.parent.name == ".secrets" else ""
+            self.stdout.write(f"Wrote {path}{secret}")
+        self.stdout.write(
+            f"It renders the same DATABASES. In settings.py: DATABASES = build_databases({str(directory)!r})"
+        )
+        kept = [a for a in databases if databases[a].get("ENGINE") in _DJANGO_ENGINES]
+        if kept:
+            self.stdout.write(
+                f"Kept Django's own engine for {', '.join(kept)}: remove their engine key to use "
+                "django-dbconfig's engines, whose health check costs no round trip."
+            )
+
+    def backend_of(self, alias: str) -> str:
+        """The alias's backend family, asking a MySQL-family server whether it is MariaDB."""
+        connection = connections[alias]
+        vendor = str(connection.vendor)
+        if vendor == "mysql":
+            try:
+                return "mariadb" if connection.mysql_is_mariadb else "mysql"  # type: ignore[attr-defined]
+            except Exception as exc:  # an unreachable server: both render the same export
+                logger.warning(
+                    "dbconfig --export: could not ask %s whether it is MariaDB (%s)",
+                    alias,
+                    type(exc).__name__,
+                )
+                self.stderr.write(
+                    f'Could not reach "{alias}" to tell MySQL from MariaDB; wrote backend "mysql". '
+                    'Change it to "mariadb" if the server is MariaDB.'
+                )
+                return "mysql"
+        if vendor in ("postgresql", "sqlite"):
+            return vendor
+        raise CommandError(
+            f'Alias "{alias}" uses {connection.settings_dict["ENGINE"]} (vendor {vendor}), which '
+            "django-dbconfig does not configure. Export the other aliases with --database.",
+            returncode=1,
+        )
+
+
+_DJANGO_ENGINES = ("django.db.backends.postgresql", "django.db.backends.mysql")
 
 
 def as_json(config: DatabaseConfig, aliases: list[str]) -> dict[str, Any]:

@@ -1,0 +1,444 @@
+"""manage.py dbconfig --export: an existing DATABASES as dbconfig.json plus .secrets/dbconfig.json.
+
+The round trips are checked twice: the rendered dict, and what the real servers
+report for a connection made with each (session settings, character set).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from django_dbconfig import DbConfigError, load_config
+from django_dbconfig.export import export_databases
+from tests.conftest import django_connection, query_one
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "example_project"
+
+
+def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DBCONFIG_") and not k.endswith("DATABASE_URL") and k != "DJANGO_SETTINGS_MODULE"
+    }
+    environ["PYTHONPATH"] = os.pathsep.join([str(cwd), str(ROOT)])
+    environ.update(env or {})
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def rendered(folder: Path) -> dict[str, Any]:
+    """What build_databases(folder) returns once the exported files are in place."""
+    return dict(load_config(folder, environ={}).databases())
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# ---------------------------------------------------------------- the example project
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    copy = tmp_path / "example_project"
+    shutil.copytree(EXAMPLE, copy, ignore=shutil.ignore_patterns("*.sqlite3", "__pycache__"))
+    return copy
+
+
+def test_example_project_round_trips_on_sqlite(example: Path, tmp_path: Path) -> None:
+    out = tmp_path / "exported"
+    result = run(example, "manage.py", "dbconfig", "--export", "--output-dir", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"Wrote {out / 'dbconfig.json'}"
+    assert not (out / ".secrets").exists()  # no alias has a secret
+    assert rendered(out) == dict(load_config(example, environ={}).databases())
+
+
+def test_example_production_profile_round_trips_with_its_password_kept_apart(
+    example: Path, tmp_path: Path
+) -> None:
+    password = f"pw-{uuid.uuid4().hex}"
+    env = {"DBCONFIG_ENV": "production", "DBCONFIG_DEFAULT_PASSWORD": password}
+    out = tmp_path / "exported"
+    result = run(example, "manage.py", "dbconfig", "--export", "--output-dir", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    assert password not in result.stdout + result.stderr
+
+    original = dict(load_config(example, environ=env).databases())
+    assert rendered(out) == original
+    assert original["default"]["OPTIONS"]["options"].startswith('-c search_path="shop","public"')
+
+    config_text = (out / "dbconfig.json").read_text()
+    assert password not in config_text
+    assert json.loads(config_text)["databases"]["default"]["search_path"] == ["shop", "public"]
+    secrets = out / ".secrets" / "dbconfig.json"
+    # The replica inherits the primary's password (replica_of): its entry carries it too.
+    assert json.loads(secrets.read_text()) == {
+        "databases": {"default": {"password": password}, "replica": {"password": password}}
+    }
+    assert mode(secrets) == 0o600
+    assert mode(secrets.parent) == 0o700
+
+
+def test_export_refuses_to_overwrite_and_changes_nothing(example: Path, tmp_path: Path) -> None:
+    out = tmp_path / "exported"
+    (out / ".secrets").mkdir(parents=True)
+    (out / ".secrets" / "dbconfig.json").write_text("{}")
+    env = {"DBCONFIG_ENV": "production", "DBCONFIG_DEFAULT_PASSWORD": "x"}
+    refused = run(example, "manage.py", "dbconfig", "--export", "--output-dir", str(out), env=env)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f"CommandError: {out / '.secrets' / 'dbconfig.json'} already exists: the export never "
+        "overwrites. Move the file away, or choose another folder with --output-dir."
+    )
+    assert not (out / "dbconfig.json").exists()  # nothing half-written
+    assert (out / ".secrets" / "dbconfig.json").read_text() == "{}"
+
+
+# ------------------------------------------- a hand-written PostgreSQL + MariaDB + SQLite project
+
+LEGACY_SETTINGS = """
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+SECRET_KEY = "tests-only"
+INSTALLED_APPS = ["django.contrib.contenttypes", "django_dbconfig"]
+DATABASES = {databases}
+"""
+
+
+@pytest.fixture
+def mariadb_account(shared_mariadb: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """A MariaDB user with a password, on the `test` database; dropped afterwards."""
+    import MySQLdb
+
+    user, password = f"exp_{uuid.uuid4().hex[:10]}", f"pw-{uuid.uuid4().hex}"
+    admin = MySQLdb.connect(**shared_mariadb)
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'")
+            cursor.execute(f"GRANT ALL ON test.* TO '{user}'@'%'")
+        yield user, password
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+        admin.close()
+
+
+@pytest.mark.postgresql
+@pytest.mark.mariadb
+def test_hand_written_databases_round_trip_on_the_real_servers(
+    tmp_path: Path,
+    shared_postgres: dict[str, Any],
+    shared_mariadb: dict[str, Any],
+    mariadb_account: tuple[str, str],
+) -> None:
+    pg_password = f"pg-{uuid.uuid4().hex}"  # trust auth accepts it; it must still stay secret
+    maria_user, maria_password = mariadb_account
+    schema = f"exp_{uuid.uuid4().hex[:8]}"
+    databases: dict[str, Any] = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "test",
+            "USER": "postgres",
+            "PASSWORD": pg_password,
+            "HOST": "127.0.0.1",
+            "PORT": "5432",
+            "CONN_MAX_AGE": 60,
+            "CONN_HEALTH_CHECKS": True,
+            "OPTIONS": {
+                "options": f"-c search_path={schema},public -c statement_timeout=30000 -c work_mem=8MB",
+                "application_name": "legacy-web",
+                "sslmode": "prefer",
+                "connect_timeout": 10,
+            },
+            "TEST": {"NAME": "test_legacy"},
+        },
+        "warehouse": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": "test",
+            "USER": maria_user,
+            "PASSWORD": maria_password,
+            "HOST": "127.0.0.1",
+            "PORT": 3306,
+            "OPTIONS": {"init_command": "SET SESSION max_statement_time=7", "charset": "utf8mb4"},
+            "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
+        },
+        "local": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(tmp_path / "legacy" / "local.sqlite3"),
+            "ATOMIC_REQUESTS": True,
+            "OPTIONS": {"timeout": 20, "cached_statements": 64},
+        },
+    }
+    project = tmp_path / "legacy"
+    project.mkdir()
+    (project / "legacy_settings.py").write_text(
+        textwrap.dedent(LEGACY_SETTINGS).format(databases=repr(databases))
+    )
+    result = run(
+        project, "-m", "django", "dbconfig", "--export", env={"DJANGO_SETTINGS_MODULE": "legacy_settings"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert pg_password not in result.stdout + result.stderr
+    assert maria_password not in result.stdout + result.stderr
+    assert "Kept Django's own engine for default, warehouse" in result.stdout
+
+    # Written into BASE_DIR: the SQLite file is relative to it; the search path became a key.
+    document = json.loads((project / "dbconfig.json").read_text())
+    assert document["databases"]["default"] == {
+        "backend": "postgresql",
+        "engine": "django.db.backends.postgresql",
+        "host": "127.0.0.1",
+        "port": 5432,
+        "name": "test",
+        "user": "postgres",
+        "sslmode": "prefer",
+        "search_path": [schema, "public"],
+        "statement_timeout": "30s",
+        "connect_timeout": "10s",
+        "application_name": "legacy-web",
+        "network_timeout": None,  # no keepalives in the hand-written settings
+        "options": {"options": "-c work_mem=8MB"},
+        "test": {"NAME": "test_legacy"},
+    }
+    assert document["databases"]["warehouse"]["backend"] == "mariadb"  # asked the server
+    assert document["databases"]["warehouse"]["connect_timeout"] is None
+    assert document["databases"]["local"] == {
+        "backend": "sqlite",
+        "name": "local.sqlite3",
+        "lock_timeout": "20s",
+        "atomic_requests": True,
+        "options": {"cached_statements": 64},
+    }
+    text = (project / "dbconfig.json").read_text()
+    assert pg_password not in text
+    assert maria_password not in text
+    secrets = project / ".secrets" / "dbconfig.json"
+    assert mode(secrets) == 0o600
+    assert json.loads(secrets.read_text()) == {
+        "databases": {"default": {"password": pg_password}, "warehouse": {"password": maria_password}}
+    }
+
+    after = rendered(project)
+    # The same dict, key by key; the libpq options string is written in django-dbconfig's form.
+    expected = {alias: dict(settings) for alias, settings in databases.items()}
+    expected["default"]["PORT"] = 5432
+    expected["default"]["OPTIONS"] = {
+        **databases["default"]["OPTIONS"],
+        "options": f'-c search_path="{schema}","public" -c statement_timeout=30000ms -c work_mem=8MB',
+    }
+    # Django's defaults, written out where django-dbconfig's own differ.
+    expected["warehouse"].update(CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=False)
+    expected["local"]["CONN_MAX_AGE"] = 0
+    assert after == expected
+
+    # What the servers report is the same through both.
+    def postgres_session(settings: dict[str, Any]) -> tuple[Any, ...]:
+        with django_connection(settings) as connection:
+            return (
+                # The schemas in effect (SHOW would echo the text as written, quotes and all).
+                query_one(connection, "SELECT current_schemas(false)::text"),
+                *(
+                    query_one(connection, f"SHOW {name}")
+                    for name in ("statement_timeout", "work_mem", "application_name")
+                ),
+            )
+
+    def mariadb_session(settings: dict[str, Any]) -> tuple[Any, ...]:
+        with django_connection(settings) as connection:
+            return tuple(
+                query_one(connection, f"SELECT {name}")
+                for name in ("@@max_statement_time", "@@character_set_connection", "CURRENT_USER()")
+            )
+
+    import psycopg
+
+    with psycopg.connect(**shared_postgres, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+        try:
+            assert postgres_session(after["default"]) == postgres_session(databases["default"])
+            assert postgres_session(after["default"])[:3] == (f"{{{schema},public}}", "30s", "8MB")
+        finally:
+            admin.execute(f'DROP SCHEMA "{schema}"')
+    assert mariadb_session(after["warehouse"]) == mariadb_session(databases["warehouse"])
+    assert mariadb_session(after["warehouse"])[0] == 7
+
+
+# ------------------------------------------------------------------------ unit: the mapping
+
+
+def export(databases: dict[str, Any], backends: dict[str, str], base_dir: Path) -> dict[str, Any]:
+    return export_databases(databases, backends=backends, base_dir=base_dir).config["databases"]
+
+
+def test_what_does_not_map_cleanly_stays_verbatim(tmp_path: Path) -> None:
+    databases = {
+        "default": {
+            "ENGINE": "django_dbconfig.engines.postgresql",
+            "NAME": "app",
+            "OPTIONS": {
+                # -e is not a -c switch: the whole string is kept as written.
+                "options": "-c search_path=app -e",
+                "sslrootcert": "certs/ca.pem",  # relative to the process, not to base_dir
+                "sslcert": str(tmp_path / "client.pem"),
+                "connect_timeout": 1,  # libpq's minimum is 2: django-dbconfig would write 2
+            },
+        },
+        "mysql": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": "app",
+            "OPTIONS": {"ssl_mode": "REQUIRED", "ssl": {"ca": "/etc/ssl/ca.pem"}},
+        },
+    }
+    keys = export(databases, {"default": "postgresql", "mysql": "mysql"}, tmp_path)
+    assert keys["default"] == {
+        "backend": "postgresql",
+        "name": "app",
+        "sslcert": "client.pem",
+        "connect_timeout": None,  # the 1 in options is what the driver gets
+        "network_timeout": None,
+        "conn_max_age": 0,
+        "conn_health_checks": False,
+        "options": {"options": "-c search_path=app -e", "sslrootcert": "certs/ca.pem", "connect_timeout": 1},
+    }
+    # REQUIRED as sslmode would add the TLS guard to init_command: kept as written.
+    assert keys["mysql"] == {
+        "backend": "mysql",
+        "engine": "django.db.backends.mysql",
+        "name": "app",
+        "sslrootcert": "/etc/ssl/ca.pem",
+        "connect_timeout": None,
+        "network_timeout": None,
+        "conn_max_age": 0,
+        "conn_health_checks": False,
+        "options": {"ssl_mode": "REQUIRED"},
+    }
+
+
+def test_secret_options_go_to_the_secrets_document(tmp_path: Path) -> None:
+    databases = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "app",
+            "PASSWORD": "pw",
+            "OPTIONS": {"sslpassword": "key-pass", "sslmode": "require"},
+        }
+    }
+    result = export_databases(databases, backends={"default": "postgresql"}, base_dir=tmp_path)
+    assert "key-pass" not in json.dumps(result.config)
+    assert result.secrets == {
+        "databases": {"default": {"password": "pw", "options": {"sslpassword": "key-pass"}}}
+    }
+
+
+def test_values_json_cannot_hold_are_refused_by_name(tmp_path: Path) -> None:
+    databases = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": ":memory:",
+            "OPTIONS": {"factory": object},
+        }
+    }
+    with pytest.raises(DbConfigError) as caught:
+        export(databases, {"default": "sqlite"}, tmp_path)
+    assert str(caught.value) == (
+        'DATABASES["default"]["OPTIONS"]["factory"] holds a type, which JSON cannot hold. '
+        "Set it in settings.py after build_databases(), then export the rest."
+    )
+
+
+def test_unknown_settings_keys_are_refused_by_name(tmp_path: Path) -> None:
+    databases = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:", "SCHEMA": "x"}}
+    with pytest.raises(DbConfigError) as caught:
+        export(databases, {"default": "sqlite"}, tmp_path)
+    assert str(caught.value) == (
+        'DATABASES["default"]: SCHEMA cannot be written in dbconfig.json. Set them in settings.py '
+        "after build_databases(), then export the rest."
+    )
+
+
+def test_connect_timeout_null_leaves_the_driver_default(project: Any) -> None:
+    project.write_config(
+        {"databases": {"default": {"backend": "postgresql", "name": "app", "connect_timeout": None}}}
+    )
+    settings = project.databases()["default"]
+    assert "connect_timeout" not in settings.get("OPTIONS", {})
+    env = project.databases(environ={"DBCONFIG_DEFAULT_CONNECT_TIMEOUT": "null"})["default"]
+    assert "connect_timeout" not in env.get("OPTIONS", {})
+    assert project.load().values("default")["connect_timeout"] is None
+    assert project.values()["connect_timeout"] == "null"  # as manage.py dbconfig shows it
+
+
+def test_an_export_that_would_render_differently_is_refused_before_writing(tmp_path: Path) -> None:
+    # A relative SQLite NAME is relative to the process's directory; build_databases() reads
+    # it relative to base_dir. The check renders the export and names the difference.
+    databases = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"}}
+    with pytest.raises(DbConfigError) as caught:
+        export(databases, {"default": "sqlite"}, tmp_path)
+    assert str(caught.value) == (
+        'DATABASES["default"]: the export would render NAME differently. A relative path is read '
+        "relative to the output folder by build_databases(): make it absolute in settings.py. "
+        "Otherwise write this alias in dbconfig.json by hand."
+    )
+
+
+def test_a_built_config_behind_a_pooler_with_a_provider_round_trips(project: Any) -> None:
+    # DATABASES that build_databases() made carries what the engines read in DBCONFIG.
+    project.write_config(
+        {
+            "databases": {
+                "default": {
+                    "backend": "postgresql",
+                    "name": "app",
+                    "pooler": "transaction",
+                    "search_path": ["App", "public"],
+                    "statement_timeout": "30s",
+                    "read_only": True,
+                    "password_provider": "myproject.db.token",
+                }
+            }
+        }
+    )
+    databases = project.databases()
+    assert databases["default"]["DBCONFIG"]["pooler"] == "transaction"
+    keys = export(databases, {"default": "postgresql"}, project.root)["default"]
+    assert {
+        k: keys[k]
+        for k in (
+            "pooler",
+            "password_provider",
+            "search_path",
+            "statement_timeout",
+            "read_only",
+            "network_timeout",
+        )
+    } == {
+        "pooler": "transaction",
+        "password_provider": "myproject.db.token",
+        "search_path": ["App", "public"],
+        "statement_timeout": "30s",
+        "read_only": True,
+        "network_timeout": "30s",  # the keepalives it rendered, read back as the key
+    }
