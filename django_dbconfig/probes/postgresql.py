@@ -171,15 +171,9 @@ def pg_duration_ms(text: str) -> int | None:
 
 def probe(spec: ProbeSpec) -> AliasReport:
     """Connect as Django would (own connection, no pool) and read back what is in effect."""
-    from django.db.utils import load_backend
-
     settings = spec.settings
     settings.setdefault("OPTIONS", {}).pop("pool", None)
-    wrapper = load_backend(settings["ENGINE"]).DatabaseWrapper(settings, spec.alias)
-    params = wrapper.get_connection_params()
-    # libpq counts whole seconds and treats anything under 2 as 2.
-    params["connect_timeout"] = max(2, spec.whole_seconds)
-    connection = wrapper.get_new_connection(params)
+    connection = _connect(settings, spec)
     spec.mark_connected()
     report = AliasReport(spec.alias, "postgresql")
     try:
@@ -384,6 +378,17 @@ def client_ssl(connection: Any) -> tuple[str | None, str | None]:
     return values.get("sslmode"), values.get("sslrootcert")
 
 
+def _connect(settings: dict[str, Any], spec: ProbeSpec) -> Any:
+    """A new driver connection built as the alias's engine builds it, bounded by the probe's timeout."""
+    from django.db.utils import load_backend
+
+    wrapper = load_backend(settings["ENGINE"]).DatabaseWrapper(settings, spec.alias)
+    params = wrapper.get_connection_params()
+    # libpq counts whole seconds and treats anything under 2 as 2.
+    params["connect_timeout"] = max(2, spec.whole_seconds)
+    return wrapper.get_new_connection(params)
+
+
 def _exists(rootcert: str | None) -> bool:
     """Whether libpq had a root certificate: then it verified the chain in every mode."""
     if rootcert == "system":
@@ -398,12 +403,7 @@ def _create_schema(cursor: Any, spec: ProbeSpec, name: str) -> None:
     if spec.admin is None:
         cursor.execute(sql)
         return
-    from django.db.utils import load_backend
-
-    wrapper = load_backend(spec.admin["ENGINE"]).DatabaseWrapper(spec.admin, spec.alias)
-    params = wrapper.get_connection_params()
-    params["connect_timeout"] = max(2, spec.whole_seconds)
-    connection = wrapper.get_new_connection(params)
+    connection = _connect(spec.admin, spec)
     try:
         connection.autocommit = True
         with connection.cursor() as admin_cursor:
