@@ -46,7 +46,7 @@ def main() -> None:
     django.setup()
     from django.test import Client
 
-    from django_dbconfig import status
+    from django_dbconfig.health import status
 
     client = Client()
 

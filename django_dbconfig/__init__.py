@@ -6,12 +6,18 @@ does for INSTALLED_APPS) costs next to nothing; `build_databases` loads the rest
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .config import DatabaseConfig, ExplainRow, build_databases, load_config, override
-    from .errors import DbConfigError
-    from .runtime import add_database, check_databases, remove_database, runtime_database
+    from django_dbconfig.checks.dbcheck import check_databases
+    from django_dbconfig.conf.config import DatabaseConfig, ExplainRow, build_databases, load_config, override
+    from django_dbconfig.core.errors import DbConfigError
+    from django_dbconfig.runtime.databases import (
+        add_database,
+        remove_database,
+        runtime_database,
+    )
 
 __all__ = [
     "DatabaseConfig",
@@ -29,16 +35,16 @@ __version__ = "0.1.0"
 
 # Each public name and the module that defines it.
 _HOMES = {
-    "DatabaseConfig": "config",
-    "ExplainRow": "config",
-    "build_databases": "config",
-    "load_config": "config",
-    "override": "config",
-    "DbConfigError": "errors",
-    "add_database": "runtime",
-    "check_databases": "runtime",
-    "remove_database": "runtime",
-    "runtime_database": "runtime",
+    "DatabaseConfig": "conf.config",
+    "ExplainRow": "conf.config",
+    "build_databases": "conf.config",
+    "load_config": "conf.config",
+    "override": "conf.config",
+    "DbConfigError": "core.errors",
+    "add_database": "runtime.databases",
+    "check_databases": "checks.dbcheck",
+    "remove_database": "runtime.databases",
+    "runtime_database": "runtime.databases",
 }
 
 
@@ -46,8 +52,6 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
     value = getattr(import_module(f"{__name__}.{home}"), name)
     globals()[name] = value
     return value

@@ -12,8 +12,10 @@ class DbConfigAppConfig(AppConfig):
     default = True
 
     def ready(self) -> None:
-        from .checks import check_configuration, check_live
-        from .routers import connect_signals
+        # Imported once the app registry is ready, as Django's own apps do: the checks
+        # and the router reach django.db and the migrate command.
+        from django_dbconfig.checks import check_configuration, check_live
+        from django_dbconfig.routers import connect_signals
 
         # Read-only aliases name themselves in refused writes, router or not;
         # pins are released at each request's end.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .views import database_health
+from django_dbconfig.views import database_health
 
 app_name = "django_dbconfig"
 urlpatterns = [path("", database_health, name="database-health")]

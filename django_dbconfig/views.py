@@ -6,11 +6,12 @@ import json
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.db import connections
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.utils.cache import add_never_cache_headers
 
-from . import metrics
-from .status import cached, check_aliases
+from django_dbconfig.health import metrics
+from django_dbconfig.health.status import cached, check_aliases
 
 FORMATS = ("json", "openmetrics")
 
@@ -26,7 +27,6 @@ async def database_health(request: HttpRequest) -> HttpResponse:
 
 
 async def _answer(request: HttpRequest) -> HttpResponse:
-    from django.db import connections
 
     known = list(connections)
     asked = request.GET.getlist("database")

@@ -49,7 +49,7 @@ def registered(entries: dict[str, Any]) -> Iterator[None]:
     from django.db import connections
     from django.db.utils import ConnectionHandler
 
-    from django_dbconfig import status
+    from django_dbconfig.health import status
 
     configured = ConnectionHandler({"default": {"ENGINE": "django.db.backends.sqlite3"}, **entries}).settings
     for alias in entries:

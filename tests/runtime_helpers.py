@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-import django_dbconfig.config as config_module
+import django_dbconfig.conf.config as config_module
 from django_dbconfig import build_databases, remove_database
-from django_dbconfig.runtime import runtime_aliases
+from django_dbconfig.runtime.databases import runtime_aliases
 
 
 @pytest.fixture

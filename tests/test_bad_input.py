@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from django_dbconfig import DbConfigError, load_config
-from django_dbconfig.config import display_value
-from django_dbconfig.keys import KEYS
+from django_dbconfig.conf.config import display_value
+from django_dbconfig.core.keys import KEYS
 
 VALID_KEYS = ", ".join(KEYS)
 
@@ -344,13 +344,13 @@ def test_malformed_urls_are_refused_without_showing_them(project: Any, url: str,
 @pytest.mark.parametrize(
     ("url", "engine"),
     [
-        ("postgresql+psycopg2://u:pw@h/app", "django_dbconfig.engines.postgresql"),
-        ("postgresql+psycopg://u:pw@h/app", "django_dbconfig.engines.postgresql"),
-        ("postgresql+asyncpg://u:pw@h/app", "django_dbconfig.engines.postgresql"),
-        ("postgres+pg8000://u:pw@h/app", "django_dbconfig.engines.postgresql"),
-        ("mysql+mysqldb://u:pw@h/app", "django_dbconfig.engines.mysql"),
-        ("mysql+pymysql://u:pw@h/app", "django_dbconfig.engines.mysql"),
-        ("mariadb+mariadbconnector://u:pw@h/app", "django_dbconfig.engines.mysql"),
+        ("postgresql+psycopg2://u:pw@h/app", "django_dbconfig.backends.postgresql"),
+        ("postgresql+psycopg://u:pw@h/app", "django_dbconfig.backends.postgresql"),
+        ("postgresql+asyncpg://u:pw@h/app", "django_dbconfig.backends.postgresql"),
+        ("postgres+pg8000://u:pw@h/app", "django_dbconfig.backends.postgresql"),
+        ("mysql+mysqldb://u:pw@h/app", "django_dbconfig.backends.mysql"),
+        ("mysql+pymysql://u:pw@h/app", "django_dbconfig.backends.mysql"),
+        ("mariadb+mariadbconnector://u:pw@h/app", "django_dbconfig.backends.mysql"),
         ("sqlite+aiosqlite:///app.db", "django.db.backends.sqlite3"),
         ("sqlite+pysqlite:///app.db", "django.db.backends.sqlite3"),
     ],

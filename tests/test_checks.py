@@ -13,7 +13,8 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from django_dbconfig import build_databases, checks, problems
+from django_dbconfig import build_databases, checks
+from django_dbconfig.core import problems
 from tests.servers import HungServer
 from tests.test_dbcheck import PASSWORD, using_databases
 

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from django_dbconfig import build_databases, status
+from django_dbconfig import build_databases
 from django_dbconfig.contrib.health_check import Databases
+from django_dbconfig.health import status
 from tests.helpers import registered
 
 PASSWORD = "s3cret-contrib-pw"

@@ -25,7 +25,8 @@ import pytest
 from django.core.management import call_command
 
 from django_dbconfig import DbConfigError, build_databases
-from django_dbconfig.credentials import PasswordProviderError, SecretCache, _rds_client, aws_rds_iam
+from django_dbconfig.backends.base.credentials import PasswordProviderError, SecretCache
+from django_dbconfig.credentials import _rds_client, aws_rds_iam
 from tests.servers import MariaDBServer, PostgresServer
 from tests.test_dbcheck import by_alias, dbcheck_json, using_databases
 

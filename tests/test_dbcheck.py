@@ -23,8 +23,8 @@ from django.core.management.base import CommandError
 from django.test import override_settings
 
 from django_dbconfig import build_databases
-from django_dbconfig.probes.base import scrub
-from django_dbconfig.probes.postgresql import split_identifiers, startup_settings
+from django_dbconfig.backends.base.probe import scrub
+from django_dbconfig.backends.postgresql.probe import split_identifiers, startup_settings
 from tests.servers import HungServer
 
 PASSWORD = "app-secret-pw"

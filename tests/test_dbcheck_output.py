@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from django_dbconfig.probes.base import scrub
+from django_dbconfig.backends.base.probe import scrub
 from tests.servers import free_port
 from tests.test_dbcheck import configure, dbcheck, dbcheck_json
 

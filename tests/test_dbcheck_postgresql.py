@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from django_dbconfig.backends.postgresql import quote_ident
+from django_dbconfig.backends.postgresql.settings import quote_ident
 from tests.servers import PostgresServer, TLSMaterial
 from tests.test_dbcheck import PASSWORD, by_alias, configure, dbcheck, dbcheck_json, ids
 

@@ -98,6 +98,6 @@ def test_unknown_alias_is_a_command_error(built: Any) -> None:
 
 
 def test_without_build_databases_the_command_says_how_to_fix_it(monkeypatch: Any) -> None:
-    monkeypatch.setattr("django_dbconfig.config._last_config", None)
+    monkeypatch.setattr("django_dbconfig.conf.config._last_config", None)
     with pytest.raises(CommandError, match=r"DATABASES = build_databases\(BASE_DIR\)"):
         run()

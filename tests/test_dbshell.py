@@ -170,8 +170,8 @@ def test_mariadb_client_refuses_a_server_without_tls_when_tls_is_required(
 
 def test_the_clients_get_the_settings_in_their_own_form(tmp_path: Path) -> None:
     """What the engines hand to psql and mariadb, as a reader checks it."""
-    from django_dbconfig.engines.mysql.client import DatabaseClient as MySQLClient
-    from django_dbconfig.engines.postgresql.client import DatabaseClient as PostgreSQLClient
+    from django_dbconfig.backends.mysql.client import DatabaseClient as MySQLClient
+    from django_dbconfig.backends.postgresql.client import DatabaseClient as PostgreSQLClient
 
     pg = entry(
         tmp_path,

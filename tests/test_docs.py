@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from django_dbconfig.keys import KEYS
-from django_dbconfig.sources import META_VARIABLES
+from django_dbconfig.conf.sources import META_VARIABLES
+from django_dbconfig.core.keys import KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from django_dbconfig import DbConfigError, load_config
-from django_dbconfig.export import export_databases
+from django_dbconfig.operations.export import export_databases
 from tests.conftest import django_connection, query_one
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from django_dbconfig import build_databases
-from django_dbconfig.engines.health import SocketWatch, Verdict, socket_readable
+from django_dbconfig.backends.base.health import SocketWatch, Verdict, socket_readable
 from tests.conftest import django_connection, query_one
 
-OURS = {"postgresql": "django_dbconfig.engines.postgresql", "mysql": "django_dbconfig.engines.mysql"}
+OURS = {"postgresql": "django_dbconfig.backends.postgresql", "mysql": "django_dbconfig.backends.mysql"}
 DJANGO = {"postgresql": "django.db.backends.postgresql", "mysql": "django.db.backends.mysql"}
 
 
@@ -112,8 +112,8 @@ def test_conn_health_checks_false_turns_every_check_off(tmp_path: Path) -> None:
 def test_importing_the_package_imports_no_driver_and_no_engine() -> None:
     code = (
         "import sys, django_dbconfig; "
-        "print(sorted(m for m in ('psycopg', 'MySQLdb', 'django_dbconfig.engines.postgresql.base',"
-        " 'django_dbconfig.engines.mysql.base') if m in sys.modules))"
+        "print(sorted(m for m in ('psycopg', 'MySQLdb', 'django_dbconfig.backends.postgresql.base',"
+        " 'django_dbconfig.backends.mysql.base') if m in sys.modules))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60

@@ -23,7 +23,8 @@ import pytest
 from django.contrib.auth.backends import BaseBackend
 from django.test import AsyncClient, Client
 
-from django_dbconfig import build_databases, status
+from django_dbconfig import build_databases
+from django_dbconfig.health import status
 from tests.helpers import registered
 
 URL = "/health/databases/"

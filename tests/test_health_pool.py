@@ -17,7 +17,7 @@ from unittest import mock
 import pytest
 
 from django_dbconfig import build_databases
-from django_dbconfig.engines.health import socket_readable
+from django_dbconfig.backends.base.health import socket_readable
 from tests.conftest import query_one
 from tests.test_health import DJANGO, pg_gone, tls_environ, wait_for
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from django_dbconfig.engines.health import Verdict, socket_readable
+from django_dbconfig.backends.base.health import Verdict, socket_readable
 from tests.conftest import django_connection, query_one
 from tests.test_health import DJANGO, Spy, new_request, pg_gone, rendered, wait_for
 

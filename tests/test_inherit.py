@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django_dbconfig.inherit import NOT_INHERITED_BY_REPLICAS, inherit
-from django_dbconfig.layer import Origin, Value
+from django_dbconfig.conf.inherit import NOT_INHERITED_BY_REPLICAS, inherit
+from django_dbconfig.conf.layer import Origin, Value
 
 
 def value(raw: Any, where: str, *, defaults: bool = False) -> Value:

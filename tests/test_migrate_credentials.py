@@ -23,8 +23,8 @@ from django.core.management import call_command
 from django.db.utils import DatabaseError
 
 from django_dbconfig import build_databases
-from django_dbconfig.errors import DbConfigError
-from django_dbconfig.operations import admin_settings
+from django_dbconfig.core.errors import DbConfigError
+from django_dbconfig.operations.admin import admin_settings
 from tests.conftest import django_connection
 
 ROOT = Path(__file__).resolve().parent.parent

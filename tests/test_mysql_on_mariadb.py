@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from django_dbconfig import load_config
-from django_dbconfig.backends.mysql import MariaDB, MySQL, for_other_server
+from django_dbconfig.backends.mysql.settings import MariaDB, MySQL, for_other_server
 from tests.conftest import django_connection, query_one
 from tests.servers import MariaDBServer, TLSMaterial
 from tests.test_dbcheck import configure, dbcheck_json, ids
@@ -39,7 +39,7 @@ def test_mysql_url_on_mariadb_connects_with_mariadb_names(
     assert settings["OPTIONS"]["init_command"] == (
         "SET SESSION max_execution_time=2500, transaction_read_only=1"
     )
-    with caplog.at_level(logging.WARNING, logger="django_dbconfig.engines.mysql.base"):
+    with caplog.at_level(logging.WARNING, logger="django_dbconfig.backends.mysql.base"):
         for _ in range(2):  # the second connection goes straight, with the learnt names
             with django_connection(settings) as connection:
                 assert float(query_one(connection, "SELECT @@session.max_statement_time")) == 2.5

@@ -47,7 +47,7 @@ def test_postgresql_default_network_timeout_sets_keepalives_and_tcp_user_timeout
 
 def test_mysql_network_timeout_goes_to_the_engine_in_seconds(project: Any) -> None:
     settings = render(project, {"backend": "mariadb", "name": "app", "network_timeout": "1min"})
-    assert settings["ENGINE"] == "django_dbconfig.engines.mysql"
+    assert settings["ENGINE"] == "django_dbconfig.backends.mysql"
     assert settings["DBCONFIG"]["network_timeout"] == 60
     # Not an OPTIONS entry: those go to MySQLdb.connect(), which would refuse it.
     assert "network_timeout" not in settings["OPTIONS"]

@@ -21,7 +21,7 @@ from django.core.management import call_command
 
 from django_dbconfig import DbConfigError, build_databases
 from django_dbconfig.checks import check_configuration
-from django_dbconfig.readonly import ReadOnlyDatabaseError
+from django_dbconfig.routers.readonly import ReadOnlyDatabaseError
 from tests.pgbouncer import Pooled
 from tests.test_dbcheck import PASSWORD, by_alias, dbcheck, dbcheck_json, ids, using_databases
 

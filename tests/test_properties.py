@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from django_dbconfig import DbConfigError, load_config
-from django_dbconfig.keys import KEYS, SSLMODES
+from django_dbconfig.core.keys import KEYS, SSLMODES
 from django_dbconfig.management.commands.dbconfig import Command, as_json
 
 EXAMPLES = int(os.environ.get("DBCONFIG_PROPERTY_EXAMPLES", "250"))

@@ -121,7 +121,7 @@ def test_a_configuration_error_shows_no_chained_traceback(readme_project: Path) 
     assert "KeyError" not in shown.stderr
     assert "During handling of the above exception" not in shown.stderr
     assert shown.stderr.splitlines()[-1] == (
-        'django_dbconfig.errors.DbConfigError: DBCONFIG_ENV: unknown environment "developmnet". '
+        'django_dbconfig.core.errors.DbConfigError: DBCONFIG_ENV: unknown environment "developmnet". '
         'Known environments: "development". Did you mean "development"? Add environments.developmnet '
         "to dbconfig.json, or fix DBCONFIG_ENV."
     )

@@ -8,7 +8,7 @@ import django
 import pytest
 
 from django_dbconfig import DbConfigError
-from django_dbconfig.backends.mysql import TLS_GUARD
+from django_dbconfig.backends.mysql.settings import TLS_GUARD
 
 MARIADB = {"backend": "mariadb", "name": "app", "host": "db"}
 MYSQL = {"backend": "mysql", "name": "app", "host": "db"}
@@ -80,7 +80,7 @@ def test_postgresql_renders_every_key(project: Any) -> None:
             "tcp_user_timeout": 10000,
         },
     }
-    assert settings["ENGINE"] in ("django.db.backends.postgresql", "django_dbconfig.engines.postgresql")
+    assert settings["ENGINE"] in ("django.db.backends.postgresql", "django_dbconfig.backends.postgresql")
 
 
 def test_engine_key_names_a_third_party_backend(project: Any) -> None:

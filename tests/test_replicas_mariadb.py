@@ -123,7 +123,7 @@ def test_reads_leave_a_lagging_mariadb_replica_and_come_back(
     from django.db import connections
     from django.test import override_settings
 
-    from django_dbconfig.config import last_config
+    from django_dbconfig.conf.config import last_config
     from django_dbconfig.routers import DatabaseRouter, _state
     from tests.apps.shop.models import Order
     from tests.test_router import registered

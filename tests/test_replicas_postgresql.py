@@ -19,7 +19,7 @@ from django.db import connections
 from django.test import override_settings
 
 from django_dbconfig import build_databases, load_config
-from django_dbconfig.config import last_config
+from django_dbconfig.conf.config import last_config
 from django_dbconfig.routers import DatabaseRouter, _state, reset_pins
 from tests.apps.shop.models import Order
 from tests.replication_servers import set_apply_delay, standby_lag_s

@@ -19,7 +19,7 @@ from django.core.signals import request_finished, request_started
 from django.db import DatabaseError, connections
 
 from django_dbconfig import build_databases
-from django_dbconfig.engines.health import Verdict
+from django_dbconfig.backends.base.health import Verdict
 from tests.servers import MariaDBServer, PostgresServer, serving
 from tests.test_health import Spy
 

@@ -191,7 +191,7 @@ def test_replica_naming_unknown_alias_is_an_error() -> None:
 def test_replicas_come_from_test_mirror_without_a_config() -> None:
     databases = {**DATABASES, "replica1": {**SQLITE, "TEST": {"MIRROR": "default"}}}
     with settings_override(DATABASES=databases, DBCONFIG_ROUTES={}), pytest.MonkeyPatch.context() as patch:
-        patch.setattr("django_dbconfig.config._last_config", None)
+        patch.setattr("django_dbconfig.conf.config._last_config", None)
         router = DatabaseRouter()
     assert {router.db_for_read(Order) for _ in range(4)} == {"replica1"}
     assert router.db_for_write(Order) == "default"

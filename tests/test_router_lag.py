@@ -11,7 +11,7 @@ import pytest
 from django.test import override_settings
 
 from django_dbconfig import build_databases
-from django_dbconfig.config import last_config
+from django_dbconfig.conf.config import last_config
 from django_dbconfig.routers import DatabaseRouter, _state
 from tests.apps.shop.models import Order
 from tests.test_router import registered

@@ -17,7 +17,7 @@ from django.utils.connection import ConnectionDoesNotExist
 import django_dbconfig
 from django_dbconfig import DbConfigError, add_database, remove_database, runtime_database
 from django_dbconfig.routers import DatabaseRouter, use_database
-from django_dbconfig.runtime import runtime_aliases
+from django_dbconfig.runtime.databases import runtime_aliases
 from tests.apps.shop.models import Order
 
 PG_DEFAULT = {
@@ -257,7 +257,7 @@ def test_a_runtime_alias_cannot_be_a_replica(built_config: Any) -> None:
 
 
 def test_no_password_in_the_repr_of_what_is_registered(built_config: Any) -> None:
-    from django_dbconfig.runtime import _runtime
+    from django_dbconfig.runtime.databases import _runtime
 
     built_config({"databases": {"default": PG_DEFAULT}})
     add_database("tenant_42", {}, like="default")
@@ -269,7 +269,7 @@ def test_a_fresh_alias_per_request_does_not_keep_one_name_per_request(
 ) -> None:
     import gc
 
-    from django_dbconfig import tracking
+    from django_dbconfig.runtime import tracking
 
     for _ in range(50):
         with runtime_database(sqlite(tmp_path / "t.sqlite3")) as alias, connections[alias].cursor() as cursor:

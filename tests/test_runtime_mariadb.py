@@ -73,7 +73,7 @@ def test_removal_ends_the_sessions_of_every_thread(
     shared_mariadb: dict[str, Any], mariadb_database: str
 ) -> None:
     add_database("tenant", {"name": mariadb_database}, like="default")
-    assert type(connections["tenant"]).__module__ == "django_dbconfig.engines.mysql.base"
+    assert type(connections["tenant"]).__module__ == "django_dbconfig.backends.mysql.base"
     arrived = threading.Barrier(3)
 
     def use_and_stay() -> str:

@@ -191,7 +191,7 @@ def test_the_project_engine_and_health_check_serve_a_runtime_alias(server: Postg
     """Django's request signals visit runtime aliases: a session killed between requests is replaced."""
     add_database("tenant", {"application_name": "health"}, like="default")
     connection = connections["tenant"]
-    assert type(connection).__module__ == "django_dbconfig.engines.postgresql.base"
+    assert type(connection).__module__ == "django_dbconfig.backends.postgresql.base"
     request_started.send(sender=None)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")

@@ -11,7 +11,7 @@ import django
 import pytest
 
 from django_dbconfig import DbConfigError, build_databases, load_config, override
-from django_dbconfig.keys import KEYS
+from django_dbconfig.core.keys import KEYS
 
 VALID_KEYS = ", ".join(KEYS)
 

@@ -1,14 +1,73 @@
-"""Backend families, registered in one place."""
+"""Server families, registered in one place.
+
+Each family is a folder: `settings.py` renders and validates its keys (pure, read by
+`build_databases()`), `base.py` is its Django engine, `client.py` its dbshell, `probe.py`
+what dbcheck and the health endpoint ask its servers. A new family is a new folder whose
+classes subclass an existing family's, added to `BACKENDS` and `FAMILIES` below.
+"""
 
 from __future__ import annotations
 
-from .base import Backend, RenderContext
-from .mysql import MariaDB, MySQL
-from .postgresql import PostgreSQL
-from .sqlite import SQLite
+import importlib
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Any
+
+from django_dbconfig.backends.base.settings import Backend, RenderContext
+from django_dbconfig.backends.mysql.settings import MariaDB, MySQL
+from django_dbconfig.backends.postgresql.settings import PostgreSQL
+from django_dbconfig.backends.sqlite.settings import SQLite
 
 BACKENDS: dict[str, Backend] = {
     backend.name: backend for backend in (PostgreSQL(), MySQL(), MariaDB(), SQLite())
 }
 
-__all__ = ["BACKENDS", "Backend", "RenderContext"]
+# Django's vendor families, and the words of an ENGINE path that belong to each.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "postgresql": ("postgres", "postgis", "psycopg"),
+    "mysql": ("mysql", "mariadb"),
+    "sqlite": ("sqlite", "spatialite"),
+}
+
+DEFAULT_CONNECT_TIMEOUT = 5.0
+
+__all__ = [
+    "BACKENDS",
+    "FAMILIES",
+    "Backend",
+    "RenderContext",
+    "connect_timeout",
+    "probe_module",
+    "vendor_of",
+]
+
+
+def vendor_of(entry: Mapping[str, Any]) -> str:
+    """Django's vendor family of a DATABASES entry, from its ENGINE, without a connection."""
+    engine = str(entry.get("ENGINE", ""))
+    for vendor, words in FAMILIES.items():
+        if any(word in engine for word in words):
+            return vendor
+    return "unknown"
+
+
+def connect_timeout(vendor: str, entry: Mapping[str, Any]) -> float:
+    """The alias's own connect timeout in seconds (OPTIONS.connect_timeout), else 5."""
+    options = entry.get("OPTIONS") or {}
+    value = options.get("connect_timeout") if vendor != "sqlite" else options.get("timeout")
+    try:
+        seconds = float(value) if value is not None else DEFAULT_CONNECT_TIMEOUT
+    except (TypeError, ValueError):
+        seconds = DEFAULT_CONNECT_TIMEOUT
+    return seconds if seconds > 0 else DEFAULT_CONNECT_TIMEOUT
+
+
+def probe_module(vendor: str) -> ModuleType:
+    """The family's `probe.py`: what dbcheck and the health endpoint ask its servers.
+
+    Imported by name, as Django imports an ENGINE: settings.py, which reads this
+    package for `BACKENDS`, never loads a probe.
+    """
+    if vendor not in FAMILIES:
+        raise LookupError(f"no probe for the vendor {vendor!r}")
+    return importlib.import_module(f"django_dbconfig.backends.{vendor}.probe")

@@ -21,7 +21,9 @@ except ImportError as exc:  # pragma: no cover - the message is the point
         "pip install 'django-dbconfig[health-check]'"
     ) from exc
 
-from ..status import check_aliases
+from django.db import connections
+
+from django_dbconfig.health.status import check_aliases
 
 
 @dataclasses.dataclass
@@ -37,7 +39,6 @@ class Databases(HealthCheck):  # type: ignore[misc]  # health_check is untyped
     timeout: datetime.timedelta = dataclasses.field(default=datetime.timedelta(seconds=10), repr=False)
 
     def run(self) -> None:
-        from django.db import connections
 
         known = list(connections)
         unknown = [alias for alias in self.aliases if alias not in known]

@@ -1,6 +1,6 @@
-"""Django database engines that check a persistent connection's health without a round trip.
+"""The ENGINE paths of django-dbconfig before 0.2, kept working for the 0.x series.
 
-`build_databases()` renders these as ENGINE for PostgreSQL and MySQL/MariaDB. Each
-subclasses Django's own backend and changes only the health check; Django imports
-them (and so the driver) only when an alias that uses them is first opened.
+`build_databases()` renders `django_dbconfig.backends.postgresql` and
+`django_dbconfig.backends.mysql` now; a settings file or a `dbconfig --export` output
+written earlier may still name `django_dbconfig.engines.<family>`, which loads the same engine.
 """

@@ -1,1 +1,1 @@
-"""PostgreSQL engine: Django's backend with a health check that reads the socket first."""
+"""Old ENGINE path of the postgresql engine: see django_dbconfig/engines/__init__.py."""

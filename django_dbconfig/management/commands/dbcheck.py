@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from ... import problems
-from ...checks import verify
-from ...poolers import apply_role_defaults
-from ...report import render_text
+from django_dbconfig.checks.dbcheck import verify
+from django_dbconfig.core import problems
+from django_dbconfig.core.report import render_text
+from django_dbconfig.operations.poolers import apply_role_defaults
 
 
 def _seconds(value: str) -> float:
-    import argparse
-
     try:
         seconds = float(value)
     except ValueError:

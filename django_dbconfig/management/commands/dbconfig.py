@@ -1,7 +1,7 @@
 """manage.py dbconfig: every effective setting of each alias and where it came from.
 
 With --export: the current DATABASES, whatever produced it, as dbconfig.json
-and .secrets/dbconfig.json (see django_dbconfig.export).
+and .secrets/dbconfig.json (see django_dbconfig.operations.export).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from ...config import DatabaseConfig, json_value, last_config
-from ...errors import DbConfigError
+from django_dbconfig.conf.config import DatabaseConfig, json_value, last_config
+from django_dbconfig.core.errors import DbConfigError
+from django_dbconfig.operations.export import export_databases, write_export
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,6 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {route:<{width}}  -> {alias}  {config.route_sources[route]}")
 
     def export(self, aliases: list[str] | None, output_dir: Path | None) -> None:
-        from ...export import export_databases, write_export
 
         unknown = [a for a in aliases or () if a not in settings.DATABASES]
         if unknown:

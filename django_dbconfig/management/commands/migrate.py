@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 from django.core.management.commands import migrate
 from django.db.migrations.exceptions import MigrationSchemaMissing
 
-from ...operations import admin_connection, has_migrate_keys
+from django_dbconfig.operations.admin import admin_connection, has_migrate_keys
 
 
 class Command(migrate.Command):

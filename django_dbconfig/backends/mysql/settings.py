@@ -1,0 +1,218 @@
+"""MySQL and MariaDB: session settings go in `init_command`, TLS in `ssl_mode` and `ssl`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from django_dbconfig.backends.base.settings import (
+    SERVER_KEYS,
+    Backend,
+    RenderContext,
+    path_key,
+    render_extra,
+    resolve_path,
+    whole_number,
+    whole_seconds,
+)
+
+# mysqlclient's ssl_mode for each sslmode. Each is at least as strict as asked:
+# with MariaDB Connector/C, VERIFY_CA also checks the host name.
+SSL_MODES = {
+    "disable": "DISABLED",
+    "allow": "PREFERRED",
+    "prefer": "PREFERRED",
+    "require": "REQUIRED",
+    "verify-ca": "VERIFY_CA",
+    "verify-full": "VERIFY_IDENTITY",
+}
+# The sslmode each ssl_mode stands for, for URLs and for reading settings back.
+# PREFERRED is both allow and prefer; the later, prefer, wins.
+SSLMODE_OF = {ssl_mode: sslmode for sslmode, ssl_mode in SSL_MODES.items()}
+TLS_MODES = ("require", "verify-ca", "verify-full")
+# What sql_mode is set to, failing the connect, when TLS was asked for and the
+# session is not encrypted. mysqlclient built on MariaDB Connector/C 3.3
+# connects in plain text despite ssl_mode=REQUIRED; this guard runs on the
+# server, inside the connect, whatever the driver did.
+TLS_GUARD = "DBCONFIG_TLS_REQUIRED_BUT_SESSION_NOT_ENCRYPTED"
+_NO_SEARCH_PATH = "MySQL and MariaDB have no schema search path: a database is a schema. Set name instead."
+_POSTGRES_ONLY = "it is a PostgreSQL setting with no MySQL/MariaDB equivalent."
+_ONE_HOST = (
+    "several hosts (libpq's failover) exist for PostgreSQL only: give MySQL/MariaDB one host, "
+    "and put a proxy or a virtual IP in front of several servers."
+)
+
+
+class MySQL(Backend):
+    name = "mysql"
+    display = "MySQL"
+    engine = "django_dbconfig.backends.mysql"
+    earlier_engines = ("django_dbconfig.engines.mysql",)
+    keys = SERVER_KEYS
+    reasons = {
+        "search_path": _NO_SEARCH_PATH,
+        "pool": "Django's connection pool exists for PostgreSQL only; use conn_max_age.",
+        "idle_in_transaction_session_timeout": _POSTGRES_ONLY,
+        "application_name": _POSTGRES_ONLY,
+        "target_session_attrs": _ONE_HOST[0].upper() + _ONE_HOST[1:],
+        "load_balance_hosts": _ONE_HOST[0].upper() + _ONE_HOST[1:],
+    }
+    defaults = {
+        "port": 3306,
+        "conn_max_age": 60,
+        "conn_health_checks": True,
+        "connect_timeout": 5000,
+        "network_timeout": 30_000,
+    }
+    driver_modules = ("MySQLdb",)
+    install = 'pip install "django-dbconfig[mysql]" (mysqlclient)'
+    read_only_variable = "transaction_read_only"
+    read_only_option = "init_command"
+    read_only_pattern = re.compile(r"\b(tx|transaction)_read_only\s*=\s*(1|on)\b", re.I)
+    # Where the session's status variables can be read in an expression.
+    session_status_table = "performance_schema.session_status"
+
+    def statement_timeout(self, ms: int) -> str:
+        return f"max_execution_time={ms}"
+
+    def refuses_write(self, error: BaseException | None) -> bool:
+        # 1792 ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION (MySQL and MariaDB).
+        args: tuple[Any, ...] = getattr(error, "args", ())
+        return bool(args) and args[0] == 1792
+
+    def validate(self, values: Mapping[str, Any]) -> tuple[str, str] | None:
+        for key in ("host", "port"):
+            if isinstance(values.get(key), tuple):
+                return key, f"{key} lists several {key}s, but {_ONE_HOST}"
+        return None
+
+    def tls_guard(self) -> str:
+        """An assignment that fails unless this session is on TLS (and if its status is unreadable)."""
+        cipher = (
+            f"(SELECT VARIABLE_VALUE FROM {self.session_status_table} WHERE VARIABLE_NAME = 'Ssl_cipher')"
+        )
+        return f"sql_mode = IF(COALESCE({cipher}, '') = '', '{TLS_GUARD}', @@SESSION.sql_mode)"
+
+    def session_assignments(self, values: Mapping[str, Any]) -> list[str]:
+        assignments = []
+        if values.get("sslmode") in TLS_MODES:
+            assignments.append(self.tls_guard())
+        if "statement_timeout" in values:
+            assignments.append(self.statement_timeout(values["statement_timeout"]))
+        if "lock_timeout" in values:
+            seconds = whole_seconds(values["lock_timeout"])
+            assignments.append(f"innodb_lock_wait_timeout={seconds}")
+            assignments.append(f"lock_wait_timeout={seconds}")
+        if values.get("read_only"):
+            assignments.append(f"{self.read_only_variable}=1")
+        return assignments
+
+    def render_options(self, values: Mapping[str, Any], ctx: RenderContext) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if values.get("connect_timeout") is not None:  # null: the driver's own (no limit)
+            options["connect_timeout"] = whole_seconds(values["connect_timeout"])
+        if "sslmode" in values:
+            options["ssl_mode"] = SSL_MODES[values["sslmode"]]
+        ssl = {
+            part: resolve_path(values[key], ctx.base_dir)
+            for key, part in (("sslrootcert", "ca"), ("sslcert", "cert"), ("sslkey", "key"))
+            if key in values
+        }
+        if ssl:
+            options["ssl"] = ssl
+        assignments = self.session_assignments(values)
+        if assignments:
+            options["init_command"] = "SET SESSION " + ", ".join(assignments)
+        return options
+
+    def keys_from_options(
+        self, options: Mapping[str, Any], base_dir: Path
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        keys: dict[str, Any] = {}
+        verbatim: dict[str, Any] = {}
+        for name, value in options.items():
+            seconds = whole_number(value)
+            ssl = value if isinstance(value, Mapping) else {}
+            if name == "connect_timeout" and seconds is not None and seconds >= 1:
+                keys["connect_timeout"] = f"{seconds}s"
+            elif name == "ssl_mode" and value in ("DISABLED", "PREFERRED"):
+                # Stronger modes stay verbatim: as keys they would add the TLS guard to
+                # init_command, which the hand-written settings did not have.
+                keys["sslmode"] = SSLMODE_OF[value]
+            elif (
+                name == "ssl"
+                and ssl
+                and all(
+                    part in ("ca", "cert", "key") and path_key(path, base_dir) for part, path in ssl.items()
+                )
+            ):
+                for key, part in (("sslrootcert", "ca"), ("sslcert", "cert"), ("sslkey", "key")):
+                    if part in ssl:
+                        keys[key] = path_key(ssl[part], base_dir)
+            else:
+                verbatim[name] = value
+        return keys, verbatim
+
+    def render(self, values: Mapping[str, Any], ctx: RenderContext) -> Any:
+        settings = super().render(values, ctx)
+        # Behind a pooler (ProxySQL, RDS Proxy, MaxScale) nothing changes: init_command is
+        # already a query the driver sends once per new client connection, never a
+        # startup parameter, and these proxies keep (or replay) a client's session
+        # variables on whichever server connection serves it. MySQL has no per-role
+        # session defaults, so `transaction` has nothing to write on the server.
+        extra = render_extra(values, {})
+        if values.get("network_timeout") and values.get("engine", self.engine) == self.engine:
+            # mysqlclient has no keepalive settings: the project's engine sets the TCP
+            # options on the connection's socket. Not in OPTIONS, which go to
+            # MySQLdb.connect(): Django's own engine, swapped in, ignores this entry.
+            extra["network_timeout"] = values["network_timeout"] / 1000
+        if extra:
+            settings["DBCONFIG"] = extra
+        return settings
+
+
+class MariaDB(MySQL):
+    name = "mariadb"
+    display = "MariaDB"
+    read_only_variable = "tx_read_only"
+    session_status_table = "information_schema.SESSION_STATUS"
+
+    def statement_timeout(self, ms: int) -> str:
+        # MariaDB counts seconds, with fractions.
+        return f"max_statement_time={ms / 1000:g}"
+
+
+# MySQL and MariaDB name three things of the session differently. People write mysql://
+# for MariaDB (and the reverse), so the engine rewrites a refused init_command for the
+# other server; dbcheck says which backend to set.
+UNKNOWN_SYSTEM_VARIABLE = 1193
+_MARIADB_MARKS = (f"{MariaDB.read_only_variable}=", "max_statement_time=", MariaDB.session_status_table)
+
+
+def is_mariadb_flavoured(init_command: str) -> bool:
+    """Whether an init_command names something only MariaDB knows."""
+    return any(mark in init_command for mark in _MARIADB_MARKS)
+
+
+def for_other_server(init_command: str) -> str:
+    """The same session settings in the other server's names (MariaDB <-> MySQL)."""
+    source: MySQL
+    target: MySQL
+    if is_mariadb_flavoured(init_command):
+        source, target = MariaDB(), MySQL()
+        command = re.sub(
+            r"max_statement_time=([0-9.]+)",
+            lambda m: target.statement_timeout(round(float(m.group(1)) * 1000)),
+            init_command,
+        )
+    else:
+        source, target = MySQL(), MariaDB()
+        command = re.sub(
+            r"max_execution_time=([0-9]+)",
+            lambda m: target.statement_timeout(int(m.group(1))),
+            init_command,
+        )
+    command = re.sub(rf"\b{source.read_only_variable}=", f"{target.read_only_variable}=", command)
+    return command.replace(source.session_status_table, target.session_status_table)

@@ -1,0 +1,3 @@
+"""PostgreSQL: rendering and reading back (settings.py), the engine (base.py), dbshell
+(client.py), dbcheck's probe and replication status (probe.py), and the SQL of poolers (pooler.py).
+"""

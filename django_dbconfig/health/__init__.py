@@ -1,0 +1,1 @@
+"""The health endpoint's probing, cache and OpenMetrics text (views.py serves them)."""
