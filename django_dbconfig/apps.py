@@ -14,7 +14,7 @@ class DbConfigAppConfig(AppConfig):
     def ready(self) -> None:
         # Imported once the app registry is ready, as Django's own apps do: the checks
         # and the router reach django.db and the migrate command.
-        from django_dbconfig.checks import check_configuration, check_live
+        from django_dbconfig.checks import check_configuration, check_deploy, check_live
         from django_dbconfig.routers import connect_signals
 
         # Read-only aliases name themselves in refused writes, router or not;
@@ -23,5 +23,7 @@ class DbConfigAppConfig(AppConfig):
 
         # Static checks open no connection: they run with every `manage.py check`.
         checks.register(check_configuration, "dbconfig")
+        # The built-in SQLite default with DEBUG off: only under `check --deploy`.
+        checks.register(check_deploy, "dbconfig", deploy=True)
         # Live checks probe the servers, only when asked: `check --database ALIAS`.
         checks.register(check_live, "dbconfig", checks.Tags.database)

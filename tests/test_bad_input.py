@@ -381,6 +381,8 @@ def test_a_secret_nested_in_options_is_masked(project: Any) -> None:
             "databases": {
                 "default": {
                     **PG,
+                    # A third-party engine may take options of any shape.
+                    "engine": "custom.backends.postgresql",
                     "options": {"ssl": {"ca": "ca.pem", "passphrase": SECRET}, "x": [{"token": SECRET}]},
                 }
             }

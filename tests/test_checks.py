@@ -154,10 +154,11 @@ def test_check_database_runs_the_live_checks(tmp_path: Path, shared_postgres: di
                 "name": shared_postgres["dbname"],
                 "user": shared_postgres["user"],
                 "statement_timeout": "30s",
-                "options": {"options": "-c statement_timeout=5s"},
             }
         },
     )
+    # settings.py overriding what build_databases() rendered: libpq applies the last -c.
+    databases["default"]["OPTIONS"]["options"] += " -c statement_timeout=5s"
     with using_databases(databases):
         assert checks.check_live(databases=["default"]) == [
             Error(

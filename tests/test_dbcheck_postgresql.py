@@ -126,21 +126,16 @@ def test_require_against_a_server_without_tls_fails(tmp_path: Path, pg_plain_ser
     assert "SSL" in db["error"]
 
 
-def test_an_options_override_that_weakens_sslmode_is_an_error(
+def test_a_settings_edit_that_weakens_sslmode_is_an_error(
     tmp_path: Path, pg_tls_server: PostgresServer, tls_ca: TLSMaterial
 ) -> None:
     databases = configure(
         tmp_path,
-        {
-            "default": app_alias(
-                pg_tls_server,
-                sslmode="verify-full",
-                sslrootcert=str(tls_ca.ca_path),
-                options={"sslmode": "allow"},
-            )
-        },
+        {"default": app_alias(pg_tls_server, sslmode="verify-full", sslrootcert=str(tls_ca.ca_path))},
     )
-    assert databases["default"]["OPTIONS"]["sslmode"] == "allow"
+    # settings.py weakening what build_databases() rendered (options.sslmode against the
+    # sslmode key is refused when the configuration is built).
+    databases["default"]["OPTIONS"]["sslmode"] = "allow"
     status, result = dbcheck_json(databases)
     db = result["databases"][0]
     assert (status, db["tls"]["in_use"], ids(db)) == (1, False, ["dbconfig.E104"])
@@ -268,17 +263,10 @@ def test_configured_settings_are_read_back(tmp_path: Path, shared_postgres: dict
     }
 
 
-def test_an_options_override_of_a_timeout_is_a_mismatch(
-    tmp_path: Path, shared_postgres: dict[str, Any]
-) -> None:
-    databases = configure(
-        tmp_path,
-        {
-            "default": shared_alias(
-                shared_postgres, statement_timeout="30s", options={"options": "-c statement_timeout=5s"}
-            )
-        },
-    )
+def test_a_settings_edit_of_a_timeout_is_a_mismatch(tmp_path: Path, shared_postgres: dict[str, Any]) -> None:
+    databases = configure(tmp_path, {"default": shared_alias(shared_postgres, statement_timeout="30s")})
+    # settings.py adding a switch after what build_databases() rendered: libpq applies the last.
+    databases["default"]["OPTIONS"]["options"] += " -c statement_timeout=5s"
     status, result = dbcheck_json(databases)
     db = result["databases"][0]
     assert status == 1
@@ -294,11 +282,10 @@ def test_read_only_alias_is_read_only_on_the_server(tmp_path: Path, shared_postg
         {
             "default": shared_alias(shared_postgres),
             "reports": shared_alias(shared_postgres, read_only=True),
-            "sneaky": shared_alias(
-                shared_postgres, read_only=True, options={"options": "-c default_transaction_read_only=off"}
-            ),
+            "sneaky": shared_alias(shared_postgres, read_only=True),
         },
     )
+    databases["sneaky"]["OPTIONS"]["options"] += " -c default_transaction_read_only=off"
     status, result = dbcheck_json(databases)
     dbs = by_alias(result)
     assert status == 1

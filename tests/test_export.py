@@ -203,13 +203,12 @@ def test_hand_written_databases_round_trip_on_the_real_servers(
     assert result.returncode == 0, result.stderr
     assert pg_password not in result.stdout + result.stderr
     assert maria_password not in result.stdout + result.stderr
-    assert "Kept Django's own engine for default, warehouse" in result.stdout
+    assert "default, warehouse used Django's own engine: build_databases() gives them" in result.stdout
 
     # Written into BASE_DIR: the SQLite file is relative to it; the search path became a key.
     document = json.loads((project / "dbconfig.json").read_text())
     assert document["databases"]["default"] == {
         "backend": "postgresql",
-        "engine": "django.db.backends.postgresql",
         "host": "127.0.0.1",
         "port": 5432,
         "name": "test",
@@ -252,6 +251,9 @@ def test_hand_written_databases_round_trip_on_the_real_servers(
     # Django's defaults, written out where django-dbconfig's own differ.
     expected["warehouse"].update(CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=False)
     expected["local"]["CONN_MAX_AGE"] = 0
+    # Django's own engines become django-dbconfig's of the same family (subclasses of them).
+    expected["default"]["ENGINE"] = "django_dbconfig.backends.postgresql"
+    expected["warehouse"]["ENGINE"] = "django_dbconfig.backends.mysql"
     assert after == expected
 
     # What the servers report is the same through both.
@@ -326,7 +328,6 @@ def test_what_does_not_map_cleanly_stays_verbatim(tmp_path: Path) -> None:
     # REQUIRED as sslmode would add the TLS guard to init_command: kept as written.
     assert keys["mysql"] == {
         "backend": "mysql",
-        "engine": "django.db.backends.mysql",
         "name": "app",
         "sslrootcert": "/etc/ssl/ca.pem",
         "connect_timeout": None,

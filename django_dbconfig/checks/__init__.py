@@ -10,12 +10,18 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 from django.core.management.commands.migrate import Command as Migrate
 from django.db import connections
 
 from django_dbconfig.checks.dbcheck import probe_aliases
-from django_dbconfig.checks.static import configured_aliases, routing_problems, static_problems
+from django_dbconfig.checks.static import (
+    configured_aliases,
+    deploy_problems,
+    routing_problems,
+    static_problems,
+)
 from django_dbconfig.core.problems import W102
 from django_dbconfig.core.report import Problem
 
@@ -23,6 +29,11 @@ from django_dbconfig.core.report import Problem
 def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Static checks of every alias: no connection is opened."""
     return [_message(p, None) for _, p in static_problems(connections.settings)]
+
+
+def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """`check --deploy`: the built-in SQLite default serving a project with DEBUG off."""
+    return [_message(p, None) for p in deploy_problems(connections.settings, debug=settings.DEBUG)]
 
 
 def check_live(

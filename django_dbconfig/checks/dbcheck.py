@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -179,9 +180,31 @@ def failed(spec: ProbeSpec, exc: BaseException) -> AliasReport:
                 problems.E102, f"No answer within {spec.timeout:g} s: {message}", alias=spec.alias
             )
         )
+    elif (option := refused_option(message)) is not None:
+        # The driver refused an OPTIONS entry: the credentials are not the problem.
+        report.add(
+            problems.problem(
+                problems.E117,
+                f"The driver refused options.{option}: {message}",
+                alias=spec.alias,
+                option=option,
+            )
+        )
     else:
         report.add(problems.problem(problems.E101, f"Cannot connect: {message}", alias=spec.alias))
     return report
+
+
+# How libpq and mysqlclient name a connection option they do not know.
+_REFUSED_OPTION = re.compile(
+    r'invalid connection option "([^"]+)"|\'([A-Za-z_][A-Za-z0-9_]*)\' is an invalid keyword argument'
+)
+
+
+def refused_option(message: str) -> str | None:
+    """The OPTIONS entry a driver error names as unknown, or None."""
+    match = _REFUSED_OPTION.search(message)
+    return (match.group(1) or match.group(2)) if match else None
 
 
 def timed_out(spec: ProbeSpec, elapsed: float) -> AliasReport:

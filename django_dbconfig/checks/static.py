@@ -23,7 +23,7 @@ from django_dbconfig.backends import BACKENDS, vendor_of
 from django_dbconfig.backends.base.settings import installed
 from django_dbconfig.backends.mysql.settings import SSLMODE_OF
 from django_dbconfig.checks.expected import expected_for
-from django_dbconfig.conf.config import last_config
+from django_dbconfig.conf.config import DatabaseConfig, last_config
 from django_dbconfig.core.problems import (
     E001,
     E002,
@@ -38,6 +38,8 @@ from django_dbconfig.core.problems import (
     W005,
     W006,
     W011,
+    W012,
+    W013,
     W201,
     problem,
 )
@@ -173,7 +175,57 @@ def static_problems(databases: Mapping[str, Mapping[str, Any]]) -> list[tuple[st
     config = last_config()
     if config is not None:
         found += [(None, p) for p in secrets_problems(config.secrets_file, config.base_dir)]
+        found += [
+            (alias, p)
+            for alias, entry in databases.items()
+            if alias in config.aliases and config.holds(alias, entry)
+            for p in unused_option_problems(config, alias)
+        ]
     return found
+
+
+def unused_option_problems(config: DatabaseConfig, alias: str) -> list[Problem]:
+    """W012 for each option of `options` ignored because another layer chose another backend."""
+    backend = BACKENDS[config.vendors[alias]]
+    found = []
+    for row in config.unused(alias):
+        if not row.key.startswith("options."):
+            continue
+        option = row.key.removeprefix("options.")
+        owners = [other.display for other in BACKENDS.values() if option in other.driver_options]
+        owner = " or ".join(dict.fromkeys(owners)) or "another backend"
+        found.append(
+            problem(
+                W012,
+                f'"{alias}" has options.{option} ({row.source}), an option of {owner}; its backend is '
+                f"{backend.display} here, so it is ignored.",
+                alias=alias,
+                option=option,
+                source=row.source,
+                owner=owner,
+                backend=backend.display,
+            )
+        )
+    return found
+
+
+def deploy_problems(databases: Mapping[str, Mapping[str, Any]], *, debug: bool) -> list[Problem]:
+    """W013 when nothing configured `default` and the built-in SQLite file serves it with DEBUG off."""
+    config = last_config()
+    if debug or config is None or "default" not in config.aliases or "default" not in databases:
+        return []
+    chosen = config.effective("default").get("backend")
+    if chosen is None or str(chosen.origin) != "default" or not config.holds("default", databases["default"]):
+        return []
+    return [
+        problem(
+            W013,
+            'No source configures the "default" database, so it is the built-in SQLite file '
+            f"{databases['default'].get('NAME')}, with DEBUG off. Looked for: DATABASE_URL, "
+            "DBCONFIG_DEFAULT_URL, DBCONFIG_DEFAULT_* variables, databases.default in dbconfig.json "
+            f"(or DBCONFIG_FILE) and in {config.secrets_file}, and an environment profile (DBCONFIG_ENV).",
+        )
+    ]
 
 
 def _missing_pieces(alias: str, vendor: str, entry: Mapping[str, Any]) -> list[Problem]:

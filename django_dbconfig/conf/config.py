@@ -16,6 +16,7 @@ from typing import Any
 import django
 
 from django_dbconfig.backends import BACKENDS, Backend, RenderContext
+from django_dbconfig.backends.base.settings import OptionConflict
 from django_dbconfig.backends.postgresql.pooler import check_shared_roles
 from django_dbconfig.backends.postgresql.settings import session_settings
 from django_dbconfig.conf.inherit import NOT_INHERITED_BY_REPLICAS, inherit, with_replica_defaults
@@ -77,8 +78,14 @@ class DatabaseConfig:
         return copy.deepcopy(dict(self._databases))
 
     def explain(self, alias: str) -> tuple[ExplainRow, ...]:
-        """Each effective key of `alias` with its value (secrets masked) and source."""
-        return tuple(_explain_rows(self._alias(alias)))
+        """Each effective key of `alias` with its value (secrets masked) and source.
+
+        A driver option merged with the one the keys generate shows the merged value.
+        """
+        merged = _merged_options(
+            self._alias(alias), self._databases[alias].get("OPTIONS") or {}, BACKENDS[self.vendors[alias]]
+        )
+        return tuple(_explain_rows(self._alias(alias), merged))
 
     def unused(self, alias: str) -> tuple[ExplainRow, ...]:
         """Keys set for `alias` that its backend has no use for, set in another layer than the
@@ -230,8 +237,8 @@ def _load(
     secrets_path = (_resolve(secrets_root, base) if secrets_root else base / ".secrets") / "dbconfig.json"
     profile = environment if environment is not None else env.get("DBCONFIG_ENV") or None
 
-    main_file = JsonFile(file_path, label=file_label, required=bool(explicit_file))
-    secrets_file = JsonFile(secrets_path, label=display_path(secrets_path, base), required=False)
+    main_file = JsonFile(file_path, label=file_label, required=bool(explicit_file), environ=env)
+    secrets_file = JsonFile(secrets_path, label=display_path(secrets_path, base), required=False, environ=env)
     file_source = JsonFileSource(main_file)
     secrets_source = SecretsFileSource(secrets_file, profile)
     # Every layer is read even when one is wrong, so that one error lists every wrong value.
@@ -317,7 +324,7 @@ def _build(
             unused = unused_all[alias] = {}
             backend, effective = effective_values(alias, resolved[alias], aliases, unused)
             ctx = RenderContext(alias=alias, base_dir=base, django_version=version)
-            databases[alias] = backend.render({k: v.value for k, v in effective.items()}, ctx)
+            databases[alias] = render_alias(backend, effective, ctx)
             vendors[alias] = backend.name
             effective_all[alias] = effective
     errors.raise_if_any()
@@ -350,6 +357,7 @@ def effective_values(
     `unused`, which `dbconfig` shows.
     """
     chosen = values.get("backend")
+    engine = values.get("engine")
     if chosen is None:
         raise DbConfigError(
             f'Alias "{alias}" has no backend: set "backend" or "url" for it '
@@ -357,18 +365,35 @@ def effective_values(
             + _alias_hint(alias, aliases, values)
         )
     backend = BACKENDS[chosen.value]
+    # A third-party engine may read options of its own: they are its business.
+    own_engine = engine is None or backend.serves(str(engine.value))
     effective: dict[str, Value] = {}
     errors = ErrorCollector()
     for key, value in values.items():
-        root = key.partition(".")[0]
+        root, _, option = key.partition(".")
         if value.value is None and root == "password":
             continue  # null unsets a password of a lower layer
-        if root in backend.keys:
+        usable = root in backend.keys and not (
+            root == "options" and own_engine and option not in backend.driver_options
+        )
+        if usable:
             effective[key] = value
         elif value.from_defaults or value.inherited:
             continue  # set for every alias, or taken from a primary that uses it
         elif value.rank != chosen.rank and chosen.origin != DEFAULT_ORIGIN:
             unused[key] = value  # set for the backend another layer chose
+        elif root == "options":
+            errors.messages.append(
+                f'{value.origin} (alias "{alias}"): options.{option} is not an option of '
+                f"{backend.display}{_option_family(option)}: its driver would refuse it at connect time."
+                + did_you_mean(option, backend.driver_options)
+                + " Remove it for this alias, or set engine if a third-party engine reads it."
+                + (
+                    f' The backend "{backend.name}" is the built-in default here: set "backend" or "url".'
+                    if chosen.origin == DEFAULT_ORIGIN
+                    else f' The backend "{backend.name}" comes from {chosen.origin}.'
+                )
+            )
         else:
             errors.messages.append(
                 f'{value.origin} (alias "{alias}"): {root} is not supported on {backend.display}. '
@@ -382,6 +407,12 @@ def effective_values(
     errors.raise_if_any()
     for key, default in backend.defaults.items():
         effective.setdefault(key, Value(default, DEFAULT_ORIGIN))
+    # A driver option in `options` replaces what a built-in default would generate for it
+    # (options.connect_timeout, not the default connect_timeout of 5 s); set keys are merged.
+    for key in [key for key in effective if key.startswith("options.")]:
+        for generating in backend.generated_by.get(key.removeprefix("options."), ()):
+            if generating in effective and effective[generating].origin == DEFAULT_ORIGIN:
+                del effective[generating]
     problem = backend.validate({k: v.value for k, v in effective.items()})
     if problem is not None:
         key, why = problem
@@ -395,6 +426,30 @@ def effective_values(
     _check_credentials(alias, effective)
     _check_pooler(alias, effective)
     return backend, effective
+
+
+def render_alias(backend: Backend, effective: Mapping[str, Value], ctx: RenderContext) -> DatabaseSettings:
+    """The alias's DATABASES entry; an option of `options` that clashes with its keys is a DbConfigError."""
+    try:
+        return backend.render({key: value.value for key, value in effective.items()}, ctx)
+    except OptionConflict as exc:
+        given = effective[f"options.{exc.option}"]
+        keys = [
+            f"{key} ({effective[key].origin})"
+            for key in backend.generated_by.get(exc.option, ())
+            if key in effective
+        ]
+        generated = f"; the keys generate it: {', '.join(keys)}" if keys else ""
+        raise DbConfigError(
+            f'{given.origin} (alias "{ctx.alias}"): options.{exc.option} {exc.detail}{generated}. '
+            f"Remove options.{exc.option}, or the key that generates the same setting."
+        ) from None
+
+
+def _option_family(option: str) -> str:
+    """ " (a MySQL option)" when another family's driver takes it, else ""."""
+    owners = [backend.display for backend in BACKENDS.values() if option in backend.driver_options]
+    return f" (it is an option of {' and '.join(dict.fromkeys(owners))})" if owners else ""
 
 
 def _alias_hint(alias: str, aliases: tuple[str, ...], values: Mapping[str, Value]) -> str:
@@ -529,16 +584,35 @@ def _check_route(route: str, target: Value, aliases: tuple[str, ...], replica_na
         )
 
 
-def _explain_rows(effective: Mapping[str, Value]) -> list[ExplainRow]:
+def _explain_rows(
+    effective: Mapping[str, Value], merged: Mapping[str, tuple[Any, str]] | None = None
+) -> list[ExplainRow]:
     order = {key: index for index, key in enumerate(KEYS)}
+    merged = merged or {}
 
     def sort_key(key: str) -> tuple[int, str]:
         return order.get(key.partition(".")[0], len(order)), key
 
-    return [
-        ExplainRow(key, display_value(key, effective[key].value), str(effective[key].origin))
-        for key in sorted(effective, key=sort_key)
-    ]
+    def row(key: str) -> ExplainRow:
+        if key in merged:
+            value, source = merged[key]
+            return ExplainRow(key, display_value(key, value), source)
+        return ExplainRow(key, display_value(key, effective[key].value), str(effective[key].origin))
+
+    return [row(key) for key in sorted(effective, key=sort_key)]
+
+
+def _merged_options(
+    effective: Mapping[str, Value], options: Mapping[str, Any], backend: Backend
+) -> dict[str, tuple[Any, str]]:
+    """Options of `options` that were merged with generated ones: the value in effect, and its sources."""
+    merged = {}
+    for key, value in effective.items():
+        option = key.removeprefix("options.")
+        if key.startswith("options.") and option in options and options[option] != value.value:
+            keys = [name for name in backend.generated_by.get(option, ()) if name in effective]
+            merged[key] = (options[option], f"{value.origin}, merged with what {', '.join(keys)} generate")
+    return merged
 
 
 def display_value(key: str, value: Any) -> str:

@@ -18,13 +18,18 @@ NOT_IN_DEFAULTS = ("url", "replica_of", "backend", "engine", "name")
 
 @dataclass(frozen=True)
 class Origin:
-    """Where a value came from: a source label and, for files, the key path."""
+    """Where a value came from: a source label and, for files, the key path.
+
+    `via` names the environment variables a file's `${NAME}` reference read the value from.
+    """
 
     source: str
     key: str = ""
+    via: str = ""
 
     def __str__(self) -> str:
-        return f"{self.source}: {self.key}" if self.key else self.source
+        where = f"{self.source}: {self.key}" if self.key else self.source
+        return f"{self.via} (referenced in {where})" if self.via else where
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,7 @@ def parse_document(
     rank: int,
     allow_environments: bool,
     key_prefix: str = "",
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[Layer, dict[str, Any]]:
     """Read a dbconfig.json-shaped mapping into a Layer.
 
@@ -144,7 +150,7 @@ def parse_document(
         if top == "defaults":
             with errors.item():
                 settings = _need_object(value, origin, "key: value settings for every alias")
-                layer.defaults = alias_values(settings, at, "defaults", rank, alias=None)
+                layer.defaults = alias_values(settings, at, "defaults", rank, alias=None, environ=environ)
             for key in layer.defaults:
                 if key in NOT_IN_DEFAULTS:
                     errors.messages.append(
@@ -159,7 +165,7 @@ def parse_document(
                         check_alias(alias, at(f"databases.{alias}"))
                         settings = _need_object(raw, at(f"databases.{alias}"), "key: value settings")
                         layer.databases[alias] = alias_values(
-                            settings, at, f"databases.{alias}", rank, alias=alias
+                            settings, at, f"databases.{alias}", rank, alias=alias, environ=environ
                         )
         elif top == "routes":
             with errors.item():
@@ -235,8 +241,19 @@ def _merge_objects(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[st
 
 
 def alias_values(
-    settings: Mapping[str, Any], at: Callable[[str], Origin], path: str, rank: int, *, alias: str | None
+    settings: Mapping[str, Any],
+    at: Callable[[str], Origin],
+    path: str,
+    rank: int,
+    *,
+    alias: str | None,
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str, Value]:
+    """The keys of one alias (or of `defaults`), coerced and tagged with their origin.
+
+    With `environ` (a file's layers), a string may refer to the project's own variables:
+    `${DB_HOST}`, `${DB_PORT:-5432}`; the value then reads as a variable's would.
+    """
     values: dict[str, Value] = {}
     errors = ErrorCollector()
     for key, raw in _expand_dotted(settings, at(path)).items():
@@ -246,9 +263,57 @@ def alias_values(
                 raise DbConfigError(
                     f'{origin}: unknown key "{key}". Valid keys: {", ".join(KEYS)}.' + did_you_mean(key, KEYS)
                 )
-            values.update(make_values(key, coerce(key, raw, origin, text=False, alias=alias), origin, rank))
+            given, names = substitute(raw, environ, origin) if environ is not None else (raw, [])
+            if names:
+                origin = Origin(origin.source, origin.key, via=", ".join(names))
+            # A value read from variables is text, as a DBCONFIG_* variable's is.
+            coerced = coerce(key, given, origin, text=bool(names) and isinstance(given, str), alias=alias)
+            values.update(make_values(key, coerced, origin, rank))
     errors.raise_if_any()
     return values
+
+
+# ${NAME} or ${NAME:-default}; $${ is a literal ${.
+_REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def substitute(raw: Any, environ: Mapping[str, str], origin: Origin) -> tuple[Any, list[str]]:
+    """`raw` with each `${NAME}` replaced by the variable's value, and the names it read.
+
+    Strings inside lists and objects too. A variable that is not set and has no
+    `:-default` is an error naming it; its value is never shown.
+    """
+    names: list[str] = []
+
+    def one(text: str) -> str:
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$${":
+                return "${"
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                names.append(name)
+                return environ[name]
+            if default is not None:
+                names.append(f"the default of ${{{name}}}")
+                return default
+            raise DbConfigError(
+                f"{origin}: refers to ${{{name}}}, but the variable {name} is not set. "
+                f"Set {name}, or give a default: ${{{name}:-value}}."
+            )
+
+        return _REFERENCE.sub(replace, text) if "$" in text else text
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return one(value)
+        if isinstance(value, list):
+            return [walk(item) for item in value]
+        if isinstance(value, Mapping):
+            return {name: walk(item) for name, item in value.items()}
+        return value
+
+    result = walk(raw)
+    return result, list(dict.fromkeys(names))
 
 
 def make_values(key: str, value: Any, origin: Origin, rank: int) -> dict[str, Value]:

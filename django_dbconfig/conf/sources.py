@@ -57,10 +57,14 @@ class DefaultsSource:
 class JsonFile:
     """One JSON file, read once; shared by the file layer and the profile layer."""
 
-    def __init__(self, path: Path, *, label: str, required: bool) -> None:
+    def __init__(
+        self, path: Path, *, label: str, required: bool, environ: Mapping[str, str] | None = None
+    ) -> None:
         self.path = path
         self.label = label
         self.required = required
+        # What `${NAME}` references in the file read (load_config's environ).
+        self.environ: Mapping[str, str] = environ if environ is not None else {}
         self._document: Mapping[str, Any] | None = None
         self._parsed: dict[int, tuple[Layer, dict[str, Any]]] = {}
 
@@ -114,7 +118,7 @@ class JsonFile:
         """The file as a layer at `rank`, and its raw `environments`; parsed once per rank."""
         if rank not in self._parsed:
             self._parsed[rank] = parse_document(
-                self.document(), label=self.label, rank=rank, allow_environments=True
+                self.document(), label=self.label, rank=rank, allow_environments=True, environ=self.environ
             )
         return self._parsed[rank]
 
@@ -152,18 +156,23 @@ class ProfileSource:
         environments = self.file.environments()
         if self.name not in environments:
             return Layer(self.label)
-        return _profile_layer(environments[self.name], self.file.label, self.name, rank)
+        return _profile_layer(environments[self.name], self.file, self.name, rank)
 
     def __repr__(self) -> str:
         return f"ProfileSource({self.file!r}, {self.name!r})"
 
 
-def _profile_layer(document: object, label: str, name: str, rank: int) -> Layer:
+def _profile_layer(document: object, file: JsonFile, name: str, rank: int) -> Layer:
     prefix = f"environments.{name}"
     if not isinstance(document, Mapping):
-        raise DbConfigError(f"{label}: {prefix}: expected an object shaped like dbconfig.json.")
+        raise DbConfigError(f"{file.label}: {prefix}: expected an object shaped like dbconfig.json.")
     layer, _ = parse_document(
-        document, label=label, rank=rank, allow_environments=False, key_prefix=f"{prefix}."
+        document,
+        label=file.label,
+        rank=rank,
+        allow_environments=False,
+        key_prefix=f"{prefix}.",
+        environ=file.environ,
     )
     return layer
 
@@ -215,7 +224,7 @@ class SecretsFileSource:
         base, environments = self.file.parsed(rank)
         if not (self.environment and self.environment in environments):
             return base
-        profile = _profile_layer(environments[self.environment], self.label, self.environment, rank)
+        profile = _profile_layer(environments[self.environment], self.file, self.environment, rank)
         aliases = {*base.databases, *profile.databases}
         return Layer(
             self.label,

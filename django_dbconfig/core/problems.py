@@ -20,6 +20,8 @@ W004 = "dbconfig.W004"
 W005 = "dbconfig.W005"
 W006 = "dbconfig.W006"
 W011 = "dbconfig.W011"
+W012 = "dbconfig.W012"
+W013 = "dbconfig.W013"
 # Live: what dbcheck finds on the servers.
 E101 = "dbconfig.E101"
 E102 = "dbconfig.E102"
@@ -34,6 +36,7 @@ E110 = "dbconfig.E110"
 E111 = "dbconfig.E111"
 E115 = "dbconfig.E115"
 E116 = "dbconfig.E116"
+E117 = "dbconfig.E117"
 W101 = "dbconfig.W101"
 W102 = "dbconfig.W102"
 W103 = "dbconfig.W103"
@@ -62,6 +65,12 @@ HINTS: Mapping[str, str] = {
     W006: "{fix}",
     W011: 'Use either pool or pooler for "{alias}": remove pool and let the external pooler pool '
     "(conn_max_age keeps one connection per thread), or keep pool and connect to the server directly.",
+    W012: "Remove options.{option} from {source}, or move it where the {owner} backend is chosen for "
+    '"{alias}": it is ignored on {backend}.',
+    W013: "Set DATABASE_URL (or DBCONFIG_DEFAULT_URL, or a default alias in dbconfig.json) where the "
+    "project is deployed, or set DBCONFIG_ENV to the profile that describes it.",
+    E117: 'Remove options.{option} from "{alias}" (or correct its name): the driver does not know it. '
+    "It is a driver option, not a problem with host, port, user or password.",
     E101: 'Check host, port, user and password of "{alias}" and that the server accepts '
     "connections from this machine.",
     E102: 'The server of "{alias}" accepted nothing within the timeout: check host and port, '

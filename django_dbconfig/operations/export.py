@@ -130,7 +130,9 @@ def _alias_keys(
     keys: dict[str, Any] = {"backend": backend.name}
     secret: dict[str, Any] = {}
     engine = settings.get("ENGINE")
-    if engine and engine != backend.engine and engine not in backend.earlier_engines:
+    if engine and not backend.serves(str(engine)):
+        # A third-party engine stays (the engine check says what it loses); Django's own
+        # engine becomes this project's engine of the same family, through `backend`.
         keys["engine"] = engine
     name = settings.get("NAME")
     if name:
@@ -272,8 +274,9 @@ def comparable(settings: Mapping[str, Any], backend: Backend) -> dict[str, Any]:
     port = flat.get("PORT")
     flat["PORT"] = str(port) if port not in (None, "") else str(backend.defaults.get("port", ""))
     flat["NAME"] = str(flat.get("NAME", ""))
-    if flat.get("ENGINE") in backend.earlier_engines:
-        flat["ENGINE"] = backend.engine  # the same engine, by its 0.1 path
+    if backend.serves(str(flat.get("ENGINE"))):
+        # Django's engine, ours or its 0.1 path: the same family's engine after adoption.
+        flat["ENGINE"] = backend.engine
     startup = flat.get("OPTIONS.options")
     if backend.name == "postgresql" and isinstance(startup, str):
         flat["OPTIONS.options"] = parse_startup(startup) or startup

@@ -22,7 +22,7 @@ from django.db import connections
 from django.dispatch import Signal
 
 from django_dbconfig.backends import RenderContext
-from django_dbconfig.conf.config import effective_values, last_config
+from django_dbconfig.conf.config import effective_values, last_config, render_alias
 from django_dbconfig.conf.inherit import inherit
 from django_dbconfig.conf.layer import Layer, Origin, Value, alias_values, check_alias
 from django_dbconfig.conf.merge import merge
@@ -192,7 +192,7 @@ def _render(
     backend, effective = effective_values(alias, values, (*connections.settings, alias), {})
     base_dir = config.base_dir if config is not None else Path.cwd()
     ctx = RenderContext(alias=alias, base_dir=base_dir, django_version=(django.VERSION[0], django.VERSION[1]))
-    rendered = backend.render({key: value.value for key, value in effective.items()}, ctx)
+    rendered = render_alias(backend, effective, ctx)
     # Django fills its defaults (TIME_ZONE, TEST, ...) only into the DATABASES it read at
     # first access: fill them with its own code, so the entry is like any other.
     filled: DatabaseSettings = connections.configure_settings({"default": rendered})["default"]

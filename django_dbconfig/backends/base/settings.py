@@ -52,6 +52,15 @@ SERVER_KEYS = COMMON_KEYS | {
 }
 
 
+class OptionConflict(ValueError):
+    """A driver option in `options` that the alias's keys also generate, and that cannot be merged."""
+
+    def __init__(self, option: str, detail: str) -> None:
+        super().__init__(f"options.{option} {detail}")
+        self.option = option
+        self.detail = detail
+
+
 @dataclass(frozen=True)
 class RenderContext:
     """What rendering needs besides the alias's own values."""
@@ -69,6 +78,16 @@ class Backend:
     engine: ClassVar[str]
     # ENGINE paths of earlier releases that load the same engine (django_dbconfig/engines/).
     earlier_engines: ClassVar[tuple[str, ...]] = ()
+    # Django's own engine for this family, which this family's engine subclasses.
+    django_engine: ClassVar[str] = ""
+    # Every name OPTIONS may hold for this family: the driver's connection parameters
+    # and what Django's engine reads itself. Anything else fails at connect time.
+    driver_options: ClassVar[frozenset[str]] = frozenset()
+    # Each driver option the alias's keys generate, and those keys: a user's option of
+    # the same name is merged with the generated one (merge_option) or refused.
+    generated_by: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    # Options of `options` that are refused outright, and the key to use instead.
+    key_instead: ClassVar[Mapping[str, str]] = {}
     keys: ClassVar[frozenset[str]]
     # Why a key is not honoured, where there is more to say than "not supported".
     reasons: ClassVar[Mapping[str, str]] = {}
@@ -86,6 +105,28 @@ class Backend:
         """Whether a driver error is the server refusing a write in a read-only session."""
         return False
 
+    def serves(self, engine: str) -> bool:
+        """Whether an ENGINE path is this family's engine (ours, an earlier path of it, or Django's)."""
+        return engine in (self.engine, *self.earlier_engines, self.django_engine)
+
+    def merge_option(self, option: str, generated: Any, given: Any) -> Any:
+        """The one value of a driver option both the keys and `options` give.
+
+        Equal values are one value; two objects (MySQL's `ssl`) merge part by part.
+        Anything else raises OptionConflict: the user's value would silently replace
+        the generated one, or the reverse.
+        """
+        if given == generated:
+            return generated
+        if isinstance(generated, Mapping) and isinstance(given, Mapping):
+            differing = sorted(
+                str(part) for part in generated.keys() & given.keys() if generated[part] != given[part]
+            )
+            if differing:
+                raise OptionConflict(option, f"sets {', '.join(differing)} differently")
+            return {**generated, **given}
+        raise OptionConflict(option, "gives another value")
+
     def driver_installed(self) -> bool:
         return not self.driver_modules or any(installed(module) for module in self.driver_modules)
 
@@ -97,7 +138,12 @@ class Backend:
         """Return Django's DATABASES entry for validated values (defaults applied)."""
         settings = self.render_common(values, ctx)
         options = self.render_options(values, ctx)
-        options.update(collect_options(values))
+        for option, given in collect_options(values).items():
+            if option in self.key_instead:
+                raise OptionConflict(option, f"is set by the {self.key_instead[option]} key; use that key")
+            options[option] = (
+                self.merge_option(option, options[option], given) if option in options else given
+            )
         if options:
             settings["OPTIONS"] = options
         return settings

@@ -10,6 +10,7 @@ from typing import Any
 from django_dbconfig.backends.base.settings import (
     SERVER_KEYS,
     Backend,
+    OptionConflict,
     RenderContext,
     path_key,
     render_extra,
@@ -37,6 +38,49 @@ TLS_MODES = ("require", "verify-ca", "verify-full")
 # connects in plain text despite ssl_mode=REQUIRED; this guard runs on the
 # server, inside the connect, whatever the driver did.
 TLS_GUARD = "DBCONFIG_TLS_REQUIRED_BUT_SESSION_NOT_ENCRYPTED"
+# mysqlclient's connect() keywords, and isolation_level, which Django's engine reads.
+MYSQLCLIENT_PARAMETERS = frozenset(
+    {
+        "host",
+        "user",
+        "password",
+        "passwd",
+        "database",
+        "db",
+        "port",
+        "unix_socket",
+        "conv",
+        "connect_timeout",
+        "read_timeout",
+        "write_timeout",
+        "compress",
+        "named_pipe",
+        "init_command",
+        "read_default_file",
+        "read_default_group",
+        "cursorclass",
+        "use_unicode",
+        "charset",
+        "collation",
+        "auth_plugin",
+        "sql_mode",
+        "client_flag",
+        "multi_statements",
+        "ssl_mode",
+        "ssl",
+        "local_infile",
+        "autocommit",
+        "binary_prefix",
+        "server_public_key_path",
+        "isolation_level",
+    }
+)
+# The session variables each key sets in init_command, in either server's names.
+_VARIABLES_OF = {
+    "statement_timeout": ("max_execution_time", "max_statement_time"),
+    "lock_timeout": ("innodb_lock_wait_timeout", "lock_wait_timeout"),
+    "read_only": ("transaction_read_only", "tx_read_only"),
+}
 _NO_SEARCH_PATH = "MySQL and MariaDB have no schema search path: a database is a schema. Set name instead."
 _POSTGRES_ONLY = "it is a PostgreSQL setting with no MySQL/MariaDB equivalent."
 _ONE_HOST = (
@@ -50,6 +94,14 @@ class MySQL(Backend):
     display = "MySQL"
     engine = "django_dbconfig.backends.mysql"
     earlier_engines = ("django_dbconfig.engines.mysql",)
+    django_engine = "django.db.backends.mysql"
+    driver_options = MYSQLCLIENT_PARAMETERS
+    generated_by = {
+        "init_command": ("sslmode", "statement_timeout", "lock_timeout", "read_only"),
+        "ssl_mode": ("sslmode",),
+        "ssl": ("sslrootcert", "sslcert", "sslkey"),
+        "connect_timeout": ("connect_timeout",),
+    }
     keys = SERVER_KEYS
     reasons = {
         "search_path": _NO_SEARCH_PATH,
@@ -76,6 +128,27 @@ class MySQL(Backend):
 
     def statement_timeout(self, ms: int) -> str:
         return f"max_execution_time={ms}"
+
+    def merge_option(self, option: str, generated: Any, given: Any) -> Any:
+        """A user's `init_command` runs in the same SET as the generated assignments, after them.
+
+        So the TLS guard runs first, and a user's `sql_mode` (as Django's docs advise) applies
+        once it passed. A user assignment to a variable the keys set would silently win: refused.
+        """
+        if option != "init_command" or not isinstance(given, str) or not isinstance(generated, str):
+            return super().merge_option(option, generated, given)
+        assignments = set_assignments(given)
+        if assignments is None:
+            raise OptionConflict(
+                option,
+                "is not one SET statement of name = value assignments, so it cannot run in the same "
+                "statement as the session settings the keys generate",
+            )
+        ours = {name for names in _VARIABLES_OF.values() for name in names}
+        both = sorted({variable for variable, _ in assignments} & ours)
+        if both:
+            raise OptionConflict(option, f"sets {', '.join(both)}, which the keys set too")
+        return generated + ", " + ", ".join(text for _, text in assignments)
 
     def refuses_write(self, error: BaseException | None) -> bool:
         # 1792 ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION (MySQL and MariaDB).
@@ -216,3 +289,64 @@ def for_other_server(init_command: str) -> str:
         )
     command = re.sub(rf"\b{source.read_only_variable}=", f"{target.read_only_variable}=", command)
     return command.replace(source.session_status_table, target.session_status_table)
+
+
+def set_assignments(statement: str) -> list[tuple[str, str]] | None:
+    """The assignments of one `SET ...` statement as (variable name, assignment text), or None.
+
+    None for anything else (another statement, several statements, `SET NAMES`). The
+    name is lower case without its scope (`@@session.`, `SESSION `); the text keeps the
+    scope, so `GLOBAL x = 1` stays global when it joins the generated SET SESSION.
+    """
+    text = statement.strip().rstrip(";").strip()
+    if not re.match(r"(?i)set\s", text):
+        return None
+    parts = _split_top_level(text[3:])
+    if parts is None:
+        return None
+    assignments = []
+    for part in parts:
+        match = re.match(
+            r"(?i)^\s*(?:(session|local|global|persist|persist_only)\s+)?"
+            r"(@@(?:(session|local|global|persist|persist_only)\.)?)?([a-z_][a-z0-9_]*)\s*:?=\s*\S",
+            part,
+        )
+        if match is None:
+            return None
+        scope = (match.group(1) or match.group(3) or "").lower()
+        text_part = part.strip()
+        if not scope or scope in ("session", "local"):
+            # Without a scope word, the generated SET SESSION's scope applies: the same.
+            text_part = re.sub(r"(?i)^(session|local)\s+|^@@(session\.|local\.)?", "", text_part)
+        assignments.append((match.group(4).lower(), text_part))
+    return assignments
+
+
+def _split_top_level(text: str) -> list[str] | None:
+    """Split on commas outside quotes and parentheses; None when a quote or parenthesis is left open."""
+    parts, current, depth, quote = [], [], 0, ""
+    for char in text:
+        if quote:
+            current.append(char)
+            if char == quote:
+                quote = ""
+        elif char in "'\"`":
+            quote = char
+            current.append(char)
+        elif char == "(":
+            depth += 1
+            current.append(char)
+        elif char == ")":
+            depth -= 1
+            current.append(char)
+        elif char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+        elif char == ";":
+            return None  # a second statement
+        else:
+            current.append(char)
+    if quote or depth:
+        return None
+    parts.append("".join(current))
+    return [part for part in parts if part.strip()] or None

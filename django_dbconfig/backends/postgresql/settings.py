@@ -10,6 +10,7 @@ from typing import Any
 from django_dbconfig.backends.base.settings import (
     SERVER_KEYS,
     Backend,
+    OptionConflict,
     RenderContext,
     keepalive,
     path_key,
@@ -19,7 +20,7 @@ from django_dbconfig.backends.base.settings import (
     whole_seconds,
 )
 from django_dbconfig.core.durations import MAX_MS, format_duration
-from django_dbconfig.core.keys import SSLMODES
+from django_dbconfig.core.keys import LOAD_BALANCE_HOSTS, SSLMODES, TARGET_SESSION_ATTRS
 
 # Session settings sent with `-c name=value` at connection start, in this order.
 SESSION_SETTINGS = (
@@ -39,6 +40,69 @@ def quote_ident(name: str) -> str:
 def escape_option(value: str) -> str:
     """Escape for libpq's `options`: a space separates arguments unless backslash-escaped."""
     return value.replace("\\", "\\\\").replace(" ", "\\ ")
+
+
+# The options network_timeout renders (render_options).
+KEEPALIVE_OPTIONS = (
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+)
+# libpq's connection parameters (PostgreSQL 17's list): what OPTIONS may pass to psycopg.
+LIBPQ_PARAMETERS = frozenset(
+    {
+        "host",
+        "hostaddr",
+        "port",
+        "dbname",
+        "user",
+        "password",
+        "passfile",
+        "require_auth",
+        "channel_binding",
+        "connect_timeout",
+        "client_encoding",
+        "options",
+        "application_name",
+        "fallback_application_name",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+        "replication",
+        "gssencmode",
+        "sslmode",
+        "sslnegotiation",
+        "requiressl",
+        "sslcompression",
+        "sslcert",
+        "sslkey",
+        "sslkeylogfile",
+        "sslpassword",
+        "sslcertmode",
+        "sslrootcert",
+        "sslcrl",
+        "sslcrldir",
+        "sslsni",
+        "requirepeer",
+        "ssl_min_protocol_version",
+        "ssl_max_protocol_version",
+        "krbsrvname",
+        "gsslib",
+        "gssdelegation",
+        "service",
+        "target_session_attrs",
+        "load_balance_hosts",
+    }
+)
+
+
+def choices_of(key: str) -> tuple[str, ...]:
+    """libpq's values for a multi-host key."""
+    return TARGET_SESSION_ATTRS if key == "target_session_attrs" else LOAD_BALANCE_HOSTS
 
 
 def session_settings(values: Mapping[str, Any]) -> dict[str, str]:
@@ -204,6 +268,30 @@ class PostgreSQL(Backend):
     display = "PostgreSQL"
     engine = "django_dbconfig.backends.postgresql"
     earlier_engines = ("django_dbconfig.engines.postgresql",)
+    django_engine = "django.db.backends.postgresql"
+    # libpq's connection parameters, and what Django's engine and psycopg read from OPTIONS.
+    driver_options = LIBPQ_PARAMETERS | {
+        "isolation_level",
+        "server_side_binding",
+        "assume_role",
+        "pool",
+        "prepare_threshold",
+        "cursor_factory",
+        "context",
+    }
+    generated_by = {
+        "options": tuple(SESSION_SETTINGS),
+        "sslmode": ("sslmode",),
+        "sslrootcert": ("sslrootcert",),
+        "sslcert": ("sslcert",),
+        "sslkey": ("sslkey",),
+        "application_name": ("application_name",),
+        "target_session_attrs": ("target_session_attrs",),
+        "load_balance_hosts": ("load_balance_hosts",),
+        "connect_timeout": ("connect_timeout",),
+        **{name: ("network_timeout",) for name in KEEPALIVE_OPTIONS},
+    }
+    key_instead = {"pool": "pool"}
     keys = SERVER_KEYS | {
         "pool",
         "search_path",
@@ -280,7 +368,9 @@ class PostgreSQL(Backend):
                 keys["sslmode"] = value
             elif name in ("sslrootcert", "sslcert", "sslkey") and path_key(value, base_dir):
                 keys[name] = path_key(value, base_dir)
-            elif name == "application_name" and isinstance(value, str) and value.strip():
+            elif (name == "application_name" and isinstance(value, str) and value.strip()) or (
+                name in ("target_session_attrs", "load_balance_hosts") and value in choices_of(name)
+            ):
                 keys[name] = value
             elif name == "connect_timeout" and seconds is not None and seconds >= 2:
                 keys["connect_timeout"] = f"{seconds}s"
@@ -322,14 +412,29 @@ class PostgreSQL(Backend):
         keys, rest = session_keys(list(session.items()))
         return keys if not rest else {}
 
+    def merge_option(self, option: str, generated: Any, given: Any) -> Any:
+        """A user's own libpq `options` adds its switches after the session settings' ones.
+
+        libpq applies the last `-c` for a setting: one that sets a setting the keys
+        already set would silently win, so it is refused.
+        """
+        if option != "options" or not isinstance(given, str) or not isinstance(generated, str):
+            return super().merge_option(option, generated, given)
+        switches = parse_switches(given)
+        if switches is None:
+            raise OptionConflict(
+                option,
+                "is not only -c name=value switches, so it cannot be combined with the session "
+                "settings the keys send in the same startup option",
+            )
+        generated_names = {name for name, _ in parse_switches(generated) or []}
+        both = sorted({name for name, _ in switches} & generated_names)
+        if both:
+            raise OptionConflict(option, f"sets {', '.join(both)}, which the keys set too")
+        return f"{generated} {given}"
+
     def render(self, values: Mapping[str, Any], ctx: RenderContext) -> Any:
         settings = super().render(values, ctx)
-        options = settings.get("OPTIONS", {})
-        # A user's own libpq `options` adds to the session settings instead of replacing them.
-        own = values.get("options.options")
-        startup = "" if values.get("pooler") else session_options(values)
-        if own and startup:
-            options["options"] = f"{startup} {own}"
         if values.get("pool"):
             settings["CONN_MAX_AGE"] = 0
         # Several hosts (and ports) go to libpq as its comma-separated lists.

@@ -30,6 +30,22 @@ class SQLite(Backend):
         "password_provider": "SQLite is a local file: there is no password to provide.",
     }
     defaults = {"conn_max_age": 0}
+    # sqlite3.connect()'s keywords, and what Django's engine reads itself.
+    driver_options = frozenset(
+        {
+            "timeout",
+            "detect_types",
+            "isolation_level",
+            "check_same_thread",
+            "factory",
+            "cached_statements",
+            "uri",
+            "autocommit",
+            "init_command",
+            "transaction_mode",
+        }
+    )
+    generated_by = {"timeout": ("lock_timeout",)}
 
     def render_common(self, values: Mapping[str, Any], ctx: RenderContext) -> DatabaseSettings:
         settings = super().render_common(values, ctx)

@@ -121,11 +121,12 @@ class Command(BaseCommand):
         self.stdout.write(
             f"It renders the same DATABASES. In settings.py: DATABASES = build_databases({str(directory)!r})"
         )
-        kept = [a for a in databases if databases[a].get("ENGINE") in _DJANGO_ENGINES]
-        if kept:
+        moved = [a for a in databases if databases[a].get("ENGINE") in _DJANGO_ENGINES]
+        if moved:
             self.stdout.write(
-                f"Kept Django's own engine for {', '.join(kept)}: remove their engine key to use "
-                "django-dbconfig's engines, whose health check costs no round trip."
+                f"{', '.join(moved)} used Django's own engine: build_databases() gives them "
+                "django-dbconfig's engine of the same family (a subclass of Django's, whose health "
+                "check costs no round trip). Set engine to keep Django's."
             )
 
     def backend_of(self, alias: str) -> str:
