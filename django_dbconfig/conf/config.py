@@ -376,7 +376,9 @@ def effective_values(
         usable = root in backend.keys and not (
             root == "options" and own_engine and option not in backend.driver_options
         )
-        if usable:
+        if root == "options" and value.set_for is not None and not _same_family(value.set_for, backend.name):
+            unused[key] = value  # set where another backend was chosen
+        elif usable:
             effective[key] = value
         elif value.from_defaults or value.inherited:
             continue  # set for every alias, or taken from a primary that uses it
@@ -444,6 +446,10 @@ def render_alias(backend: Backend, effective: Mapping[str, Value], ctx: RenderCo
             f'{given.origin} (alias "{ctx.alias}"): options.{exc.option} {exc.detail}{generated}. '
             f"Remove options.{exc.option}, or the key that generates the same setting."
         ) from None
+
+
+def _same_family(one: str, other: str) -> bool:
+    return one == other or {one, other} == {"mysql", "mariadb"}
 
 
 def _option_family(option: str) -> str:

@@ -42,6 +42,8 @@ class Value:
     from_defaults: bool = False
     # Taken from another alias (a replica's primary): weak where the backend has no use for it.
     inherited: bool = False
+    # For a driver option: the backend chosen where it was set (None when not known there).
+    set_for: str | None = None
 
 
 @dataclass

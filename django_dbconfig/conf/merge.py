@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django_dbconfig.conf.database_urls import expand_url
 from django_dbconfig.conf.layer import Layer, Value
@@ -46,6 +46,13 @@ def merge(layers: Sequence[Layer]) -> Merged:
                 for key in CONNECTION_KEYS:
                     merged.pop(key, None)
             merged.update(entries)
+            chosen = merged.get("backend")
+            if chosen is not None and str(chosen.origin) != "default":
+                # Driver options belong to the backend chosen where they are set: another
+                # layer choosing another backend leaves them unused (config.effective_values).
+                for key, value in entries.items():
+                    if key.startswith("options.") and not value.from_defaults:
+                        merged[key] = replace(value, set_for=chosen.value)
         databases[alias] = merged
 
     routes: dict[str, Value] = {}
