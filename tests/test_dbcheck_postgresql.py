@@ -42,7 +42,8 @@ def server_tls(server: PostgresServer, **params: Any) -> tuple[str, str]:
 # sslmode -> (TLS in use, certificate verified, problem ids); the CA is the right one.
 TLS_CASES = {
     "disable": (False, False, []),
-    "allow": (False, False, ["dbconfig.W101"]),  # libpq tries without TLS first, and the server agrees
+    # libpq tries without TLS first, and the server agrees; on loopback that is no warning (as W002).
+    "allow": (False, False, []),
     "prefer": (True, True, []),  # with a root certificate libpq verifies the chain in every mode
     "require": (True, True, []),
     "verify-ca": (True, True, []),
@@ -106,7 +107,7 @@ def test_a_wrong_ca_fails(
     assert "certificate verify failed" in db["error"]
 
 
-def test_prefer_with_a_wrong_ca_falls_back_to_plain_text_and_says_so(
+def test_prefer_with_a_wrong_ca_falls_back_to_plain_text_quietly_on_loopback(
     tmp_path: Path, pg_tls_server: PostgresServer, tls_ca: TLSMaterial
 ) -> None:
     databases = configure(
@@ -115,7 +116,19 @@ def test_prefer_with_a_wrong_ca_falls_back_to_plain_text_and_says_so(
     )
     status, result = dbcheck_json(databases)
     db = result["databases"][0]
-    assert (status, db["tls"]["in_use"], ids(db)) == (0, False, ["dbconfig.W101"])
+    # Plain text on loopback never leaves the machine: no W101, as the static W002 exempts it.
+    assert (status, db["tls"]["in_use"], ids(db)) == (0, False, [])
+
+
+@pytest.mark.slow
+def test_prefer_without_tls_beyond_loopback_is_a_warning(tmp_path: Path, pg_in_netns: Any) -> None:
+    server = pg_in_netns
+    databases = configure(tmp_path, {"default": app_alias(server, sslmode="prefer")})
+    assert databases["default"]["HOST"] != "127.0.0.1"
+    status, result = dbcheck_json(databases)
+    db = result["databases"][0]
+    # The live W101 (this session is plain text) beside the static W002 (prefer is below require).
+    assert (status, db["tls"]["in_use"], ids(db)) == (0, False, ["dbconfig.W101", "dbconfig.W002"])
 
 
 def test_require_against_a_server_without_tls_fails(tmp_path: Path, pg_plain_server: PostgresServer) -> None:

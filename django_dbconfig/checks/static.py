@@ -5,7 +5,6 @@ The ids and hints are in core/problems.py; docs/checks.md lists them all.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import shutil
 import stat
@@ -20,7 +19,7 @@ from django.conf import settings
 from django.db import router
 
 from django_dbconfig.backends import BACKENDS, vendor_of
-from django_dbconfig.backends.base.settings import installed
+from django_dbconfig.backends.base.settings import installed, is_loopback
 from django_dbconfig.backends.mysql.settings import SSLMODE_OF
 from django_dbconfig.checks.expected import expected_for
 from django_dbconfig.conf.config import DatabaseConfig, last_config
@@ -48,7 +47,6 @@ from django_dbconfig.runtime.databases import runtime_aliases
 
 logger = logging.getLogger(__name__)
 
-LOOPBACK_HOSTS = frozenset({"", "localhost", "localhost.localdomain"})
 # ASGI servers that may run the checks in their own process (e.g. from asgi.py).
 ASGI_SERVERS = ("uvicorn", "daphne", "hypercorn", "granian")
 
@@ -270,7 +268,7 @@ def _alias_problems(alias: str, entry: Mapping[str, Any]) -> list[Problem]:
     mode = _tls_mode(vendor, entry.get("OPTIONS") or {})
     if (
         vendor in ("postgresql", "mysql")
-        and not all(_is_loopback(name) for name in host.split(","))
+        and not all(is_loopback(name) for name in host.split(","))
         and mode not in ("require", "verify-ca", "verify-full")
     ):
         problems.append(
@@ -355,15 +353,6 @@ def _tls_mode(vendor: str, options: Mapping[str, Any]) -> str | None:
         return options.get("sslmode")
 
     return SSLMODE_OF.get(str(options.get("ssl_mode", "")).upper())
-
-
-def _is_loopback(host: str) -> bool:
-    if host in LOOPBACK_HOSTS or host.startswith("/"):
-        return True  # no host or a Unix socket directory never leaves the machine
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _search_path(alias: str, entry: Mapping[str, Any]) -> tuple[str, ...]:

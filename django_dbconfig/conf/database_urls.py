@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote
 
+from django_dbconfig.backends import BACKENDS
 from django_dbconfig.backends.mysql.settings import SSLMODE_OF
 from django_dbconfig.conf.layer import Value, coerce, make_values
-from django_dbconfig.core.errors import DbConfigError
+from django_dbconfig.core.errors import DbConfigError, did_you_mean
 from django_dbconfig.core.keys import CONNECTION_KEYS, KEYS, OBJECT_KEYS
 
 # Engines dj-database-url can name, and the backend family each speaks.
@@ -37,6 +39,11 @@ DRIVER_SUFFIXES: dict[str, tuple[str, ...]] = {
 }
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9.-]*)(?:\+([A-Za-z0-9_]+))?://")
 _NO_USERINFO = ("sqlite", "spatialite")
+# A Unix socket directory written where the host goes (Cloud SQL's /cloudsql/PROJECT:REGION:INSTANCE):
+# scheme://user:password@//socket/dir/name, the directory unencoded.
+_RAW_SOCKET = re.compile(r"^([^:/]+://(?:[^/?#@]*@)?)//([^?#]*)/([^/?#]+)([?#].*)?$")
+# Query parameters that name a Unix socket directory, and so the host.
+_SOCKET_PARAMETERS = ("host", "unix_socket")
 _registered = False
 
 
@@ -111,6 +118,12 @@ def expand_url(url: Value, *, alias: str) -> dict[str, Value]:
     """Return the keys a URL stands for, each tagged with the URL's origin."""
     origin = url.origin
     scheme, text = split_scheme(url.value, f'{origin} (alias "{alias}")')
+    raw_socket = _RAW_SOCKET.match(text) if scheme not in _NO_USERINFO else None
+    if raw_socket is not None:
+        # The same URL with the socket directory percent-encoded as its host, as libpq and
+        # dj-database-url read it: HOST the directory, NAME the database.
+        prefix, directory, name, rest = raw_socket.groups()
+        text = f"{prefix}{quote('/' + directory, safe='')}/{name}{rest or ''}"
     single, hosts, ports = split_hosts(text)
     try:
         parsed = _parse(single)
@@ -162,13 +175,29 @@ def expand_url(url: Value, *, alias: str) -> dict[str, Value]:
         for key, item in raw.items()
     }
     for name, option in dict(parsed.get("OPTIONS") or {}).items():
-        values.update(_option(name, option, url, alias))
+        found = _option(name, option, url, alias, backend=backend if engine is None else None)
+        if "host" in found and "host" in values:
+            raise DbConfigError(
+                f'{origin} (alias "{alias}"): the URL has a host and a {name} query parameter. Write the '
+                "socket directory as the host, percent-encoded: scheme://user@%2Fcloudsql%2FPROJECT%3AREGION"
+                "%3AINSTANCE/name, or as ?host=/cloudsql/... with no host."
+            )
+        values.update(found)
     return values
 
 
-def _option(name: str, option: Any, url: Value, alias: str) -> dict[str, Value]:
-    """Map one query option to an alias key where it names one, else keep it verbatim."""
+def _option(name: str, option: Any, url: Value, alias: str, *, backend: str | None) -> dict[str, Value]:
+    """Map one query option to an alias key where it names one, else to a driver option.
+
+    Key names match in any case (`CONN_MAX_AGE=600`). A parameter that is neither a key
+    nor a driver option of the backend is an error (`backend` None: a third-party engine's
+    URL, whose options are its own).
+    """
     origin = url.origin
+    if name.lower() in KEYS and name.lower() not in OBJECT_KEYS:
+        name = name.lower()
+    if name in _SOCKET_PARAMETERS and isinstance(option, str) and option.startswith("/"):
+        name = "host"
     if name == "options" and isinstance(option, str) and option.startswith("-c search_path="):
         # dj-database-url turns ?currentSchema=x into this libpq option.
         name, option = "search_path", option.removeprefix("-c search_path=")
@@ -186,4 +215,16 @@ def _option(name: str, option: Any, url: Value, alias: str) -> dict[str, Value]:
             raise DbConfigError(f'{origin} (alias "{alias}"): the URL gives {name} more than once.')
         text = option if isinstance(option, str) else str(option).lower()
         return make_values(name, coerce(name, text, origin, text=True, alias=alias), origin, url.rank)
+    if name == "host":
+        return make_values("host", coerce("host", option, origin, text=True, alias=alias), origin, url.rank)
+    family = BACKENDS.get(backend) if backend is not None else None
+    if family is not None and name not in family.driver_options:
+        url_keys = sorted(key for key in KEYS if key not in CONNECTION_KEYS or key in URL_QUERY_KEYS)
+        raise DbConfigError(
+            f'{origin} (alias "{alias}"): the URL\'s query parameter "{name}" is neither a key nor an '
+            f"option of the {family.display} driver, which would refuse it at connect time."
+            + did_you_mean(name, [*url_keys, *family.driver_options])
+            + " Remove it from the URL (settings such as reconnect or ssl_require belong to other "
+            "frameworks), or set the key it stands for."
+        )
     return make_values("options", {name: option}, origin, url.rank)

@@ -184,6 +184,12 @@ def _schema_list(value: object, *, from_env: bool) -> tuple[str, ...]:
             raise ValueError("expected every schema name to be a non-empty string")
         if "\x00" in name:
             raise ValueError("a schema name cannot contain a NUL character")
+        if any(ord(char) < 32 or ord(char) == 127 for char in name):
+            # The server refuses them in search_path at connect time; say so at build time.
+            raise ValueError(
+                f"schema name {shown(name[:20])} contains a control character (a tab or a new line?): "
+                "remove it"
+            )
         if len(name.encode()) > 63:
             raise ValueError(f"schema name {shown(name[:20])} is longer than 63 bytes")
         names.append(name)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from django_dbconfig.backends.base.settings import is_loopback
 from django_dbconfig.core import problems
 from django_dbconfig.core.durations import format_duration
 from django_dbconfig.core.keys import MASK, SSLMODES, is_secret_option
@@ -222,8 +223,13 @@ def check_tls(report: AliasReport, spec: ProbeSpec, *, effective_mode: str | Non
         report.add(
             problems.problem(problems.E105, "--require-tls: this session is not encrypted.", alias=spec.alias)
         )
-    elif asked in ("allow", "prefer") and not tls.in_use:
-        # Only when asked for: libpq's own default (prefer) is nobody's decision.
+    elif (
+        asked in ("allow", "prefer")
+        and not tls.in_use
+        and not all(is_loopback(host) for host in str(spec.settings.get("HOST") or "").split(","))
+    ):
+        # Only when asked for: libpq's own default (prefer) is nobody's decision; and, as the
+        # static W002, not on loopback, where plain text never leaves the machine.
         report.add(
             problems.problem(
                 problems.W101,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import math
 import re
 from collections.abc import Mapping
@@ -194,6 +195,19 @@ class Backend:
     def keys_from_session(self, session: Mapping[str, str]) -> dict[str, Any]:
         """The alias keys of the session settings an engine sends behind a pooler (for --export)."""
         return {}
+
+
+LOOPBACK_HOSTS = frozenset({"", "localhost", "localhost.localdomain"})
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a HOST never leaves this machine: no host, a Unix socket, localhost, a loopback address."""
+    if host in LOOPBACK_HOSTS or host.startswith("/"):
+        return True  # no host or a Unix socket directory never leaves the machine
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def installed(module: str) -> bool:

@@ -1,0 +1,110 @@
+"""Database URLs: unknown query parameters are errors, Django's keys map in any case, and Unix
+socket directories (Cloud SQL's /cloudsql/PROJECT:REGION:INSTANCE) become HOST in every form."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from django_dbconfig import load_config
+from django_dbconfig.core.errors import DbConfigError
+from tests.conftest import django_connection, query_one
+
+SOCKET = "/cloudsql/proj:europe-west1:inst"
+
+
+def entry(url: str) -> dict[str, Any]:
+    return dict(load_config(environ={"DATABASE_URL": url}).databases()["default"])
+
+
+def error(url: str) -> str:
+    with pytest.raises(DbConfigError) as caught:
+        load_config(environ={"DATABASE_URL": url})
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgres://app:pw@/{SOCKET}/shop",  # raw: scheme://user@//cloudsql/.../name
+        "postgres://app:pw@%2Fcloudsql%2Fproj%3Aeurope-west1%3Ainst/shop",
+        f"postgres://app:pw@/shop?host={SOCKET}",
+        f"mysql://app:pw@/{SOCKET}/shop",
+        f"mysql://app:pw@/shop?unix_socket={SOCKET}",
+    ],
+)
+def test_a_cloud_sql_socket_is_the_host_in_every_form(url: str) -> None:
+    settings = entry(url)
+    assert (settings["HOST"], settings["NAME"]) == (SOCKET, "shop")
+
+
+def test_a_socket_parameter_beside_a_host_is_refused_with_the_form_to_write() -> None:
+    message = error(f"postgres://app@db.internal/shop?host={SOCKET}")
+    assert "the URL has a host and a host query parameter" in message
+    assert "%2Fcloudsql%2FPROJECT%3AREGION%3AINSTANCE" in message
+
+
+def test_django_keys_in_a_query_map_to_keys_in_any_case() -> None:
+    settings = entry("postgres://app@db.internal/shop?CONN_MAX_AGE=600&Conn_Health_Checks=false")
+    assert (settings["CONN_MAX_AGE"], settings["CONN_HEALTH_CHECKS"]) == (600, False)
+    assert "CONN_MAX_AGE" not in settings.get("OPTIONS", {})
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        (
+            "mysql://app:pw@db.internal/shop?reconnect=true",
+            'query parameter "reconnect" is neither a key nor an option of the MySQL driver',
+        ),
+        (
+            "postgres://app:pw@db.internal/shop?ssl_require=true",
+            'query parameter "ssl_require" is neither a key nor an option of the PostgreSQL driver',
+        ),
+        ("postgres://app:pw@db.internal/shop?sslmod=require", 'Did you mean "sslmode"?'),
+    ],
+)
+def test_an_unknown_query_parameter_is_an_error_never_showing_the_url(url: str, said: str) -> None:
+    message = error(url)
+    assert said in message
+    assert "pw" not in message.replace("password", "")
+
+
+def test_driver_parameters_of_the_backend_pass_through() -> None:
+    assert entry("mysql://app@db.internal/shop?charset=utf8mb4")["OPTIONS"]["charset"] == "utf8mb4"
+    assert entry("postgres://app@db.internal/shop?gssencmode=disable")["OPTIONS"]["gssencmode"] == "disable"
+
+
+def test_a_control_character_in_a_schema_name_is_refused_at_build_time(tmp_path: Path) -> None:
+    with pytest.raises(DbConfigError) as caught:
+        load_config(
+            tmp_path,
+            environ={},
+            overrides={"databases": {"default": {"url": "postgres://a@h/d", "search_path": ["app\tdata"]}}},
+        )
+    assert "search_path: schema name 'app\\tdata' contains a control character" in str(caught.value)
+
+
+@pytest.mark.postgresql
+def test_a_raw_socket_url_reaches_postgresql_over_its_unix_socket(shared_postgres: dict[str, Any]) -> None:
+    directory = "/var/run/postgresql"
+    if not Path(directory, ".s.PGSQL.5432").exists():
+        pytest.fail(f"PostgreSQL's socket is not in {directory}")
+    settings = entry(f"postgresql://{shared_postgres['user']}@/{directory}/{shared_postgres['dbname']}")
+    assert settings["HOST"] == directory
+    with django_connection(settings) as connection:
+        assert query_one(connection, "SELECT inet_server_addr() IS NULL") is True  # no TCP address: a socket
+
+
+@pytest.mark.mariadb
+def test_a_raw_socket_url_reaches_mariadb_over_its_unix_socket(shared_mariadb: dict[str, Any]) -> None:
+    socket = "/run/mysqld/mysqld.sock"
+    if not Path(socket).exists():
+        pytest.fail(f"MariaDB's socket is not {socket}")
+    settings = entry(f"mariadb://{shared_mariadb['user']}@/{socket}/{shared_mariadb['database']}")
+    assert settings["HOST"] == socket
+    with django_connection(settings) as connection:
+        assert "UNIX socket" in connection.connection.get_host_info()
+        assert query_one(connection, "SELECT 1") == 1
