@@ -148,6 +148,8 @@ def split_identifiers(text: str) -> list[str]:
                 current.append(char)
         elif char == '"':
             in_quotes = quoted = True
+        elif char.isspace() and (quoted or not current):
+            pass  # space around a name (`"a", "b"` as the server stores role defaults) is not part of it
         elif char == ",":
             names.append(_finish(current, quoted))
             current, quoted = [], False
@@ -338,7 +340,7 @@ def _explain_through_pooler(cursor: Any, spec: ProbeSpec, report: AliasReport, p
             )
         elif server_name not in stored:
             why = "it is not among the role's defaults in this database"
-        elif _same_setting(server_name, stored[server_name], wanted.get(server_name)):
+        elif same_setting(server_name, stored[server_name], wanted.get(server_name)):
             why = (
                 "the role's default is right, but this server connection of the pooler was opened "
                 "before it was written"
@@ -355,7 +357,7 @@ def _about(found: Any, name: str) -> bool:
     return found.message.startswith(f"{name} ") or (name == "read_only" and found.id == problems.E110)
 
 
-def _same_setting(name: str, stored: str, wanted: str | None) -> bool:
+def same_setting(name: str, stored: str, wanted: str | None) -> bool:
     if wanted is None:
         return False
     if name == "search_path":
