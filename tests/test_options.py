@@ -186,7 +186,7 @@ def test_options_of_a_backend_another_layer_replaced_are_unused_and_named_by_a_c
         "options.init_command",
         "options.transaction_mode",
     ]
-    found = [(alias, p.message) for alias, p in static_problems(databases) if p.id == "dbconfig.W012"]
+    found = [(alias, p.message) for alias, p in static_problems(databases) if p.id == "dbconfig.W014"]
     assert found == [
         (
             "default",

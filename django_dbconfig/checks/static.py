@@ -37,7 +37,7 @@ from django_dbconfig.core.problems import (
     W005,
     W006,
     W011,
-    W012,
+    W014,
     W013,
     W201,
     problem,
@@ -183,7 +183,7 @@ def static_problems(databases: Mapping[str, Mapping[str, Any]]) -> list[tuple[st
 
 
 def unused_option_problems(config: DatabaseConfig, alias: str) -> list[Problem]:
-    """W012 for each option of `options` ignored because another layer chose another backend."""
+    """W014 for each option of `options` ignored because another layer chose another backend."""
     backend = BACKENDS[config.vendors[alias]]
     found = []
     for row in config.unused(alias):
@@ -194,7 +194,7 @@ def unused_option_problems(config: DatabaseConfig, alias: str) -> list[Problem]:
         owner = " or ".join(dict.fromkeys(owners)) or "another backend"
         found.append(
             problem(
-                W012,
+                W014,
                 f'"{alias}" has options.{option} ({row.source}), an option of {owner}; its backend is '
                 f"{backend.display} here, so it is ignored.",
                 alias=alias,
