@@ -20,6 +20,7 @@ W004 = "dbconfig.W004"
 W005 = "dbconfig.W005"
 W006 = "dbconfig.W006"
 W011 = "dbconfig.W011"
+W012 = "dbconfig.W012"
 # Live: what dbcheck finds on the servers.
 E101 = "dbconfig.E101"
 E102 = "dbconfig.E102"
@@ -62,6 +63,9 @@ HINTS: Mapping[str, str] = {
     W006: "{fix}",
     W011: 'Use either pool or pooler for "{alias}": remove pool and let the external pooler pool '
     "(conn_max_age keeps one connection per thread), or keep pool and connect to the server directly.",
+    W012: 'Remove engine for "{alias}" to have django-dbconfig\'s engine serve it with every feature '
+    '(for GeoDjango: engine "postgis" or "mysql_gis"), or remove the keys named above; once the loss '
+    'is accepted, add "dbconfig.W012" to SILENCED_SYSTEM_CHECKS.',
     E101: 'Check host, port, user and password of "{alias}" and that the server accepts '
     "connections from this machine.",
     E102: 'The server of "{alias}" accepted nothing within the timeout: check host and port, '

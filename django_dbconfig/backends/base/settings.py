@@ -69,6 +69,9 @@ class Backend:
     engine: ClassVar[str]
     # ENGINE paths of earlier releases that load the same engine (django_dbconfig/engines/).
     earlier_engines: ClassVar[tuple[str, ...]] = ()
+    # Values of the `engine` key that select this renderer's engine rather than being
+    # rendered verbatim: a short name and the dotted path of the engine it stands in for.
+    engine_names: ClassVar[tuple[str, ...]] = ()
     keys: ClassVar[frozenset[str]]
     # Why a key is not honoured, where there is more to say than "not supported".
     reasons: ClassVar[Mapping[str, str]] = {}
@@ -103,7 +106,7 @@ class Backend:
         return settings
 
     def render_common(self, values: Mapping[str, Any], ctx: RenderContext) -> DatabaseSettings:
-        settings: DatabaseSettings = {"ENGINE": values.get("engine") or self.engine}
+        settings: DatabaseSettings = {"ENGINE": self.engine_of(values)}
         for key, django_key in (
             ("name", "NAME"),
             ("user", "USER"),
@@ -135,6 +138,15 @@ class Backend:
 
     def render_options(self, values: Mapping[str, Any], ctx: RenderContext) -> dict[str, Any]:
         return {}
+
+    def engine_of(self, values: Mapping[str, Any]) -> str:
+        """The ENGINE an alias renders: this project's, unless `engine` names another one."""
+        engine = values.get("engine")
+        return self.engine if engine is None or engine in self.engine_names else str(engine)
+
+    def serves(self, engine: str) -> bool:
+        """Whether an ENGINE path loads this renderer's engine (today's path or an earlier one)."""
+        return engine in (self.engine, *self.earlier_engines)
 
     def keys_from_options(
         self, options: Mapping[str, Any], base_dir: Path

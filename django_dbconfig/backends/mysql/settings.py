@@ -163,10 +163,10 @@ class MySQL(Backend):
         # variables on whichever server connection serves it. MySQL has no per-role
         # session defaults, so `transaction` has nothing to write on the server.
         extra = render_extra(values, {})
-        if values.get("network_timeout") and values.get("engine", self.engine) == self.engine:
+        if values.get("network_timeout") and self.serves(settings["ENGINE"]):
             # mysqlclient has no keepalive settings: the project's engine sets the TCP
             # options on the connection's socket. Not in OPTIONS, which go to
-            # MySQLdb.connect(): Django's own engine, swapped in, ignores this entry.
+            # MySQLdb.connect(). Another engine would ignore this entry: check W012 says so.
             extra["network_timeout"] = values["network_timeout"] / 1000
         if extra:
             settings["DBCONFIG"] = extra
