@@ -64,12 +64,15 @@ def backend_for(backend: str, engine: str | None) -> Backend:
 
 
 def engine_short_names(backend: str | None = None) -> dict[str, str]:
-    """The short names the `engine` key accepts (of one backend, or all), with their backend."""
-    return {
-        name: key
-        for (key, name) in ENGINES
-        if "." not in name and (backend is None or key == backend)
-    }
+    """The short names the `engine` key accepts (of one backend, or all), with their backend.
+
+    A name shared by two backends (`mysql_gis`) goes with the first registered (`mysql`).
+    """
+    names: dict[str, str] = {}
+    for key, name in ENGINES:
+        if "." not in name and (backend is None or key == backend):
+            names.setdefault(name, key)
+    return names
 
 
 def is_ours(engine: str) -> bool:

@@ -230,7 +230,9 @@ def lost_features(alias: str, entry: Mapping[str, Any]) -> list[str]:
 
     lost = []
     if values.get("password_provider"):
-        lost.append(f"a password from the provider for each new connection, asked by {asked('password_provider')}")
+        lost.append(
+            f"a password from the provider for each new connection, asked by {asked('password_provider')}"
+        )
     settings = (entry.get("DBCONFIG") or {}).get("session_settings") or {}
     if values.get("pooler") == "session" and settings:
         lost.append(

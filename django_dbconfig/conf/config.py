@@ -15,7 +15,7 @@ from typing import Any
 
 import django
 
-from django_dbconfig.backends import BACKENDS, Backend, RenderContext, backend_for, engine_short_names
+from django_dbconfig.backends import Backend, RenderContext, backend_for, engine_short_names
 from django_dbconfig.backends.postgresql.pooler import check_shared_roles
 from django_dbconfig.backends.postgresql.settings import session_settings
 from django_dbconfig.conf.inherit import NOT_INHERITED_BY_REPLICAS, inherit, with_replica_defaults
@@ -409,7 +409,7 @@ def _check_engine(alias: str, engine: Value, chosen: Value) -> None:
     if "." in engine.value:
         return  # a dotted path: another project's engine, or one of ours by its path
     names = engine_short_names()
-    own = sorted(name for name, backend in names.items() if backend == chosen.value)
+    own = sorted(engine_short_names(chosen.value))
     if engine.value in own:
         return
     if engine.value in names:

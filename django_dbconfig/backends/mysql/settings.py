@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from django_dbconfig.backends.base.settings import (
     SERVER_KEYS,
@@ -49,7 +49,7 @@ class MySQL(Backend):
     name = "mysql"
     display = "MySQL"
     engine = "django_dbconfig.backends.mysql"
-    earlier_engines = ("django_dbconfig.engines.mysql",)
+    earlier_engines: ClassVar[tuple[str, ...]] = ("django_dbconfig.engines.mysql",)
     keys = SERVER_KEYS
     reasons = {
         "search_path": _NO_SEARCH_PATH,
