@@ -25,7 +25,7 @@ from django_dbconfig import build_databases
 from tests.conftest import django_connection, query_one
 from tests.pgbouncer import Pooled
 from tests.servers import APP_PASSWORD, PostgresServer, server_unavailable
-from tests.test_dbcheck import by_alias, dbcheck_json
+from tests.test_dbcheck import by_alias, dbcheck, dbcheck_json
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.slow]
 
@@ -270,3 +270,27 @@ def test_postgis_alias_keeps_the_socket_check_asgi_close_network_timeout_and_rea
         assert connection.connection is not None
         signals.request_finished.send(sender=ASGIHandler)
         assert connection.connection is None
+
+
+def test_apply_settings_writes_the_role_defaults_of_a_postgis_alias_behind_a_transaction_pooler(
+    tmp_path: Path, through_transaction_pooler: Pooled
+) -> None:
+    pooled = through_transaction_pooler
+    pooled.server.psql("CREATE EXTENSION postgis", dbname=pooled.dbname)
+    keys = pooled.alias(engine="postgis", statement_timeout="9s")
+    databases = build_databases(tmp_path, environ={}, overrides={"databases": {"default": keys}})
+    status, before = dbcheck_json(databases)
+    assert (status, [p["id"] for p in by_alias(before)["default"]["problems"]]) == (1, ["dbconfig.E115"])
+
+    # Before the fix, --apply-settings skipped it ("postgresql" is not in its ENGINE), and its
+    # connection with the migrate keys was rendered with ENGINE "postgis".
+    dbcheck(databases, "--apply-settings")
+    stored = pooled.server.psql(
+        "SELECT unnest(setconfig) FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+        "WHERE d.datname = %s",
+        [pooled.dbname],
+        dbname="postgres",
+    )
+    assert stored == [("statement_timeout=9000ms",)]
+    status, after = dbcheck_json(databases)
+    assert (status, by_alias(after)["default"]["problems"]) == (0, [])
