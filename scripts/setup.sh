@@ -36,6 +36,32 @@ if [ "${#missing[@]}" -gt 0 ]; then
         "${missing[@]}" >/dev/null
 fi
 
+# The GeoDjango tests (tests/test_gis_*.py) run a throwaway PostgreSQL with the PostGIS
+# extension of the newest installed server version, and GeoDjango loads GDAL, GEOS and
+# PROJ. Package names differ between Debian releases (libgeos-c1v5 / libgeos-c1t64):
+# the first one apt knows is installed.
+first_known() { for name in "$@"; do apt-cache show "$name" >/dev/null 2>&1 && { echo "$name"; return; }; done; }
+pg_major="$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -n 1)"
+gis=()
+if [ -n "$pg_major" ] && [ ! -f "/usr/share/postgresql/$pg_major/extension/postgis.control" ]; then
+    gis+=("postgresql-$pg_major-postgis-3")
+fi
+ldconfig -p | grep -q 'libgdal\.so' || gis+=(gdal-bin)
+ldconfig -p | grep -q 'libgeos_c\.so' || gis+=(geos)
+if [ "${#gis[@]}" -gt 0 ]; then
+    echo "setup: installing PostGIS and GeoDjango's libraries" >&2
+    as_root apt-get -o DPkg::Lock::Timeout=300 update -qq
+    packages=()
+    for package in "${gis[@]}"; do
+        if [ "$package" = geos ]; then
+            package="$(first_known libgeos-c1t64 libgeos-c1v5)"
+        fi
+        [ -n "$package" ] && packages+=("$package")
+    done
+    DEBIAN_FRONTEND=noninteractive as_root apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+        "${packages[@]}" >/dev/null
+fi
+
 bash scripts/services.sh
 
 PYTHON="${PYTHON:-python3}"

@@ -84,8 +84,15 @@ def test_postgresql_renders_every_key(project: Any) -> None:
 
 
 def test_engine_key_names_a_third_party_backend(project: Any) -> None:
+    assert render(project, **PG, engine="django_prometheus.db.backends.postgresql")["ENGINE"] == (
+        "django_prometheus.db.backends.postgresql"
+    )
+
+
+def test_geodjangos_engine_path_renders_this_projects_postgis_engine(project: Any) -> None:
+    # tests/test_gis_config.py has the other names and URLs.
     assert render(project, **PG, engine="django.contrib.gis.db.backends.postgis")["ENGINE"] == (
-        "django.contrib.gis.db.backends.postgis"
+        "django_dbconfig.backends.postgis"
     )
 
 

@@ -3,7 +3,9 @@
 Each family is a folder: `settings.py` renders and validates its keys (pure, read by
 `build_databases()`), `base.py` is its Django engine, `client.py` its dbshell, `probe.py`
 what dbcheck and the health endpoint ask its servers. A new family is a new folder whose
-classes subclass an existing family's, added to `BACKENDS` and `FAMILIES` below.
+classes subclass an existing family's, added to `BACKENDS` and `FAMILIES` below, or, for an
+engine that stands in for another project's on the same servers (GeoDjango's PostGIS and
+MySQL engines), to `ENGINES`.
 """
 
 from __future__ import annotations
@@ -15,11 +17,20 @@ from typing import Any
 
 from django_dbconfig.backends.base.settings import Backend, RenderContext
 from django_dbconfig.backends.mysql.settings import MariaDB, MySQL
+from django_dbconfig.backends.mysql_gis.settings import MariaDBGIS, MySQLGIS
+from django_dbconfig.backends.postgis.settings import PostGIS
 from django_dbconfig.backends.postgresql.settings import PostgreSQL
 from django_dbconfig.backends.sqlite.settings import SQLite
 
 BACKENDS: dict[str, Backend] = {
     backend.name: backend for backend in (PostgreSQL(), MySQL(), MariaDB(), SQLite())
+}
+# This project's engines for other engines' users, by backend and by each value of the
+# `engine` key that selects one (a short name, the other engine's dotted path, ours).
+ENGINES: dict[tuple[str, str], Backend] = {
+    (backend.name, name): backend
+    for backend in (PostGIS(), MySQLGIS(), MariaDBGIS())
+    for name in backend.engine_names
 }
 
 # Django's vendor families, and the words of an ENGINE path that belong to each.
@@ -33,13 +44,40 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 
 __all__ = [
     "BACKENDS",
+    "ENGINES",
     "FAMILIES",
     "Backend",
     "RenderContext",
+    "backend_for",
     "connect_timeout",
+    "engine_short_names",
+    "is_ours",
     "probe_module",
     "vendor_of",
 ]
+
+
+def backend_for(backend: str, engine: str | None) -> Backend:
+    """The renderer of an alias: its backend's, or the one of this project's engines that
+    `engine` selects (`postgis` on PostgreSQL)."""
+    return ENGINES.get((backend, engine or ""), BACKENDS[backend])
+
+
+def engine_short_names(backend: str | None = None) -> dict[str, str]:
+    """The short names the `engine` key accepts (of one backend, or all), with their backend.
+
+    A name shared by two backends (`mysql_gis`) goes with the first registered (`mysql`).
+    """
+    names: dict[str, str] = {}
+    for key, name in ENGINES:
+        if "." not in name and (backend is None or key == backend):
+            names.setdefault(name, key)
+    return names
+
+
+def is_ours(engine: str) -> bool:
+    """Whether an ENGINE path loads one of this project's engines (today's or 0.1's paths)."""
+    return engine.startswith("django_dbconfig.")
 
 
 def vendor_of(entry: Mapping[str, Any]) -> str:

@@ -18,7 +18,7 @@ from django.apps import apps
 from django.conf import settings
 from django.db import router
 
-from django_dbconfig.backends import BACKENDS, vendor_of
+from django_dbconfig.backends import BACKENDS, is_ours, vendor_of
 from django_dbconfig.backends.base.settings import installed, is_loopback
 from django_dbconfig.backends.mysql.settings import SSLMODE_OF
 from django_dbconfig.checks.expected import expected_for
@@ -37,8 +37,9 @@ from django_dbconfig.core.problems import (
     W005,
     W006,
     W011,
-    W014,
+    W012,
     W013,
+    W014,
     W201,
     problem,
 )
@@ -252,9 +253,76 @@ def _missing_pieces(alias: str, vendor: str, entry: Mapping[str, Any]) -> list[P
     return problems
 
 
+def lost_features(alias: str, entry: Mapping[str, Any]) -> list[str]:
+    """What an alias served by another project's engine loses of what its keys ask for.
+
+    Each item names the feature and the key that asked for it, with its value and
+    source. Empty for this project's engines, SQLite (served by Django's own engine
+    anyway), and entries the configuration did not build (written in settings.py, or
+    a test database).
+    """
+    config = last_config()
+    engine = str(entry.get("ENGINE") or "")
+    if (
+        is_ours(engine)
+        or config is None
+        or alias not in config.aliases
+        or not config.holds(alias, entry)
+        or config.vendors[alias] == "sqlite"
+    ):
+        return []
+    rows = {row.key: row for row in config.explain(alias)}
+    values = config.values(alias)
+
+    def asked(key: str) -> str:
+        row = rows[key]
+        return f"{key}: {row.value} ({row.source})"
+
+    lost = []
+    if values.get("password_provider"):
+        lost.append(
+            f"a password from the provider for each new connection, asked by {asked('password_provider')}"
+        )
+    settings = (entry.get("DBCONFIG") or {}).get("session_settings") or {}
+    if values.get("pooler") == "session" and settings:
+        lost.append(
+            f"the session settings ({', '.join(settings)}) sent as SET behind the pooler, "
+            f"asked by {asked('pooler')}"
+        )
+    if config.vendors[alias] in ("mysql", "mariadb") and values.get("network_timeout"):
+        lost.append(f"TCP keepalives and TCP_USER_TIMEOUT on the socket, asked by {asked('network_timeout')}")
+    if values.get("conn_health_checks"):
+        lost.append(
+            "the socket health check (Django's query per request instead), "
+            f"asked by {asked('conn_health_checks')}"
+        )
+    if values.get("conn_max_age") != 0 and not (entry.get("OPTIONS") or {}).get("pool"):
+        lost.append(
+            "the close of the connections an ASGI request opened, at its end (each request "
+            f"would leave its connection open), asked by {asked('conn_max_age')}"
+        )
+    return lost
+
+
+def _other_engine(alias: str, entry: Mapping[str, Any]) -> list[Problem]:
+    lost = lost_features(alias, entry)
+    if not lost:
+        return []
+    listed = "; ".join(f"{number}) {feature}" for number, feature in enumerate(lost, 1))
+    return [
+        problem(
+            W012,
+            f'"{alias}" is served by the engine {entry.get("ENGINE")}, not by one of django-dbconfig\'s, '
+            f"and loses what its settings ask for: {listed}.",
+            alias=alias,
+        )
+    ]
+
+
 def _alias_problems(alias: str, entry: Mapping[str, Any]) -> list[Problem]:
     vendor = vendor_of(entry)
     problems = _missing_pieces(alias, vendor, entry)
+    problems += _other_engine(alias, entry)
     if vendor != "sqlite" and "CONN_MAX_AGE" in entry and entry["CONN_MAX_AGE"] is None:
         problems.append(
             problem(

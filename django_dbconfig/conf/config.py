@@ -15,7 +15,7 @@ from typing import Any
 
 import django
 
-from django_dbconfig.backends import BACKENDS, Backend, RenderContext
+from django_dbconfig.backends import BACKENDS, Backend, RenderContext, backend_for, engine_short_names
 from django_dbconfig.backends.base.settings import OptionConflict
 from django_dbconfig.backends.postgresql.pooler import check_shared_roles
 from django_dbconfig.backends.postgresql.settings import session_settings
@@ -358,15 +358,21 @@ def effective_values(
     """
     chosen = values.get("backend")
     engine = values.get("engine")
+    implied = engine_short_names().get(engine.value) if engine is not None else None
+    if implied is not None and (chosen is None or chosen.origin == DEFAULT_ORIGIN):
+        # `engine: postgis` alone says which backend it is: PostgreSQL.
+        chosen = Value(implied, engine.origin, engine.rank)  # type: ignore[union-attr]
     if chosen is None:
         raise DbConfigError(
             f'Alias "{alias}" has no backend: set "backend" or "url" for it '
             f"(e.g. DBCONFIG_{alias.upper()}_URL or databases.{alias}.url)."
             + _alias_hint(alias, aliases, values)
         )
-    backend = BACKENDS[chosen.value]
+    if engine is not None:
+        _check_engine(alias, engine, chosen)
+    backend = backend_for(chosen.value, engine.value if engine is not None else None)
     # A third-party engine may read options of its own: they are its business.
-    own_engine = engine is None or backend.serves(str(engine.value))
+    own_engine = engine is None or backend.is_family_engine(str(engine.value))
     effective: dict[str, Value] = {}
     errors = ErrorCollector()
     for key, value in values.items():
@@ -456,6 +462,32 @@ def _option_family(option: str) -> str:
     """ " (a MySQL option)" when another family's driver takes it, else ""."""
     owners = [backend.display for backend in BACKENDS.values() if option in backend.driver_options]
     return f" (it is an option of {' and '.join(dict.fromkeys(owners))})" if owners else ""
+
+
+def _check_engine(alias: str, engine: Value, chosen: Value) -> None:
+    """A short engine name must be one this project has for the alias's backend."""
+    if "." in engine.value:
+        return  # a dotted path: another project's engine, or one of ours by its path
+    names = engine_short_names()
+    own = sorted(engine_short_names(chosen.value))
+    if engine.value in own:
+        return
+    if engine.value in names:
+        problem = (
+            f'engine "{engine.value}" is an engine for the backend "{names[engine.value]}", but the '
+            f'backend is "{chosen.value}" ({chosen.origin}).'
+        )
+    else:
+        problem = f'"{engine.value}" is not an engine name django-dbconfig knows.' + did_you_mean(
+            engine.value, names
+        )
+    fix = (
+        f"For {chosen.value} use {one_of(own)}, or another engine's dotted module path."
+        if own
+        else f"{chosen.value} has no short engine names: give an engine's dotted module path, "
+        "or remove engine."
+    )
+    raise DbConfigError(f'{engine.origin} (alias "{alias}"): {problem} {fix}')
 
 
 def _alias_hint(alias: str, aliases: tuple[str, ...], values: Mapping[str, Value]) -> str:

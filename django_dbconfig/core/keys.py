@@ -293,11 +293,13 @@ def _alias_name(value: object, *, from_env: bool) -> str:
 
 
 def _engine(value: object, *, from_env: bool) -> str:
+    # A short name ("postgis") selects one of this project's engines; the backends know
+    # which exist, and the alias's validation refuses an unknown one.
     text = _nonempty(value, from_env=from_env).strip()
-    if "." not in text or " " in text:
+    if not all(part.isidentifier() for part in text.split(".")):
         raise ValueError(
-            'expected a dotted module path such as "django.contrib.gis.db.backends.postgis", '
-            f"got {shown(text)}"
+            'expected a short name such as "postgis", or a dotted module path such as '
+            f'"django_prometheus.db.backends.postgresql", got {shown(text)}'
         )
     return text
 

@@ -20,8 +20,9 @@ W004 = "dbconfig.W004"
 W005 = "dbconfig.W005"
 W006 = "dbconfig.W006"
 W011 = "dbconfig.W011"
-W014 = "dbconfig.W014"
+W012 = "dbconfig.W012"
 W013 = "dbconfig.W013"
+W014 = "dbconfig.W014"
 # Live: what dbcheck finds on the servers.
 E101 = "dbconfig.E101"
 E102 = "dbconfig.E102"
@@ -65,6 +66,9 @@ HINTS: Mapping[str, str] = {
     W006: "{fix}",
     W011: 'Use either pool or pooler for "{alias}": remove pool and let the external pooler pool '
     "(conn_max_age keeps one connection per thread), or keep pool and connect to the server directly.",
+    W012: 'Remove engine for "{alias}" to have django-dbconfig\'s engine serve it with every feature '
+    '(for GeoDjango: engine "postgis" or "mysql_gis"), or remove the keys named above; once the loss '
+    'is accepted, add "dbconfig.W012" to SILENCED_SYSTEM_CHECKS.',
     W014: "Remove options.{option} from {source}, or move it where the {owner} backend is chosen for "
     '"{alias}": it is ignored on {backend}.',
     W013: "Set DATABASE_URL (or DBCONFIG_DEFAULT_URL, or a default alias in dbconfig.json) where the "

@@ -17,7 +17,7 @@ from typing import Any
 import django
 from django.db import connections
 
-from django_dbconfig.backends import BACKENDS, RenderContext
+from django_dbconfig.backends import RenderContext, backend_for
 from django_dbconfig.conf.config import last_config
 from django_dbconfig.core.types import DatabaseSettings
 
@@ -40,8 +40,9 @@ def admin_settings(alias: str) -> DatabaseSettings | None:
     if not config.holds(alias, connections.settings[alias]):
         logger.debug("%s: DATABASES differs from the built config; migrate keys not used", alias)
         return None
-    backend = BACKENDS[config.vendors[alias]]
     values = config.values(alias)
+    # The alias's own renderer: `engine: postgis` renders this project's PostGIS ENGINE.
+    backend = backend_for(config.vendors[alias], values.get("engine"))
     own = {key: value for key, value in values.items() if not key.startswith("migrate.")}
     migrate = {
         key.removeprefix("migrate."): value

@@ -130,7 +130,7 @@ def _alias_keys(
     keys: dict[str, Any] = {"backend": backend.name}
     secret: dict[str, Any] = {}
     engine = settings.get("ENGINE")
-    if engine and not backend.serves(str(engine)):
+    if engine and not backend.is_family_engine(str(engine)):
         # A third-party engine stays (the engine check says what it loses); Django's own
         # engine becomes this project's engine of the same family, through `backend`.
         keys["engine"] = engine
@@ -274,7 +274,7 @@ def comparable(settings: Mapping[str, Any], backend: Backend) -> dict[str, Any]:
     port = flat.get("PORT")
     flat["PORT"] = str(port) if port not in (None, "") else str(backend.defaults.get("port", ""))
     flat["NAME"] = str(flat.get("NAME", ""))
-    if backend.serves(str(flat.get("ENGINE"))):
+    if backend.is_family_engine(str(flat.get("ENGINE"))):
         # Django's engine, ours or its 0.1 path: the same family's engine after adoption.
         flat["ENGINE"] = backend.engine
     startup = flat.get("OPTIONS.options")

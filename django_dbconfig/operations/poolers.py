@@ -14,6 +14,7 @@ from typing import Any
 from django.db import connections
 from django.db.utils import load_backend
 
+from django_dbconfig.backends import vendor_of
 from django_dbconfig.backends.base.probe import scrub, secrets_of
 from django_dbconfig.backends.postgresql.pooler import TRANSACTION, pooler_of, role_default_sql, settings_of
 from django_dbconfig.operations.admin import admin_settings as migrate_settings
@@ -49,7 +50,7 @@ def apply_role_defaults(alias: str) -> Applied:
     entry = connections.settings[alias]
     if pooler_of(entry) != TRANSACTION:
         return Applied(alias, skipped="not behind a transaction pooler: nothing to write")
-    if "postgresql" not in str(entry.get("ENGINE", "")):
+    if vendor_of(entry) != "postgresql":
         return Applied(alias, skipped="MySQL/MariaDB have no per-role session defaults: nothing to write")
     primary = (entry.get("TEST") or {}).get("MIRROR")
     if primary:

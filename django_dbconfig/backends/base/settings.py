@@ -89,6 +89,9 @@ class Backend:
     generated_by: ClassVar[Mapping[str, tuple[str, ...]]] = {}
     # Options of `options` that are refused outright, and the key to use instead.
     key_instead: ClassVar[Mapping[str, str]] = {}
+    # Values of the `engine` key that select this renderer's engine rather than being
+    # rendered verbatim: a short name and the dotted path of the engine it stands in for.
+    engine_names: ClassVar[tuple[str, ...]] = ()
     keys: ClassVar[frozenset[str]]
     # Why a key is not honoured, where there is more to say than "not supported".
     reasons: ClassVar[Mapping[str, str]] = {}
@@ -106,9 +109,10 @@ class Backend:
         """Whether a driver error is the server refusing a write in a read-only session."""
         return False
 
-    def serves(self, engine: str) -> bool:
-        """Whether an ENGINE path is this family's engine (ours, an earlier path of it, or Django's)."""
-        return engine in (self.engine, *self.earlier_engines, self.django_engine)
+    def is_family_engine(self, engine: str) -> bool:
+        """Whether an ENGINE path is this family's engine: ours (by any of its paths or names), or
+        Django's own, which ours subclasses and which reads the same driver options."""
+        return engine in (self.engine, *self.earlier_engines, *self.engine_names, self.django_engine)
 
     def merge_option(self, option: str, generated: Any, given: Any) -> Any:
         """The one value of a driver option both the keys and `options` give.
@@ -150,7 +154,7 @@ class Backend:
         return settings
 
     def render_common(self, values: Mapping[str, Any], ctx: RenderContext) -> DatabaseSettings:
-        settings: DatabaseSettings = {"ENGINE": values.get("engine") or self.engine}
+        settings: DatabaseSettings = {"ENGINE": self.engine_of(values)}
         for key, django_key in (
             ("name", "NAME"),
             ("user", "USER"),
@@ -182,6 +186,15 @@ class Backend:
 
     def render_options(self, values: Mapping[str, Any], ctx: RenderContext) -> dict[str, Any]:
         return {}
+
+    def engine_of(self, values: Mapping[str, Any]) -> str:
+        """The ENGINE an alias renders: this project's, unless `engine` names another one."""
+        engine = values.get("engine")
+        return self.engine if engine is None or engine in self.engine_names else str(engine)
+
+    def serves(self, engine: str) -> bool:
+        """Whether an ENGINE path loads this renderer's engine (today's path or an earlier one)."""
+        return engine in (self.engine, *self.earlier_engines)
 
     def keys_from_options(
         self, options: Mapping[str, Any], base_dir: Path

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from django_dbconfig.backends.base.settings import (
     SERVER_KEYS,
@@ -93,7 +93,7 @@ class MySQL(Backend):
     name = "mysql"
     display = "MySQL"
     engine = "django_dbconfig.backends.mysql"
-    earlier_engines = ("django_dbconfig.engines.mysql",)
+    earlier_engines: ClassVar[tuple[str, ...]] = ("django_dbconfig.engines.mysql",)
     django_engine = "django.db.backends.mysql"
     driver_options = MYSQLCLIENT_PARAMETERS
     generated_by = {
@@ -236,10 +236,10 @@ class MySQL(Backend):
         # variables on whichever server connection serves it. MySQL has no per-role
         # session defaults, so `transaction` has nothing to write on the server.
         extra = render_extra(values, {})
-        if values.get("network_timeout") and values.get("engine", self.engine) == self.engine:
+        if values.get("network_timeout") and self.serves(settings["ENGINE"]):
             # mysqlclient has no keepalive settings: the project's engine sets the TCP
             # options on the connection's socket. Not in OPTIONS, which go to
-            # MySQLdb.connect(): Django's own engine, swapped in, ignores this entry.
+            # MySQLdb.connect(). Another engine would ignore this entry: check W012 says so.
             extra["network_timeout"] = values["network_timeout"] / 1000
         if extra:
             settings["DBCONFIG"] = extra

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from django_dbconfig.backends.base.settings import (
     SERVER_KEYS,
@@ -267,7 +267,7 @@ class PostgreSQL(Backend):
     name = "postgresql"
     display = "PostgreSQL"
     engine = "django_dbconfig.backends.postgresql"
-    earlier_engines = ("django_dbconfig.engines.postgresql",)
+    earlier_engines: ClassVar[tuple[str, ...]] = ("django_dbconfig.engines.postgresql",)
     django_engine = "django.db.backends.postgresql"
     # libpq's connection parameters, and what Django's engine and psycopg read from OPTIONS.
     driver_options = LIBPQ_PARAMETERS | {
