@@ -277,7 +277,6 @@ def test_a_replica_stopped_under_request_load_fails_no_request_and_gets_reads_ag
             wait_for(lambda: any(o.port == r1.port for o in outcomes[-8:]), "reads on the replica")
             time.sleep(0.5)
             processes = standby_processes(r1)
-            down_at = time.monotonic() - started
             if mode == "sigstop":
                 signal_all(processes, signal.SIGSTOP)
             else:
