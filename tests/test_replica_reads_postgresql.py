@@ -23,6 +23,7 @@ from django.test import override_settings
 from django_dbconfig import load_config
 from django_dbconfig.routers import DatabaseRouter, _state
 from tests.apps.shop.models import Order
+from tests.read_your_writes_app import site_settings
 from tests.replication_servers import set_apply_delay
 from tests.servers import PostgresReplica, PostgresServer, ReplicaPair, serving, start_replica
 from tests.test_router import registered
@@ -327,3 +328,121 @@ def test_a_replica_stopped_under_request_load_fails_no_request_and_gets_reads_ag
     assert len(in_flight) <= 4
     assert failed == []
     assert {o.port for o in during} <= {primary.port, r1.port}
+
+
+# ----------------------------------------------------------------------------- read-your-writes across requests
+
+SITE_ROUTES = {"auth": PRIMARY, "sessions": PRIMARY, "contenttypes": PRIMARY, "shop": PRIMARY}
+PIN_SECONDS = 4.0  # the standby applies each write 2 s late
+
+
+@contextlib.contextmanager
+def other_process(databases: dict[str, Any], *, pin: bool) -> Iterator[Callable[[dict[str, str]], Any]]:
+    """Another process serving the site: ask(cookies) -> its answer to GET /whoami/."""
+    import json
+    import sys
+
+    site = site_settings(databases, SITE_ROUTES, pin=pin, pin_seconds=PIN_SECONDS)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.read_your_writes_app"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "READ_YOUR_WRITES_SETTINGS": json.dumps(site)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        assert process.stdout.readline().strip() == "ready"
+
+        def ask(cookies: dict[str, str]) -> Any:
+            process.stdin.write(json.dumps(cookies) + "\n")  # type: ignore[union-attr]
+            process.stdin.flush()  # type: ignore[union-attr]
+            return json.loads(process.stdout.readline())  # type: ignore[union-attr]
+
+        yield ask
+    finally:
+        process.stdin.close()
+        process.wait(30)
+
+
+def test_after_a_login_and_redirect_another_process_reads_the_session_from_the_primary_with_the_pin_cookie(
+    tmp_path: Path, servers: Servers, django_db_blocker: Any
+) -> None:
+    from django.conf import settings
+    from django.contrib.auth.models import Group, Permission, User
+    from django.contrib.contenttypes.models import ContentType
+    from django.test import Client
+
+    primary, r1 = servers.primary, servers.r1
+    answers: dict[bool, list[Any]] = {}
+    installed = [*settings.INSTALLED_APPS, "django.contrib.sessions"]
+    with (
+        routed(tmp_path, servers, django_db_blocker) as router,
+        override_settings(
+            INSTALLED_APPS=installed,
+            PASSWORD_HASHERS=site_settings({}, {}, pin=False, pin_seconds=0)["PASSWORD_HASHERS"],
+        ),
+        contextlib.ExitStack() as cleanup,
+    ):
+        from django.contrib.sessions.models import Session
+
+        site_router = DatabaseRouter(
+            routes=SITE_ROUTES, replicas={PRIMARY: (R1,)}, databases=dict(connections.settings)
+        )
+        cleanup.callback(
+            primary.psql,
+            "DROP TABLE IF EXISTS django_session, auth_user_user_permissions, auth_user_groups, "
+            "auth_group_permissions, auth_user, auth_group, auth_permission, django_content_type CASCADE",
+        )
+        with connections[PRIMARY].schema_editor() as editor:
+            for model in (ContentType, Permission, Group, User, Session):
+                editor.create_model(model)
+        User.objects.db_manager(PRIMARY).create_user("alice", password="alice-pw")
+        wait_for(
+            lambda: bool(r1.psql("SELECT to_regclass('auth_user') IS NOT NULL")[0][0]),
+            "the tables on the standby",
+        )
+        wait_for(lambda: bool(r1.psql("SELECT count(*) FROM auth_user")[0][0]), "the user on the standby")
+        set_apply_delay(r1, 2000)
+        cleanup.callback(set_apply_delay, r1, 0)
+        databases = {
+            "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+            PRIMARY: connections.settings[PRIMARY],
+            R1: connections.settings[R1],
+        }
+        assert router is not None
+        for pin in (False, True):
+            site = site_settings({}, SITE_ROUTES, pin=pin, pin_seconds=PIN_SECONDS)
+            del site["DATABASES"]
+            with (
+                override_settings(DATABASE_ROUTERS=[site_router], **site),
+                other_process(databases, pin=pin) as ask,
+            ):
+                answers[pin] = []
+                for _ in range(5):
+                    client = Client()
+                    response = client.post("/login/", {"username": "alice", "password": "alice-pw"})
+                    assert [response.status_code, response["Location"]] == [302, "/whoami/"]
+                    logged_in_at = time.monotonic()
+                    # The redirect's request, on the other process, with the cookies the browser got.
+                    answers[pin].append(ask({name: morsel.value for name, morsel in client.cookies.items()}))
+                if pin:
+                    # After the window the same client reads from the replica, which has the session by then.
+                    time.sleep(max(0.0, logged_in_at + PIN_SECONDS + 0.5 - time.monotonic()))
+                    after_window = ask({name: morsel.value for name, morsel in client.cookies.items()})
+                    assert "dbconfig_pin" in client.cookies
+    stale_off = sum(1 for answer in answers[False] if answer["user"] is None)
+    stale_on = sum(1 for answer in answers[True] if answer["user"] is None)
+    logger.warning(
+        "login then redirect to another process, standby 2 s behind: logged out (stale session read) "
+        "%d of 5 without the middleware, %d of 5 with it",
+        stale_off,
+        stale_on,
+    )
+    # Without the middleware the redirect reads the replica, which has no session yet: logged out.
+    assert [answer["port"] for answer in answers[False]] == [r1.port] * 5
+    assert stale_off >= 3
+    # With it, the signed cookie sends the session read to the primary.
+    assert answers[True] == [{"user": "alice", "port": primary.port}] * 5
+    assert after_window == {"user": "alice", "port": r1.port}

@@ -331,6 +331,11 @@ class DatabaseRouter:
             self._measured(replica, lag_s)
         self._refresh(self._families[self._replica_of[replica]])
 
+    @property
+    def max_replica_lags(self) -> dict[str, float]:
+        """Each replica with a `max_replica_lag`, and that limit in seconds."""
+        return dict(self._limits)
+
     def replica_lag(self, alias: str) -> float | None:
         """The lag of a replica with a max_replica_lag as last measured (seconds), else None."""
         measurer = self._lags.get(alias)
