@@ -44,7 +44,13 @@ from django_dbconfig.routers.readonly import (
     on_connection_created,
 )
 from django_dbconfig.routers.transactions import OPEN as OPEN_TRANSACTIONS
-from django_dbconfig.runtime.databases import migrates_like
+from django_dbconfig.runtime.databases import (
+    database_added,
+    database_removed,
+    migrates_like,
+    runtime_replicas,
+    runtime_values,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +236,7 @@ class DatabaseRouter:
         # emptied when the families change (under the lock, so no stale family is cached).
         self._cache: dict[type, tuple[str, _Family | None]] = {}
         self._cache_lock = threading.Lock()
-        self._entries: Mapping[str, Any] = settings.DATABASES if databases is None else databases
+        self._entries: dict[str, Any] = dict(settings.DATABASES if databases is None else databases)
         for primary, listed in replicas.items():
             names = tuple(listed)
             for name in (primary, *names):
@@ -269,6 +275,11 @@ class DatabaseRouter:
         connect_signals()
         guard_open_connections()
         transactions.track_open_connections()
+        # Runtime replicas (add_database(replica_of=...)): those added already, and those to come.
+        database_added.connect(self._runtime_added, sender=None)
+        database_removed.connect(self._runtime_removed, sender=None)
+        for name, primary in runtime_replicas().items():
+            self._runtime_added(alias=name, replica_of=primary)
         if self._limits:
             # Replicas with a limit get reads once measured within it (lag.py).
             for family in self._families.values():
@@ -330,6 +341,47 @@ class DatabaseRouter:
             # Its lag decides, as before it refused.
             self._measured(replica, lag_s)
         self._refresh(self._families[self._replica_of[replica]])
+
+    def _runtime_added(self, *, alias: str, replica_of: str | None, **_: Any) -> None:
+        """A runtime replica: its primary's reads spread over it too, with the same rules."""
+        if replica_of is None or alias in self._replica_of:
+            return
+        self._entries[alias] = connections.settings[alias]
+        with self._cache_lock:
+            self._replica_of[alias] = replica_of
+            family = self._families.get(replica_of)
+            replicas = (*(family.replicas if family is not None else ()), alias)
+            self._families[replica_of] = _Family(replica_of, replicas)
+        limit = (runtime_values(alias) or {}).get("max_replica_lag")
+        if limit is not None:
+            self._limits[alias] = limit / 1000
+            self._lags[alias] = lag.watch(alias, _with_django_defaults(self._entries[alias]), self._measured)
+        self._refresh(self._families[replica_of])
+
+    def _runtime_removed(self, *, alias: str, **_: Any) -> None:
+        primary = self._replica_of.get(alias)
+        if primary is None:
+            return
+        measurers = [m for m in (self._lags.pop(alias, None), self._watching_dead.pop(alias, None)) if m]
+        for measurer in measurers:
+            measurer.unsubscribe(self._measured)
+            measurer.unsubscribe(self._answered)
+        with self._cache_lock:
+            del self._replica_of[alias]
+            self._limits.pop(alias, None)
+            self._dead.pop(alias, None)
+            self._fit.discard(alias)
+            self._entries.pop(alias, None)
+            left = tuple(name for name in self._families[primary].replicas if name != alias)
+            if left:
+                self._families[primary] = _Family(primary, left)
+            else:
+                del self._families[primary]
+        if left:
+            self._refresh(self._families[primary])
+        else:
+            with self._cache_lock:
+                self._cache = {}
 
     @property
     def max_replica_lags(self) -> dict[str, float]:
@@ -465,6 +517,8 @@ class DatabaseRouter:
         A runtime alias (add_database) migrates the models of the alias it is like
         (`default` without like=): a tenant database gets the tables of its template.
         """
+        if db in self._replica_of:
+            return False
         if db not in self._aliases:
             db = migrates_like(db)
         if db in self._replica_of:
