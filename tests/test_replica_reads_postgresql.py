@@ -446,3 +446,65 @@ def test_after_a_login_and_redirect_another_process_reads_the_session_from_the_p
     # With it, the signed cookie sends the session read to the primary.
     assert answers[True] == [{"user": "alice", "port": primary.port}] * 5
     assert after_window == {"user": "alice", "port": r1.port}
+
+
+# ----------------------------------------------------------------------------- runtime replicas
+
+
+def test_a_tenants_runtime_replica_gets_its_reads_with_the_same_pins_and_fallback(
+    servers: Servers, django_db_blocker: Any
+) -> None:
+    from django_dbconfig import add_database, remove_database
+    from django_dbconfig.routers import use_database
+
+    primary, r1 = servers.primary, servers.r1
+    router = DatabaseRouter(routes={}, replicas={}, databases=dict.fromkeys(("default",)))
+    tenant = {
+        "backend": "postgresql",
+        "name": primary.dbname,
+        "user": primary.user,
+        "password": primary.password,
+        "connect_timeout": "2s",
+        "conn_max_age": 60,
+        **alias_keys(primary),
+    }
+    ports: dict[str, Any] = {}
+    with (
+        django_db_blocker.unblock(),
+        override_settings(DATABASE_ROUTERS=[router]),
+        contextlib.ExitStack() as stack,
+    ):
+        add_database("cr_tenant", tenant)
+        stack.callback(remove_database, "cr_tenant")
+        # Added after the router was made: the router hears of it.
+        add_database("cr_tenant_r", alias_keys(r1), replica_of="cr_tenant")
+        stack.callback(remove_database, "cr_tenant_r")
+        stack.callback(router.stop_measuring)
+        with use_database("cr_tenant"):
+            with a_request():
+                ports["read"] = port_of_read()
+                with transaction.atomic(using="cr_tenant"):
+                    ports["in atomic"] = port_of_read()
+                Order.objects.create(reference=uuid.uuid4().hex[:12])
+                ports["after a write"] = port_of_read()
+            r1.stop("fast")
+            try:
+                with a_request():
+                    ports["replica down"] = port_of_read()
+            finally:
+                r1.start()
+                r1.wait_until_replicating()
+            wait_for(lambda: a_request_port() == r1.port, "reads to come back to the runtime replica")
+        for alias in ("cr_tenant", "cr_tenant_r"):
+            connections[alias].close()
+    assert ports == {
+        "read": r1.port,
+        "in atomic": primary.port,
+        "after a write": primary.port,
+        "replica down": primary.port,
+    }
+
+
+def a_request_port() -> int:
+    with a_request():
+        return port_of_read()
