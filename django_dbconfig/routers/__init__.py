@@ -372,16 +372,11 @@ class DatabaseRouter:
             self._dead.pop(alias, None)
             self._fit.discard(alias)
             self._entries.pop(alias, None)
+            # A family without replicas reads from its primary; kept (not deleted) so that a
+            # request that chose the removed replica finds it unfit rather than no family at all.
             left = tuple(name for name in self._families[primary].replicas if name != alias)
-            if left:
-                self._families[primary] = _Family(primary, left)
-            else:
-                del self._families[primary]
-        if left:
-            self._refresh(self._families[primary])
-        else:
-            with self._cache_lock:
-                self._cache = {}
+            self._families[primary] = _Family(primary, left)
+        self._refresh(self._families[primary])
 
     @property
     def max_replica_lags(self) -> dict[str, float]:
