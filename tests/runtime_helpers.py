@@ -9,7 +9,7 @@ import pytest
 
 import django_dbconfig.conf.config as config_module
 from django_dbconfig import build_databases, remove_database
-from django_dbconfig.runtime.databases import runtime_aliases
+from django_dbconfig.runtime.databases import runtime_aliases, runtime_replicas
 
 
 @pytest.fixture
@@ -28,7 +28,9 @@ def built_config(project: Any) -> Iterator[Callable[[dict[str, Any]], dict[str, 
 @pytest.fixture(autouse=True)
 def _no_runtime_alias_left() -> Iterator[None]:
     yield
-    for alias in runtime_aliases():
+    replicas = runtime_replicas()
+    # Replicas first: a primary with replicas is not removed.
+    for alias in sorted(runtime_aliases(), key=lambda name: name not in replicas):
         remove_database(alias)
 
 

@@ -216,11 +216,22 @@ def test_replicas_come_from_the_config_replica_of(tmp_path: Path) -> None:
 # -------------------------------------------------------------------------- replicas
 
 
-def test_reads_are_spread_over_replicas_and_writes_go_to_the_primary() -> None:
+def test_requests_are_spread_over_replicas_and_writes_go_to_the_primary() -> None:
     router = make_router()
-    reads = [router.db_for_read(Order) for _ in range(6)]
+    reads = []
+    for _ in range(6):
+        reads.append(router.db_for_read(Order))
+        reset_pins()  # the request ends
     assert sorted(reads) == ["replica1"] * 3 + ["replica2"] * 3
+    assert router.db_for_write(Order) == "default"
+
+
+def test_one_request_reads_every_model_of_a_primary_from_one_replica() -> None:
+    router = make_router()
+    first = router.db_for_read(Order)
+    assert [router.db_for_read(Customer) for _ in range(5)] + [router.db_for_read(Order)] == [first] * 6
     reset_pins()
+    assert router.db_for_read(Order) not in (first, "default")  # the next request, the next replica
     assert router.db_for_write(Order) == "default"
 
 

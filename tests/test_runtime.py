@@ -16,7 +16,7 @@ from django.utils.connection import ConnectionDoesNotExist
 
 import django_dbconfig
 from django_dbconfig import DbConfigError, add_database, remove_database, runtime_database
-from django_dbconfig.routers import DatabaseRouter, use_database
+from django_dbconfig.routers import DatabaseRouter, reset_pins, use_database
 from django_dbconfig.runtime.databases import runtime_aliases
 from tests.apps.shop.models import Order
 
@@ -246,14 +246,107 @@ def test_a_runtime_alias_migrates_the_models_of_the_alias_it_is_like(built_confi
     ]
 
 
-def test_a_runtime_alias_cannot_be_a_replica(built_config: Any) -> None:
+def test_a_runtime_replica_inherits_its_primarys_keys_but_the_server_and_is_read_only(
+    built_config: Any,
+) -> None:
     built_config({"databases": {"default": PG_DEFAULT}})
+    add_database("tenant", {"name": "t42", "search_path": ["t42"]}, like="default")
+    add_database("tenant_r", {"host": "r.internal", "port": 5432}, replica_of="tenant")
+    primary, replica = connections.settings["tenant"], connections.settings["tenant_r"]
+    assert [replica["HOST"], replica["PORT"], replica["NAME"], replica["USER"], replica["PASSWORD"]] == [
+        "r.internal",
+        5432,
+        "t42",
+        "app",
+        "s3cret-pw",
+    ]
+    assert replica["OPTIONS"]["sslmode"] == primary["OPTIONS"]["sslmode"] == "verify-full"
+    assert "default_transaction_read_only=on" in replica["OPTIONS"]["options"]
+    assert "default_transaction_read_only" not in primary["OPTIONS"].get("options", "")
+    assert replica["TEST"]["MIRROR"] == "tenant"
+    # like= a replica: another replica of the same primary.
+    add_database("tenant_r2", {"host": "r2.internal"}, like="tenant_r")
+    assert [
+        connections.settings["tenant_r2"]["TEST"]["MIRROR"],
+        connections.settings["tenant_r2"]["HOST"],
+    ] == [
+        "tenant",
+        "r2.internal",
+    ]
+
+
+def test_a_primary_with_runtime_replicas_is_not_removed_before_them(built_config: Any) -> None:
+    built_config({"databases": {"default": PG_DEFAULT}})
+    add_database("tenant", {"name": "t42"}, like="default")
+    add_database("tenant_r", {"host": "r.internal"}, replica_of="tenant")
+    add_database("tenant_r2", {"host": "r2.internal"}, replica_of="tenant")
     with pytest.raises(DbConfigError) as caught:
-        add_database("tenant_r", {"replica_of": "default", "host": "r.internal"}, like="default")
+        remove_database("tenant")
     assert str(caught.value) == (
-        'add_database("tenant_r"): replica_of: a runtime alias cannot be a replica: the router\'s '
-        'replicas are fixed when it starts. Use like="..." to take another alias\'s keys.'
+        'remove_database("tenant"): "tenant" has runtime replicas: "tenant_r" or "tenant_r2". Remove them '
+        "first (remove_database() each), then the primary."
     )
+    remove_database("tenant_r")
+    remove_database("tenant_r2")
+    remove_database("tenant")
+    assert "tenant" not in connections.settings
+
+
+@pytest.mark.parametrize(
+    ("replica_of", "message"),
+    [
+        ("tenant_x", 'replica_of names "tenant_x", which is not an alias.'),
+        ("tenant_r", '"tenant_r" is itself a replica. Point replica_of at its primary.'),
+    ],
+)
+def test_a_runtime_replica_of_an_unknown_alias_or_of_a_replica_is_an_error(
+    built_config: Any, replica_of: str, message: str
+) -> None:
+    built_config({"databases": {"default": PG_DEFAULT}})
+    add_database("tenant", {"name": "t42"}, like="default")
+    add_database("tenant_r", {"host": "r.internal"}, replica_of="tenant")
+    with pytest.raises(DbConfigError) as caught:
+        add_database("tenant_r9", {"host": "r9.internal"}, replica_of=replica_of)
+    assert message in str(caught.value)
+    assert str(caught.value).startswith('add_database("tenant_r9"): replica_of')
+    assert "s3cret-pw" not in str(caught.value)
+
+
+def test_the_router_spreads_a_tenants_reads_over_its_runtime_replicas(
+    tmp_path: Path, built_config: Any, unblocked: None
+) -> None:
+    built_config({"databases": {"default": sqlite(tmp_path / "d.sqlite3")}})
+    router = DatabaseRouter(routes={}, replicas={}, databases=dict.fromkeys(("default",)))
+    add_database("tenant", sqlite(tmp_path / "t.sqlite3"))
+    add_database("tenant_r1", {}, replica_of="tenant")  # SQLite: the primary's own file
+    add_database("tenant_r2", {}, like="tenant_r1")
+    seen = []
+    with use_database("tenant"):
+        for _ in range(4):
+            first = router.db_for_read(Order)
+            seen.append(first)
+            assert router.db_for_read(Order) == first  # one replica per request
+            reset_pins()
+        assert router.db_for_write(Order) == "tenant"
+        assert router.db_for_read(Order) == "tenant"  # read-your-writes
+        reset_pins()
+        with transaction.atomic(using="tenant"):
+            assert router.db_for_read(Order) == "tenant"
+    assert sorted(seen) == ["tenant_r1", "tenant_r1", "tenant_r2", "tenant_r2"]
+    assert [router.allow_migrate("tenant_r1", "shop"), router.allow_migrate("tenant", "shop")] == [
+        False,
+        True,
+    ]
+    with use_database("tenant"):
+        chosen = router.db_for_read(Order)
+        remove_database(chosen)  # in the middle of a request that reads from it
+        others = {"tenant_r1", "tenant_r2"} - {chosen}
+        assert router.db_for_read(Order) in others
+        reset_pins()
+        assert {(router.db_for_read(Order), reset_pins())[0] for _ in range(3)} == others
+    remove_database(others.pop())
+    with use_database("tenant"):
+        assert router.db_for_read(Order) == "tenant"
 
 
 def test_no_password_in_the_repr_of_what_is_registered(built_config: Any) -> None:

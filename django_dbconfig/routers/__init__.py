@@ -1,10 +1,14 @@
 """DatabaseRouter: models to aliases, reads to replicas, reads pinned to the primary after a write.
 
-Per-request state (which primaries this request or task has written to, and the
-`pin_to_primary()` / `use_database()` blocks) lives in one context variable, so
-threads and asyncio tasks never see each other's pins. The write pins are cleared
-when a request starts and when it finishes (Django's request signals, connected
-when the router is created).
+Per-request state (which primaries this request or task has written to, the replica
+it reads each primary from, and the `pin_to_primary()` / `use_database()` blocks)
+lives in one context variable, so threads and asyncio tasks never see each other's
+pins. The write pins and replica choices are cleared when a request starts and when
+it finishes (Django's request signals, connected when the router is created).
+
+Reads of a primary with an atomic block open in this thread go to that primary
+(transactions.py). A replica that refuses connections when a request first reads
+from it is skipped, and gets no reads until it answers again.
 
 The read-only guard (readonly.py) is installed from here, on Django's
 connection_created signal.
@@ -19,6 +23,7 @@ import itertools
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -30,7 +35,7 @@ from django.db.backends.signals import connection_created
 
 from django_dbconfig.conf.config import last_config
 from django_dbconfig.core.errors import DbConfigError, did_you_mean, one_of
-from django_dbconfig.routers import lag
+from django_dbconfig.routers import lag, liveness, transactions
 from django_dbconfig.routers.readonly import (
     ReadOnlyDatabaseError,
     ReadOnlyInternalError,
@@ -38,7 +43,14 @@ from django_dbconfig.routers.readonly import (
     guard_open_connections,
     on_connection_created,
 )
-from django_dbconfig.runtime.databases import migrates_like
+from django_dbconfig.routers.transactions import OPEN as OPEN_TRANSACTIONS
+from django_dbconfig.runtime.databases import (
+    database_added,
+    database_removed,
+    migrates_like,
+    runtime_replicas,
+    runtime_values,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +60,11 @@ __all__ = [
     "ReadOnlyInternalError",
     "ReadOnlyOperationalError",
     "connect_signals",
+    "pin_primaries",
     "pin_to_primary",
     "reset_pins",
     "use_database",
+    "written_primaries",
 ]
 
 
@@ -61,6 +75,21 @@ class _State:
     forced: str | None = None  # use_database(alias)
     pin_all: bool = False  # pin_to_primary()
     written: frozenset[str] = field(default_factory=frozenset)  # primaries written to
+    # Primaries whose reads go to the primary: those written to, and those carried
+    # over from an earlier request (pin_primaries(), the read-your-writes middleware).
+    pinned: frozenset[str] = field(default_factory=frozenset)
+    # Primary -> the replica this request or task reads it from. Never mutated.
+    chosen: Mapping[str, str] = field(default_factory=dict)
+    # The choices that apply as they are (none pinned, nothing forced): the hot path's one lookup.
+    reads: Mapping[str, str] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        reads = (
+            {}
+            if self.forced is not None or self.pin_all
+            else {primary: replica for primary, replica in self.chosen.items() if primary not in self.pinned}
+        )
+        object.__setattr__(self, "reads", reads)
 
 
 _EMPTY = _State()
@@ -105,28 +134,45 @@ def use_database(alias: str) -> Iterator[None]:
 
 
 def reset_pins(**_: Any) -> None:
-    """Forget the writes of this request or task: reads go to replicas again.
+    """Forget the writes and the replica choices of this request or task.
 
+    Reads go to replicas again, and the next read picks a replica afresh.
     Connected to `request_started` and `request_finished`. Call it yourself at the
     end of a unit of work outside a request (a task-queue job, a long-lived thread).
     Open `pin_to_primary()` and `use_database()` blocks are left as they are.
     """
     state = _state.get()
-    if state is not None and state.written:
-        _set(replace(state, written=frozenset()))
+    if state is not None and (state.pinned or state.chosen):
+        _set(replace(state, written=frozenset(), pinned=frozenset(), chosen={}))
+
+
+def written_primaries() -> frozenset[str]:
+    """The primaries (aliases with replicas) this request or task has written to."""
+    return (_state.get() or _EMPTY).written
+
+
+def pin_primaries(aliases: Iterable[str]) -> None:
+    """Send reads of these primaries to the primary until `reset_pins()` (the request's end).
+
+    For a pin carried over from an earlier request, such as the read-your-writes
+    middleware's cookie; writes in this request are not counted as such.
+    """
+    current = _state.get() or _EMPTY
+    _set(replace(current, pinned=current.pinned | frozenset(aliases)))
 
 
 _UNSET = object()
 
 
 class _Family:
-    """A primary's replicas that may serve reads now: `pick()` returns the next one (or the primary)."""
+    """A primary's replicas: `fit` may serve reads now, `pick()` gives the next of them (or the primary)."""
 
-    __slots__ = ("pick", "primary", "replicas")
+    __slots__ = ("fit", "pick", "primary", "replicas")
 
     def __init__(self, primary: str, replicas: tuple[str, ...]) -> None:
         self.primary = primary
         self.replicas = replicas
+        self.fit: frozenset[str] = frozenset(replicas)
         self.pick: Callable[[], str] = _picker(primary, replicas)
 
 
@@ -186,10 +232,11 @@ class DatabaseRouter:
 
         self._replica_of: dict[str, str] = {}
         self._families: dict[str, _Family] = {}
-        # model class -> (alias, the replica picker or None); filled on first use of each model,
-        # emptied when a replica's fitness changes (under the lock, so no stale picker is cached).
-        self._cache: dict[type, tuple[str, Callable[[], str] | None]] = {}
+        # model class -> (alias, its family or None); filled on first use of each model,
+        # emptied when the families change (under the lock, so no stale family is cached).
+        self._cache: dict[type, tuple[str, _Family | None]] = {}
         self._cache_lock = threading.Lock()
+        self._entries: dict[str, Any] = dict(settings.DATABASES if databases is None else databases)
         for primary, listed in replicas.items():
             names = tuple(listed)
             for name in (primary, *names):
@@ -212,6 +259,9 @@ class DatabaseRouter:
         self._limits = {k: float(v) for k, v in (max_replica_lag or {}).items() if k in self._replica_of}
         self._lags: dict[str, lag.ReplicaLag] = {}
         self._fit: set[str] = set()  # replicas with a limit, measured within it
+        # Replicas that refused a connection -> when; they get no reads until they answer again.
+        self._dead: dict[str, float] = {}
+        self._watching_dead: dict[str, lag.ReplicaLag] = {}
 
         self._app_routes: dict[str, str] = {}
         self._model_routes: dict[str, str] = {}
@@ -224,6 +274,12 @@ class DatabaseRouter:
                 self._app_routes[key] = alias
         connect_signals()
         guard_open_connections()
+        transactions.track_open_connections()
+        # Runtime replicas (add_database(replica_of=...)): those added already, and those to come.
+        database_added.connect(self._runtime_added, sender=None)
+        database_removed.connect(self._runtime_removed, sender=None)
+        for name, primary in runtime_replicas().items():
+            self._runtime_added(alias=name, replica_of=primary)
         if self._limits:
             # Replicas with a limit get reads once measured within it (lag.py).
             for family in self._families.values():
@@ -245,10 +301,87 @@ class DatabaseRouter:
         self._refresh(self._families[self._replica_of[replica]])
 
     def _refresh(self, family: _Family) -> None:
-        fit = tuple(name for name in family.replicas if name not in self._limits or name in self._fit)
+        fit = tuple(
+            name
+            for name in family.replicas
+            if (name not in self._limits or name in self._fit) and name not in self._dead
+        )
         with self._cache_lock:
+            family.fit = frozenset(fit)
             family.pick = _picker(family.primary, fit)
             self._cache = {}
+
+    def _refused(self, replica: str, error: str) -> None:
+        """`replica` refused a connection: no reads until it answers a measurement started after now."""
+        with self._cache_lock:
+            if replica in self._dead:
+                return
+            self._dead[replica] = time.monotonic()
+        self._fit.discard(replica)
+        logger.warning(
+            "replica %s refused a connection (%s): it gets no reads until it answers", replica, error
+        )
+        self._refresh(self._families[self._replica_of[replica]])
+        # The replica's measurer (lag.py) tries it once a second, off the request path.
+        settings_dict = _with_django_defaults(self._entries[replica])
+        self._watching_dead[replica] = lag.watch(replica, settings_dict, self._answered)
+
+    def _answered(self, replica: str, lag_s: float | None) -> None:
+        """Called by the measuring thread: a refused replica that answers gets reads again."""
+        since = self._dead.get(replica)
+        measurer = self._watching_dead.get(replica)
+        if since is None or measurer is None or lag_s is None or measurer.started < since:
+            return  # no answer yet, or an answer to a question asked before it refused
+        with self._cache_lock:
+            self._dead.pop(replica, None)
+            self._watching_dead.pop(replica, None)
+        measurer.unsubscribe(self._answered)
+        logger.warning("replica %s answers again: it gets reads", replica)
+        if replica in self._limits:
+            # Its lag decides, as before it refused.
+            self._measured(replica, lag_s)
+        self._refresh(self._families[self._replica_of[replica]])
+
+    def _runtime_added(self, *, alias: str, replica_of: str | None, **_: Any) -> None:
+        """A runtime replica: its primary's reads spread over it too, with the same rules."""
+        if replica_of is None or alias in self._replica_of:
+            return
+        self._entries[alias] = connections.settings[alias]
+        with self._cache_lock:
+            self._replica_of[alias] = replica_of
+            family = self._families.get(replica_of)
+            replicas = (*(family.replicas if family is not None else ()), alias)
+            self._families[replica_of] = _Family(replica_of, replicas)
+        limit = (runtime_values(alias) or {}).get("max_replica_lag")
+        if limit is not None:
+            self._limits[alias] = limit / 1000
+            self._lags[alias] = lag.watch(alias, _with_django_defaults(self._entries[alias]), self._measured)
+        self._refresh(self._families[replica_of])
+
+    def _runtime_removed(self, *, alias: str, **_: Any) -> None:
+        primary = self._replica_of.get(alias)
+        if primary is None:
+            return
+        measurers = [m for m in (self._lags.pop(alias, None), self._watching_dead.pop(alias, None)) if m]
+        for measurer in measurers:
+            measurer.unsubscribe(self._measured)
+            measurer.unsubscribe(self._answered)
+        with self._cache_lock:
+            del self._replica_of[alias]
+            self._limits.pop(alias, None)
+            self._dead.pop(alias, None)
+            self._fit.discard(alias)
+            self._entries.pop(alias, None)
+            # A family without replicas reads from its primary; kept (not deleted) so that a
+            # request that chose the removed replica finds it unfit rather than no family at all.
+            left = tuple(name for name in self._families[primary].replicas if name != alias)
+            self._families[primary] = _Family(primary, left)
+        self._refresh(self._families[primary])
+
+    @property
+    def max_replica_lags(self) -> dict[str, float]:
+        """Each replica with a `max_replica_lag`, and that limit in seconds."""
+        return dict(self._limits)
 
     def replica_lag(self, alias: str) -> float | None:
         """The lag of a replica with a max_replica_lag as last measured (seconds), else None."""
@@ -259,6 +392,8 @@ class DatabaseRouter:
         """Stop listening to the lag measurements; a measurer nobody listens to stops."""
         for measurer in self._lags.values():
             measurer.unsubscribe(self._measured)
+        for measurer in list(self._watching_dead.values()):
+            measurer.unsubscribe(self._answered)
         self._fit.clear()
         for family in self._families.values():
             self._refresh(family)
@@ -288,13 +423,12 @@ class DatabaseRouter:
         }
         return f"DatabaseRouter(routes={routes!r}, replicas={replicas!r})"
 
-    def _learn(self, model: type) -> tuple[str, Callable[[], str] | None]:
+    def _learn(self, model: type) -> tuple[str, _Family | None]:
         meta = model._meta  # type: ignore[attr-defined]
         alias = self._model_routes.get(meta.label_lower) or self._app_routes.get(meta.app_label)
         alias = alias or DEFAULT_DB_ALIAS
         with self._cache_lock:
-            family = self._families.get(alias)
-            entry = (alias, family.pick if family is not None else None)
+            entry = (alias, self._families.get(alias))
             self._cache[model] = entry
         return entry
 
@@ -303,20 +437,52 @@ class DatabaseRouter:
         return (self._cache.get(model) or self._learn(model))[0]
 
     def db_for_read(self, model: type, **hints: Any) -> str:
-        """A replica of the model's alias, or the alias itself when pinned or without replicas."""
+        """A replica of the model's alias; the alias when pinned, in a transaction, or without replicas.
+
+        The first read of a primary in a request or task picks a fit replica that
+        answers; later reads of that request or task use it while it stays fit.
+        """
         try:
-            alias, pick = self._cache[model]
+            alias, family = self._cache[model]
         except KeyError:
-            alias, pick = self._learn(model)
+            alias, family = self._learn(model)
         state = _state.get()
         if state is not None:
+            # The common case once a request has read: its replica, still fit, no transaction open.
+            replica = state.reads.get(alias)
+            if replica is not None and replica in family.fit and not OPEN_TRANSACTIONS:  # type: ignore[union-attr]
+                return replica
             if state.forced is not None:
-                return state.forced
-            if state.pin_all or alias in state.written:
+                alias = state.forced
+                family = self._families.get(alias)
+            if state.pin_all or alias in state.pinned:
                 return alias
-        if pick is None:
+        if family is None:
             return alias
-        return pick()
+        # An atomic block open on the primary in this thread: read its own snapshot there.
+        if OPEN_TRANSACTIONS and alias in OPEN_TRANSACTIONS.get(threading.get_ident(), ()):
+            return alias
+        if state is not None:
+            replica = state.chosen.get(alias)
+            if replica is not None and replica in family.fit:
+                return replica
+        return self._choose(alias, family, state)
+
+    def _choose(self, alias: str, family: _Family, state: _State | None) -> str:
+        """The replica this request or task reads `alias` from: the next fit one that answers."""
+        for _ in range(len(family.replicas)):
+            replica = family.pick()
+            if replica == alias:
+                break  # no replica is fit: the primary
+            answer = liveness.answers(replica)
+            if answer is None:
+                return replica  # not checkable here (an event loop): not remembered either
+            if answer.ok:
+                current = state or _EMPTY
+                _state.set(replace(current, chosen={**current.chosen, alias: replica}))
+                return replica
+            self._refused(replica, answer.error)
+        return alias
 
     def db_for_write(self, model: type, **hints: Any) -> str:
         """The model's alias; later reads of it in this request or task go there too."""
@@ -327,7 +493,7 @@ class DatabaseRouter:
             alias = (self._cache.get(model) or self._learn(model))[0]
         if alias in self._families and (state is None or alias not in state.written):
             current = state or _EMPTY
-            _state.set(replace(current, written=current.written | {alias}))
+            _state.set(replace(current, written=current.written | {alias}, pinned=current.pinned | {alias}))
         return alias
 
     def allow_relation(self, obj1: Any, obj2: Any, **hints: Any) -> bool | None:
@@ -346,6 +512,8 @@ class DatabaseRouter:
         A runtime alias (add_database) migrates the models of the alias it is like
         (`default` without like=): a tenant database gets the tables of its template.
         """
+        if db in self._replica_of:
+            return False
         if db not in self._aliases:
             db = migrates_like(db)
         if db in self._replica_of:
@@ -392,4 +560,7 @@ def connect_signals() -> None:
     request_finished.connect(reset_pins, dispatch_uid="django_dbconfig.routers.request_finished")
     connection_created.connect(
         on_connection_created, dispatch_uid="django_dbconfig.routers.connection_created"
+    )
+    connection_created.connect(
+        transactions.on_connection_created, dispatch_uid="django_dbconfig.routers.transactions"
     )

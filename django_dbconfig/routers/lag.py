@@ -46,6 +46,9 @@ class ReplicaLag:
         self.measured = False  # a first measurement (or failure) has been reported
         self.error: str | None = None
         self.measuring_since: float | None = None
+        # When the measurement last reported started (time.monotonic()): an answer
+        # to a question asked before some event is no news about after it.
+        self.started = 0.0
         self._hung = False
         self._listeners: list[weakref.WeakMethod[Callback]] = []
         self._stop = threading.Event()
@@ -89,6 +92,7 @@ class ReplicaLag:
                 finally:
                     self.measuring_since = None
                     self._hung = False
+                self.started = started
                 self._report(lag)
                 if not self._has_listeners():
                     break

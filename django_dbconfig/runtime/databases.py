@@ -3,7 +3,9 @@
 For multi-tenant projects: a tenant's database becomes an alias validated like
 one of dbconfig.json's, rendered with Django's own defaults, usable with
 `.using()`, `use_database()`, transactions and `migrate --database`; removing it
-ends its server sessions in every thread and forgets its pool.
+ends its server sessions in every thread and forgets its pool. A runtime alias may
+be a replica of another alias (`replica_of=`): it inherits its primary's keys as a
+configured replica does, and the router hears of it through `database_added`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from django.dispatch import Signal
 
 from django_dbconfig.backends import RenderContext
 from django_dbconfig.conf.config import effective_values, last_config, render_alias
-from django_dbconfig.conf.inherit import inherit
+from django_dbconfig.conf.inherit import NOT_INHERITED_BY_REPLICAS, inherit, with_replica_defaults
 from django_dbconfig.conf.layer import Layer, Origin, Value, alias_values, check_alias
 from django_dbconfig.conf.merge import merge
 from django_dbconfig.core.errors import DbConfigError, did_you_mean, one_of
@@ -34,7 +36,7 @@ from django_dbconfig.runtime import tracking
 logger = logging.getLogger(__name__)
 
 # Keys of the `like=` alias that a runtime alias does not take: the URL is already
-# expanded into its parts, and a runtime alias is never a replica in routing.
+# expanded into its parts, and whether it is a replica is decided apart (_replica_of).
 NOT_INHERITED = frozenset({"url", "replica_of"})
 # The rank of the given keys: above every layer of the configuration.
 RANK = 7
@@ -50,9 +52,13 @@ class RuntimeAlias:
     entry: DatabaseSettings
     effective: Mapping[str, Value]
     like: str | None
+    replica_of: str | None = None
 
     def __repr__(self) -> str:
-        return f"RuntimeAlias(engine={self.entry.get('ENGINE')!r}, like={self.like!r})"
+        return (
+            f"RuntimeAlias(engine={self.entry.get('ENGINE')!r}, like={self.like!r}, "
+            f"replica_of={self.replica_of!r})"
+        )
 
 
 _lock = threading.Lock()
@@ -60,20 +66,27 @@ _runtime: dict[str, RuntimeAlias] = {}
 
 # Sent with `alias=` once a runtime alias is removed, for what keeps state per alias.
 database_removed = Signal()
+# Sent with `alias=` and `replica_of=` (None for a primary) once a runtime alias is added.
+database_added = Signal()
 
 
-def add_database(alias: str, keys: Mapping[str, Any], *, like: str | None = None) -> None:
+def add_database(
+    alias: str, keys: Mapping[str, Any], *, like: str | None = None, replica_of: str | None = None
+) -> None:
     """Validate `keys` like a dbconfig.json alias and register `alias` in django.db.connections.
 
     With `like`, the alias starts from every effective key of that alias (host and
-    port included; user and password as a pair) and `keys` win. The config's
-    `defaults` apply. Raises DbConfigError for a bad key or an alias that exists.
+    port included; user and password as a pair) and `keys` win. With `replica_of`
+    (or `like=` a replica), it is a read replica of that primary: it inherits the
+    primary's keys but host and port, is read-only, and the router spreads reads
+    over it. The config's `defaults` apply. Raises DbConfigError for a bad key or
+    an alias that exists.
     """
 
     label = f'add_database("{alias}")'
     check_alias(alias, Origin(label))
     try:
-        effective, entry = _render(alias, keys, like, label)
+        effective, entry, primary = _render(alias, keys, like, replica_of, label)
     except DbConfigError:
         raise
     except Exception as exc:  # the contract: nothing but DbConfigError escapes
@@ -92,11 +105,17 @@ def add_database(alias: str, keys: Mapping[str, Any], *, like: str | None = None
             )
             raise DbConfigError(f'{label}: the alias "{alias}" already exists. {fix}')
         tracking.watch(alias)
-        _runtime[alias] = RuntimeAlias(entry, effective, like)
+        _runtime[alias] = RuntimeAlias(entry, effective, like, primary)
         # Copy on write: other threads may be iterating connections.settings
         # (close_old_connections at a request's end) while this one adds.
         connections.__dict__["settings"] = {**current, alias: entry}
-    logger.info("runtime database %r added (%s)", alias, entry.get("ENGINE"))
+    logger.info(
+        "runtime database %r added (%s)%s",
+        alias,
+        entry.get("ENGINE"),
+        f", a replica of {primary!r}" if primary else "",
+    )
+    database_added.send(sender=add_database, alias=alias, replica_of=primary)
 
 
 def remove_database(alias: str) -> None:
@@ -115,6 +134,12 @@ def remove_database(alias: str) -> None:
             listed = f"Runtime databases: {one_of(known)}." if known else "There are no runtime databases."
             raise DbConfigError(
                 f'{label}: there is no runtime database "{alias}". {listed}' + did_you_mean(alias, known)
+            )
+        replicas = sorted(name for name, found in _runtime.items() if found.replica_of == alias)
+        if replicas:
+            raise DbConfigError(
+                f'{label}: "{alias}" has runtime replicas: {one_of(replicas)}. Remove them first '
+                "(remove_database() each), then the primary."
             )
         removed = _runtime.pop(alias)
         connections.__dict__["settings"] = {name: entry for name, entry in current.items() if name != alias}
@@ -145,6 +170,11 @@ def runtime_aliases() -> tuple[str, ...]:
     return tuple(_runtime)
 
 
+def runtime_replicas() -> dict[str, str]:
+    """Each runtime replica and its primary."""
+    return {alias: found.replica_of for alias, found in _runtime.items() if found.replica_of}
+
+
 def runtime_values(alias: str) -> dict[str, Any] | None:
     """The effective typed values of a runtime alias (as DatabaseConfig.values()), or None."""
     found = _runtime.get(alias)
@@ -163,18 +193,16 @@ def migrates_like(alias: str) -> str:
 
 
 def _render(
-    alias: str, keys: Mapping[str, Any], like: str | None, label: str
-) -> tuple[dict[str, Value], DatabaseSettings]:
+    alias: str, keys: Mapping[str, Any], like: str | None, replica_of: str | None, label: str
+) -> tuple[dict[str, Value], DatabaseSettings, str | None]:
 
     if not isinstance(keys, Mapping):
         raise DbConfigError(f"{label}: expected the alias's keys as a mapping, got {type(keys).__name__}.")
     config = last_config()
+    if replica_of is not None:
+        keys = {**keys, "replica_of": replica_of}
     given = alias_values(keys, lambda path: Origin(label, path), "", RANK, alias=alias)
-    if "replica_of" in given:
-        raise DbConfigError(
-            f"{given['replica_of'].origin}: a runtime alias cannot be a replica: the router's "
-            'replicas are fixed when it starts. Use like="..." to take another alias\'s keys.'
-        )
+    primary = _primary_of(alias, given, like, label)
     defaults = Layer("defaults", defaults=dict(config.defaults) if config is not None else {})
     # The given keys over the config's defaults, a URL expanded into its parts.
     values = merge([defaults, Layer(label, databases={alias: given})]).databases[alias]
@@ -189,6 +217,17 @@ def _render(
             # How connections are kept is one choice: the given one replaces the other alias's.
             skip |= {"pool", "conn_max_age"}
         values = inherit(parent, values, parent_alias=like, not_inherited=skip)
+    if primary is not None:
+        # As a configured replica: the primary's keys but where its server is, read-only.
+        values = {**values, "replica_of": Value(primary, Origin(label, "replica_of"), RANK)}
+        values = with_replica_defaults(
+            inherit(
+                _like_values(primary, label),
+                values,
+                parent_alias=primary,
+                not_inherited=NOT_INHERITED_BY_REPLICAS,
+            )
+        )
     backend, effective = effective_values(alias, values, (*connections.settings, alias), {})
     base_dir = config.base_dir if config is not None else Path.cwd()
     ctx = RenderContext(alias=alias, base_dir=base_dir, django_version=(django.VERSION[0], django.VERSION[1]))
@@ -196,7 +235,41 @@ def _render(
     # Django fills its defaults (TIME_ZONE, TEST, ...) only into the DATABASES it read at
     # first access: fill them with its own code, so the entry is like any other.
     filled: DatabaseSettings = connections.configure_settings({"default": rendered})["default"]
-    return effective, filled
+    return effective, filled, primary
+
+
+def _primary_of(alias: str, given: Mapping[str, Value], like: str | None, label: str) -> str | None:
+    """The primary a runtime alias replicates: its replica_of, or that of the replica it is like."""
+    if "replica_of" in given:
+        primary = given["replica_of"]
+        name, where = primary.value, primary.origin
+    elif like is not None and _replica_of(like) is not None:
+        name, where = _replica_of(like), Origin(label, "like")
+    else:
+        return None
+    if not isinstance(name, str) or name not in connections.settings:
+        known = list(connections.settings)
+        raise DbConfigError(
+            f'{where}: replica_of names "{name}", which is not an alias. Known aliases: {one_of(known)}.'
+            + did_you_mean(str(name), known)
+        )
+    if name == alias:
+        raise DbConfigError(f"{where}: an alias cannot be a replica of itself.")
+    if _replica_of(name) is not None:
+        raise DbConfigError(f'{where}: "{name}" is itself a replica. Point replica_of at its primary.')
+    return name
+
+
+def _replica_of(alias: str) -> str | None:
+    """The primary of a configured or runtime replica, else None."""
+    if alias in _runtime:
+        return _runtime[alias].replica_of
+    config = last_config()
+    if config is not None:
+        for primary, replicas in config.replicas.items():
+            if alias in replicas:
+                return primary
+    return None
 
 
 def _like_values(like: str, label: str) -> Mapping[str, Value]:

@@ -83,8 +83,16 @@ def take(alias: str, *, current: Iterable[str]) -> list[Any]:
 
 
 def is_stale(connection: Any, settings: Mapping[str, Any]) -> bool:
-    """Made for a runtime alias that was removed since (and perhaps added again)."""
-    return connection.alias in _names and connection.settings_dict is not settings.get(connection.alias)
+    """Made by django.db.connections for a runtime alias that was removed since (and perhaps added again).
+
+    A wrapper made apart from django.db.connections with a copy of the settings (the
+    replica lag measurer's own connection) is not one of those.
+    """
+    if connection.alias not in _names or connection.settings_dict is settings.get(connection.alias):
+        return False
+    with _lock:
+        made = _made.get(connection.alias)
+        return made is not None and connection in made
 
 
 class _TrackingMixin:
