@@ -11,7 +11,6 @@ READ WRITE`, ...): each family lists them (`read_only_lift` in its `settings.py`
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -70,22 +69,21 @@ class _ReadOnlyGuard:
         self.refused = backend.refuses_write
         self.lift = backend.read_only_lift
         self.session_pooler = session_pooler
-        # Ordinary queries cost one search for these words; only a statement with one
-        # of them is read token by token.
-        self.words = re.compile("|".join(backend.read_only_lift_words(session_pooler=session_pooler)), re.I)
+        # Ordinary queries cost a lower-casing and a substring test per word (a
+        # case-insensitive regex costs ten times more); only a statement holding one of
+        # them is read token by token.
+        self.words = backend.read_only_lift_words(session_pooler=session_pooler)
         self.refusal = _REFUSAL_CLASSES.get(backend.read_only_error, ReadOnlyDatabaseError)
 
     def __call__(
         self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Mapping[str, Any]
     ) -> Any:
-        if isinstance(sql, str) and self.words.search(sql):
-            lift = self.lift(sql, params, session_pooler=self.session_pooler)
-            if lift is not None:
-                # The statement is described by its form only: its text may hold anything.
-                raise self.refusal(
-                    f"database alias '{self.alias}' is {self.why}: this statement would lift "
-                    f"read-only mode ({lift}), so it was not sent. {self.fix}"
-                )
+        if isinstance(sql, str):
+            text = sql.lower()
+            for word in self.words:
+                if word in text:
+                    self.refuse_lift(sql, params)
+                    break
         try:
             return execute(sql, params, many, context)
         except DatabaseError as exc:
@@ -101,6 +99,16 @@ class _ReadOnlyGuard:
                 f"database alias '{self.alias}' is {self.why}: the server refused "
                 f"this write ({server_said}). {self.fix}"
             ) from exc
+
+    def refuse_lift(self, sql: str, params: Any) -> None:
+        """Raise if a statement of `sql` would lift read-only mode."""
+        lift = self.lift(sql, params, session_pooler=self.session_pooler)
+        if lift is not None:
+            # The statement is named by its form only: its text may hold anything.
+            raise self.refusal(
+                f"database alias '{self.alias}' is {self.why}: this statement would lift "
+                f"read-only mode ({lift}), so it was not sent. {self.fix}"
+            )
 
 
 def _guard(connection: Any) -> _ReadOnlyGuard | None:
