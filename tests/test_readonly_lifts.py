@@ -384,3 +384,123 @@ def test_mariadb_guard_leaves_these_words_in_literals_comments_and_user_variable
 ) -> None:
     assert one(statement) == answer
     assert one("SELECT @@session.tx_read_only") == 1
+
+
+# ------------------------------------------------------- the rule, without a server
+
+PG_FORMS = {
+    "SET default_transaction_read_only = off": "SET default_transaction_read_only to anything but on",
+    "SET LOCAL default_transaction_read_only TO 'no'": "SET default_transaction_read_only to anything but on",
+    'SET "default_transaction_read_only" = f': "SET default_transaction_read_only to anything but on",
+    "SET default_transaction_read_only = %s": "SET default_transaction_read_only to anything but on",
+    "SET transaction_read_only = off": "SET transaction_read_only to anything but on",
+    "set transaction isolation level serializable, read write": "SET TRANSACTION READ WRITE",
+    "SET SESSION CHARACTERISTICS AS TRANSACTION READ /* why not */ WRITE": (
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE"
+    ),
+    "BEGIN ISOLATION LEVEL SERIALIZABLE READ WRITE": "BEGIN ... READ WRITE",
+    "begin read write; insert into t values (1); commit": "BEGIN ... READ WRITE",
+    "SELECT pg_catalog.set_config('transaction_read_only', 'off', true)": (
+        "set_config('transaction_read_only', ...) to anything but on"
+    ),
+    "SELECT set_config(name, 'off', false) FROM (VALUES ('default_transaction_read_only')) v(name)": (
+        "set_config() of a read-only setting"
+    ),
+    "RESET transaction_read_only": "RESET transaction_read_only",
+}
+PG_NOT_LIFTING = [
+    "SET default_transaction_read_only = on",
+    "SET default_transaction_read_only TO 'true'",
+    "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+    "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+    "UPDATE t SET read_write = true WHERE id = 1",  # refused by the server, not lifting
+    'SELECT "read write" FROM t',
+    "SELECT 1 /* outer /* nested: SET default_transaction_read_only = off */ still a comment */",
+    "SELECT $fn$ BEGIN READ WRITE $fn$",
+    "SELECT set_config('statement_timeout', '1s', false)",
+    "RESET ALL",  # without pooler: session, back to the startup settings
+    "DISCARD ALL",
+]
+MYSQL_FORMS = {
+    "SET GLOBAL TRANSACTION READ WRITE": "SET GLOBAL TRANSACTION READ WRITE",
+    "SET @@local.tx_read_only = 0": "SET tx_read_only to anything but 1",
+    "SET tx_read_only = DEFAULT": "SET tx_read_only to anything but 1",
+    "SET tx_read_only = 1 - 1": "SET tx_read_only to anything but 1",
+    "SET @@session.`tx_read_only` = 0": "SET tx_read_only to anything but 1",
+    "SET transaction_read_only = '0'": "SET transaction_read_only to anything but 1",
+    "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ WRITE": "START TRANSACTION ... READ WRITE",
+}
+MYSQL_NOT_LIFTING = [
+    "SET tx_read_only = 1",
+    "SET SESSION tx_read_only = ON",
+    "SET @tx_read_only = 0",  # a user variable
+    "SET SESSION TRANSACTION READ ONLY",
+    "SELECT 'SET tx_read_only = 0'",
+    "SELECT 1 # SET tx_read_only = 0",
+    "SELECT 1 -- SET tx_read_only = 0",
+    "SELECT 1--1",  # arithmetic, not a comment: nothing hidden
+    "UPDATE t SET tx_read_only = 0",  # a column of a table
+]
+
+
+def lift(vendor: str, sql: str, *, session_pooler: bool = False) -> str | None:
+    from django_dbconfig.backends import BACKENDS
+
+    return BACKENDS[vendor].read_only_lift(sql, None, session_pooler=session_pooler)
+
+
+def guard_reads(vendor: str, sql: str, *, session_pooler: bool = False) -> bool:
+    """Whether the guard's keyword test lets the statement through to the rule."""
+    from django_dbconfig.backends import BACKENDS
+
+    text = sql.lower()
+    words = BACKENDS[vendor].read_only_lift_words(session_pooler=session_pooler)
+    return any(all(part in text for part in word.split(" ")) for word in words)
+
+
+@pytest.mark.parametrize(("sql", "form"), PG_FORMS.items(), ids=list(PG_FORMS))
+def test_postgresql_lifting_forms_are_named(sql: str, form: str) -> None:
+    assert (guard_reads("postgresql", sql), lift("postgresql", sql)) == (True, form)
+
+
+@pytest.mark.parametrize("sql", PG_NOT_LIFTING)
+def test_postgresql_statements_that_do_not_lift_read_only_pass(sql: str) -> None:
+    assert lift("postgresql", sql) is None
+
+
+@pytest.mark.parametrize("sql", ["RESET ALL", "discard all", "DISCARD ALL; SELECT 1"])
+def test_postgresql_resets_are_lifting_under_a_session_pooler_only(sql: str) -> None:
+    form = f"{sql.split(maxsplit=1)[0].upper()} ALL, under pooler: session"
+    assert guard_reads("postgresql", sql, session_pooler=True)
+    assert (lift("postgresql", sql, session_pooler=True), lift("postgresql", sql)) == (form, None)
+
+
+def test_postgresql_set_config_with_the_name_in_a_parameter_is_refused() -> None:
+    from django_dbconfig.backends import BACKENDS
+
+    found = BACKENDS["postgresql"].read_only_lift(
+        "SELECT set_config(%(name)s, %(value)s, false)",
+        {"name": "Default_Transaction_Read_Only", "value": "off"},
+        session_pooler=False,
+    )
+    assert found == "set_config() of a read-only setting"
+
+
+@pytest.mark.parametrize(("sql", "form"), MYSQL_FORMS.items(), ids=list(MYSQL_FORMS))
+def test_mysql_lifting_forms_are_named(sql: str, form: str) -> None:
+    assert (guard_reads("mysql", sql), lift("mysql", sql)) == (True, form)
+
+
+@pytest.mark.parametrize("sql", MYSQL_NOT_LIFTING)
+def test_mysql_statements_that_do_not_lift_read_only_pass(sql: str) -> None:
+    assert lift("mysql", sql) is None
+
+
+@pytest.mark.parametrize("lifting", [case[0] for case in PG_LIFTS])
+def test_every_postgresql_form_tested_on_the_server_passes_the_keyword_test(lifting: str) -> None:
+    assert guard_reads("postgresql", lifting)
+
+
+@pytest.mark.parametrize("lifting", [case[0] for case in MARIADB_LIFTS])
+def test_every_mariadb_form_tested_on_the_server_passes_the_keyword_test(lifting: str) -> None:
+    assert guard_reads("mysql", lifting)

@@ -72,7 +72,8 @@ class _ReadOnlyGuard:
         # Ordinary queries cost a lower-casing and a substring test per word (a
         # case-insensitive regex costs ten times more); only a statement holding one of
         # them is read token by token.
-        self.words = backend.read_only_lift_words(session_pooler=session_pooler)
+        words = backend.read_only_lift_words(session_pooler=session_pooler)
+        self.words = tuple((word.partition(" ")[0], word.partition(" ")[2]) for word in words)
         self.refusal = _REFUSAL_CLASSES.get(backend.read_only_error, ReadOnlyDatabaseError)
 
     def __call__(
@@ -80,8 +81,9 @@ class _ReadOnlyGuard:
     ) -> Any:
         if isinstance(sql, str):
             text = sql.lower()
-            for word in self.words:
-                if word in text:
+            # `second` is empty for a single word: "" is in every text.
+            for first, second in self.words:
+                if first in text and second in text:
                     self.refuse_lift(sql, params)
                     break
         try:

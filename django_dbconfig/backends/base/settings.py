@@ -91,10 +91,11 @@ class Backend:
         return False
 
     def read_only_lift_words(self, *, session_pooler: bool) -> tuple[str, ...]:
-        """Lower-case words one of which is in every statement `read_only_lift` finds.
+        """Lower-case words one of which is in every statement `read_only_lift` finds;
+        two words with a space between (`read write`) are both in it, anywhere.
 
         The guard reads a statement only when its text has one of them, in any case,
-        so that ordinary queries cost a substring search.
+        so that ordinary queries cost a few substring searches.
         """
         return ()
 

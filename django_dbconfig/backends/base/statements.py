@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 __all__ = ["Dialect", "Kind", "Token", "is_word", "reads_write", "statements", "strings_in"]
 
@@ -25,8 +26,7 @@ class Kind(Enum):
     PUNCT = "punct"  # one character of punctuation, or :=
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):
     kind: Kind
     text: str
 
@@ -48,9 +48,13 @@ class Dialect:
     nested_comments: bool = False  # /* /* */ */ (PostgreSQL)
     # /*! ... */ and /*M! ... */ are run by the server, not skipped (MySQL, MariaDB).
     executable_comments: bool = False
+    # One token (or a stretch to skip) at a position, after any white space.
+    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
-    def pattern(self) -> re.Pattern[str]:
-        """One token (or a skipped stretch) at a position."""
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pattern", self.compile())
+
+    def compile(self) -> re.Pattern[str]:
         dashes = r"--(?=\s|\Z)" if self.dash_comment_needs_space else "--"
         parts = [r"(?P<space>\s+)", rf"(?P<line>{dashes}[^\n]*)"]
         if self.hash_comments:
@@ -75,10 +79,7 @@ class Dialect:
         start, more = re.escape(self.word_start), re.escape(self.word_start + self.word_more)
         parts.append(rf"(?P<word>[\w{start}][\w{more}]*)")
         parts.append(r"(?P<punct>:=|\S)")
-        return re.compile("|".join(parts))
-
-
-_CACHE: dict[Dialect, re.Pattern[str]] = {}
+        return re.compile(r"\s*(?:" + "|".join(parts) + ")")
 
 
 def statements(sql: str, dialect: Dialect) -> list[list[Token]]:
@@ -87,16 +88,15 @@ def statements(sql: str, dialect: Dialect) -> list[list[Token]]:
     An unterminated literal or comment runs to the end, as the server would read it
     (and refuse the text).
     """
-    pattern = _CACHE.get(dialect)
-    if pattern is None:
-        pattern = _CACHE[dialect] = dialect.pattern()
+    pattern = dialect.pattern
     found: list[list[Token]] = [[]]
     pos, end = 0, len(sql)
     while pos < end:
         match = pattern.match(sql, pos)
         if match is None:  # pragma: no cover - punct matches any non-space character
             break
-        kind, text = match.lastgroup, match.group()
+        kind = match.lastgroup
+        text = match.group(kind or 0)
         pos = match.end()
         current = found[-1]
         if kind in ("space", "line", "hash", "run"):

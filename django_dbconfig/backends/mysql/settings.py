@@ -146,7 +146,7 @@ class MySQL(Backend):
 
     def read_only_lift_words(self, *, session_pooler: bool) -> tuple[str, ...]:
         # A pooler (ProxySQL, MaxScale) replays init_command: nothing more to watch.
-        return ("read_only", "write")
+        return ("tx_read_only", "transaction_read_only", "read write")
 
     def read_only_lift(self, sql: str, params: Any, *, session_pooler: bool) -> str | None:
         for statement in statements(sql, SQL):

@@ -303,7 +303,7 @@ class PostgreSQL(Backend):
     read_only_error = "InternalError"
 
     def read_only_lift_words(self, *, session_pooler: bool) -> tuple[str, ...]:
-        words = ("read_only", "write", "set_config")
+        words = ("transaction_read_only", "read write", "set_config")
         return (*words, "reset", "discard") if session_pooler else words
 
     def read_only_lift(self, sql: str, params: Any, *, session_pooler: bool) -> str | None:
