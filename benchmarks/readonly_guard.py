@@ -10,9 +10,9 @@ nothing, so the figures are the wrappers' own cost, per statement, in nanosecond
 median over the rounds, the variants interleaved in each round so that background load
 falls on all of them alike.
 
-The statements: a short ORM query, a long one (2.4 kB), an INSERT, and a query that
-names a column `read_only` (it has one of the words the guard looks for, so it is read
-token by token: the worst case of an ordinary statement).
+The statements: a short ORM query, a long one (2.4 kB), an INSERT, and a query with
+columns `read_at` and `last_write` (it has the words `read` and `write` the guard looks
+for, so it is read token by token: the worst case of an ordinary statement).
 
 Then a request cycle as benchmarks/requests.py runs it (`request_started`, one
 `SELECT 1` through the alias's persistent connection, `request_finished`), on the
@@ -46,14 +46,14 @@ LONG = SHORT.removesuffix(" LIMIT 21") + "".join(
 INSERT = (
     'INSERT INTO "reports_dailytotal" ("day", "total") VALUES (%s, %s) RETURNING "reports_dailytotal"."id"'
 )
-WORD = (
-    'SELECT "accounts_profile"."read_only", "accounts_profile"."name" FROM "accounts_profile" WHERE "id" = %s'
+WORDS = (
+    'SELECT "docs_page"."id", "docs_page"."read_at", "docs_page"."last_write" FROM "docs_page" WHERE id = %s'
 )
 STATEMENTS = {
     "short ORM query": SHORT,
     "long ORM query": LONG,
     "INSERT": INSERT,
-    "column named read_only": WORD,
+    "columns read_at, last_write": WORDS,
 }
 
 
