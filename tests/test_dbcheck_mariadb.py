@@ -146,7 +146,8 @@ def test_settings_and_read_only_are_read_back(tmp_path: Path, mariadb_tls_server
     )
     status, result = dbcheck_json(databases)
     db = result["databases"][0]
-    assert (status, ids(db)) == (0, [])
+    # The throwaway server's user may write whatever the session says.
+    assert (status, ids(db)) == (0, ["dbconfig.W104"])
     assert db["settings"] == {
         "statement_timeout": {"expected": "1500ms", "actual": "1500ms", "ok": True},
         # MariaDB counts lock waits in whole seconds: 500ms is rounded up, never down.

@@ -65,7 +65,7 @@ def test_mysql_backend_with_tls_on_mariadb_passes_dbcheck_and_says_which_backend
     )
     status, result = dbcheck_json(configure(tmp_path, {"default": alias}))
     db = result["databases"][0]
-    assert (status, db["vendor"], ids(db)) == (0, "mariadb", ["dbconfig.W103"])
+    assert (status, db["vendor"], ids(db)) == (0, "mariadb", ["dbconfig.W103", "dbconfig.W104"])
     assert db["tls"]["in_use"] is True
     assert db["settings"] == {
         "statement_timeout": {"expected": "1500ms", "actual": "1500ms", "ok": True},

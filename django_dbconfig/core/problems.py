@@ -41,6 +41,7 @@ E117 = "dbconfig.E117"
 W101 = "dbconfig.W101"
 W102 = "dbconfig.W102"
 W103 = "dbconfig.W103"
+W104 = "dbconfig.W104"
 # Live, replicas: standby and lag.
 E120 = "dbconfig.E120"
 E121 = "dbconfig.E121"
@@ -97,6 +98,9 @@ HINTS: Mapping[str, str] = {
     W101: 'Set sslmode for "{alias}" to "require" or stronger to make TLS mandatory.',
     W103: 'Set backend "{backend}" for "{alias}" (or use a {backend}:// URL).',
     W102: "Run manage.py migrate --database {alias} to create it.",
+    W104: "To make it read-only whatever the session does, {fix}or connect "
+    '"{alias}" as a role that is no superuser, owns no schema or table of its search_path, and '
+    "has only SELECT on its tables.",
     E115: 'With pooler "transaction", run manage.py dbcheck --apply-settings --database {alias}, then '
     "make the pooler reconnect its server connections (PgBouncer: RECONNECT on its admin console, or "
     'wait server_lifetime). With pooler "session", the pooler must run in session mode for "{alias}".',

@@ -94,6 +94,23 @@ class ReplicationReport:
 
 
 @dataclass
+class WriteAccess:
+    """Whether the alias's role could write were its session's read-only mode lifted.
+
+    Checked for read-only aliases and replicas: `via` says how the role can write
+    (superuser, owner, a grant), `fix` the statements that take those rights away.
+    """
+
+    role: str
+    can_write: bool
+    via: list[str] = field(default_factory=list)
+    fix: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"role": self.role, "can_write": self.can_write, "via": list(self.via), "fix": list(self.fix)}
+
+
+@dataclass
 class AliasReport:
     """Everything dbcheck learned about one alias."""
 
@@ -106,6 +123,7 @@ class AliasReport:
     settings: dict[str, SettingCheck] = field(default_factory=dict)
     server: ServerReport | None = None
     replication: ReplicationReport | None = None
+    write_access: WriteAccess | None = None
     problems: list[Problem] = field(default_factory=list)
     # Why the alias could not be checked at all (unreachable, timed out); never a secret.
     error: str | None = None
@@ -134,6 +152,7 @@ class AliasReport:
             "settings": {name: check.as_json() for name, check in self.settings.items()},
             "server": self.server.as_json() if self.server is not None else None,
             "replication": self.replication.as_json() if self.replication is not None else None,
+            "write_access": self.write_access.as_json() if self.write_access is not None else None,
             "problems": [p.as_json() for p in self.problems],
             "error": self.error,
         }
@@ -191,6 +210,8 @@ def render_text(report: Report, style: Any) -> list[str]:
                 lines.append(
                     f"{pad}replica   of {db.replication.primary}: {_replication_text(db.replication, style)}"
                 )
+            if db.write_access is not None:
+                lines.append(f"{pad}writes    {_write_access_text(db.write_access, style)}")
         for problem in db.problems:
             lines.extend(_problem_lines(problem, style, pad))
     if report.problems:
@@ -217,6 +238,12 @@ def _replication_text(replication: ReplicationReport, style: Any) -> str:
     lag = "unknown" if replication.lag_s is None else f"{replication.lag_s:g} s"
     limit = "" if replication.max_lag_s is None else f" (max {replication.max_lag_s:g} s)"
     return f"standby, lag {lag}{limit}"
+
+
+def _write_access_text(access: WriteAccess, style: Any) -> str:
+    if not access.can_write:
+        return f'role "{access.role}" cannot write: read-only whatever the session does'
+    return str(style.WARNING(f'role "{access.role}" can write')) + " (" + "; ".join(access.via) + ")"
 
 
 def _show(value: str | bool | None) -> str:

@@ -15,7 +15,7 @@ from django_dbconfig.backends.base.settings import is_loopback
 from django_dbconfig.core import problems
 from django_dbconfig.core.durations import format_duration
 from django_dbconfig.core.keys import MASK, SSLMODES, is_secret_option
-from django_dbconfig.core.report import AliasReport, ReplicationReport, SettingCheck
+from django_dbconfig.core.report import AliasReport, ReplicationReport, SettingCheck, WriteAccess
 
 # Seconds allowed beyond a timeout for the driver to give up by itself and report why.
 MARGIN = 0.5
@@ -181,6 +181,34 @@ def compare_read_only(report: AliasReport, expected: bool | None, actual: bool) 
                 alias=report.alias,
             )
         )
+
+
+def check_write_access(report: AliasReport, access: WriteAccess) -> None:
+    """Report whether a read-only alias's role can write; W104 when it can."""
+    report.write_access = access
+    if not access.can_write:
+        return
+    fix = "run " + " ".join(f"{statement};" for statement in access.fix) + " " if access.fix else ""
+    report.add(
+        problems.problem(
+            problems.W104,
+            f'The role "{access.role}" can write ({"; ".join(access.via)}): read-only rests on '
+            "the session's setting alone, which SQL can lift.",
+            alias=report.alias,
+            fix=fix,
+        )
+    )
+
+
+# How many tables or schemas a W104 message names before it counts the rest.
+SHOWN = 3
+
+
+def named(things: list[str], what: str) -> str:
+    """`what "a", "b", "c" and 4 more` for a list of quoted names."""
+    shown = ", ".join(things[:SHOWN])
+    more = f" and {len(things) - SHOWN} more" if len(things) > SHOWN else ""
+    return f"{what} {shown}{more}"
 
 
 def _onoff(value: bool) -> str:

@@ -105,6 +105,10 @@ class Backend:
     read_only_option: ClassVar[str | None] = None
     read_only_pattern: ClassVar[re.Pattern[str] | None] = None
 
+    # The django.db.utils error Django raises when this family's server refuses a write:
+    # the guard raises its refusal of a statement lifting read-only mode as the same kind.
+    read_only_error: ClassVar[str] = "DatabaseError"
+
     def refuses_write(self, error: BaseException | None) -> bool:
         """Whether a driver error is the server refusing a write in a read-only session."""
         return False
@@ -131,6 +135,22 @@ class Backend:
                 raise OptionConflict(option, f"sets {', '.join(differing)} differently")
             return {**generated, **given}
         raise OptionConflict(option, "gives another value")
+
+    def read_only_lift_words(self, *, session_pooler: bool) -> tuple[str, ...]:
+        """Lower-case words one of which is in every statement `read_only_lift` finds;
+        two words with a space between (`read write`) are both in it, anywhere.
+
+        The guard reads a statement only when its text has one of them, in any case,
+        so that ordinary queries cost a few substring searches.
+        """
+        return ()
+
+    def read_only_lift(self, sql: str, params: Any, *, session_pooler: bool) -> str | None:
+        """The form of a statement in `sql` that would lift read-only mode, or None.
+
+        `session_pooler`: the alias has `pooler: session`, whose settings a reset clears.
+        """
+        return None
 
     def driver_installed(self) -> bool:
         return not self.driver_modules or any(installed(module) for module in self.driver_modules)

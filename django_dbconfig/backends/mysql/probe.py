@@ -14,6 +14,7 @@ from django_dbconfig.backends.base.probe import (
     SessionHealth,
     check_replication,
     check_tls,
+    check_write_access,
     compare_duration,
     compare_read_only,
     fetch_one,
@@ -24,7 +25,7 @@ from django_dbconfig.backends.base.probe import (
 from django_dbconfig.backends.base.settings import whole_seconds
 from django_dbconfig.backends.mysql.settings import SSLMODE_OF, MariaDB, MySQL
 from django_dbconfig.core import problems
-from django_dbconfig.core.report import AliasReport, ServerReport, TlsReport
+from django_dbconfig.core.report import AliasReport, ServerReport, TlsReport, WriteAccess
 
 _ASSIGNMENT = re.compile(r"^\s*(?:@@)?(?:session\.)?([a-z_]+)\s*=\s*'?([^']*?)'?\s*$", re.IGNORECASE)
 
@@ -165,6 +166,106 @@ def _inspect(cursor: Any, spec: ProbeSpec, report: AliasReport, params: Mapping[
             "standby" if standby else "primary",
         )
         check_replication(report, spec, standby=standby, lag_s=lag_s)
+    if expected.read_only:
+        check_write_access(
+            report, write_access(cursor, str(params.get("db") or spec.settings.get("NAME") or ""))
+        )
+
+
+# One line of SHOW GRANTS that grants privileges on tables: what, on which, to whom.
+_QUOTED = r"`(?:[^`]|``)*`"
+_GRANT = re.compile(
+    rf"^GRANT (?P<privileges>.+?) ON (?P<database>{_QUOTED}|\*)\.(?P<table>{_QUOTED}|\*) "
+    rf"TO (?P<grantee>{_QUOTED}(?:@{_QUOTED})?)",
+    re.S,
+)
+# Privileges that change data or tables. A privilege with columns, `INSERT (a)`, counts.
+WRITE_PRIVILEGES = frozenset(
+    {
+        "ALL PRIVILEGES",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "DELETE HISTORY",
+        "CREATE",
+        "DROP",
+        "ALTER",
+        "INDEX",
+        "CREATE VIEW",
+        "TRIGGER",
+        "CREATE ROUTINE",
+        "ALTER ROUTINE",
+    }
+)
+# Privileges that let a session write while the server runs with read_only = ON.
+_PAST_READ_ONLY = frozenset({"ALL PRIVILEGES", "SUPER", "READ_ONLY ADMIN", "CONNECTION_ADMIN"})
+
+
+def _privileges(text: str) -> list[str]:
+    """`SELECT, INSERT (`a`, `b`), UPDATE` -> its privileges, columns kept."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return [*parts, current.strip()]
+
+
+def _unquote(name: str) -> str:
+    return name[1:-1].replace("``", "`") if name.startswith("`") else name
+
+
+def _database_matches(pattern: str, name: str) -> bool:
+    """Whether a grant's database (`*`, a name, or a LIKE pattern with \\_ escapes) covers `name`."""
+    if pattern == "*":
+        return True
+    regex, escaped = "", False
+    for char in _unquote(pattern):
+        if escaped:
+            regex, escaped = regex + re.escape(char), False
+        elif char == "\\":
+            escaped = True
+        else:
+            regex += {"%": ".*", "_": "."}.get(char) or re.escape(char)
+    return re.fullmatch(regex, name) is not None
+
+
+def write_access(cursor: Any, database: str) -> WriteAccess:
+    """How the session's user (and its active role) could write in `database` were read-only
+    lifted, from SHOW GRANTS, and the REVOKEs that stop it."""
+    user = str(fetch_one(cursor, "SELECT CURRENT_USER()")[0])
+    server_read_only = bool(int(fetch_one(cursor, "SELECT @@global.read_only")[0]))
+    cursor.execute("SHOW GRANTS")
+    via: list[str] = []
+    fix: list[str] = []
+    past_read_only = False
+    for (line,) in cursor.fetchall():
+        grant = _GRANT.match(str(line))
+        if grant is None or not _database_matches(grant["database"], database):
+            continue
+        privileges = _privileges(grant["privileges"])
+        names = {privilege.split("(")[0].strip().upper() for privilege in privileges}
+        if grant["database"] == "*" and names & _PAST_READ_ONLY:
+            past_read_only = True
+        writes = [p for p in privileges if p.split("(")[0].strip().upper() in WRITE_PRIVILEGES]
+        if not writes:
+            continue
+        target, grantee = f"{grant['database']}.{grant['table']}", grant["grantee"]
+        via.append(f"{', '.join(writes)} on {target} (granted to {grantee})")
+        if "ALL PRIVILEGES" in names:
+            fix += [
+                f"REVOKE ALL PRIVILEGES ON {target} FROM {grantee}",
+                f"GRANT SELECT ON {target} TO {grantee}",
+            ]
+        else:
+            fix.append(f"REVOKE {', '.join(writes)} ON {target} FROM {grantee}")
+    if server_read_only and not past_read_only:
+        # The server refuses every write of a user without a privilege past read_only.
+        return WriteAccess(user, False)
+    return WriteAccess(user, bool(via), via, fix)
 
 
 def replication_status(cursor: Any) -> tuple[bool, float | None]:

@@ -18,6 +18,7 @@ from django_dbconfig.backends.base.settings import (
     whole_number,
     whole_seconds,
 )
+from django_dbconfig.backends.base.statements import Dialect, Kind, Token, is_word, reads_write, statements
 
 # mysqlclient's ssl_mode for each sslmode. Each is at least as strict as asked:
 # with MariaDB Connector/C, VERIFY_CA also checks the host name.
@@ -88,6 +89,70 @@ _ONE_HOST = (
     "and put a proxy or a virtual IP in front of several servers."
 )
 
+# ------------------------------------------------------------------ lifting read-only
+
+# `@@session.tx_read_only` is one word; "..." is a string (unless sql_mode has
+# ANSI_QUOTES); /*! ... */ is run by the server.
+SQL = Dialect(
+    word_start="@",
+    word_more="$.",
+    backslash_escapes=True,
+    double_quoted_strings=True,
+    backquoted_names=True,
+    hash_comments=True,
+    dash_comment_needs_space=True,
+    executable_comments=True,
+)
+READ_ONLY_VARIABLES = ("tx_read_only", "transaction_read_only")
+_SCOPES = ("session.", "local.", "global.")
+_TRUE = frozenset({"1", "on", "true"})
+
+
+def _variable(statement: list[Token], at: int) -> tuple[str, int] | None:
+    """The system variable named at a position (`@@session.tx_read_only`, `tx_read_only`)
+    and the position after its name, or None for anything else (`@user_variable`)."""
+    token = statement[at]
+    if token.kind is Kind.IDENT:
+        return token.text, at + 1
+    if token.kind is not Kind.WORD or (token.text.startswith("@") and not token.text.startswith("@@")):
+        return None
+    name, after = token.text.removeprefix("@@"), at + 1
+    # @@session.`tx_read_only`: the quoted part is the next token.
+    if name.endswith(".") and after < len(statement) and statement[after].kind is Kind.IDENT:
+        name, after = name + statement[after].text, after + 1
+    for scope in _SCOPES:
+        name = name.removeprefix(scope)
+    return name, after
+
+
+def read_only_lift(statement: list[Token]) -> str | None:
+    """The form of one statement that would lift read-only mode, or None."""
+    head = statement[0].text if statement[0].kind is Kind.WORD else ""
+    if head == "start" and reads_write(statement):
+        return "START TRANSACTION ... READ WRITE"
+    if head != "set":
+        return None
+    if any(is_word(token, "transaction") for token in statement) and reads_write(statement):
+        scope = statement[1].text.upper() if is_word(statement[1], "session", "global", "local") else ""
+        return " ".join(filter(None, ("SET", scope, "TRANSACTION READ WRITE")))
+    # Every assignment of the statement: SET a=1, SESSION tx_read_only=0, and
+    # MariaDB's SET STATEMENT tx_read_only=0 FOR ...
+    for at in range(1, len(statement)):
+        found = _variable(statement, at)
+        if found is None or found[0] not in READ_ONLY_VARIABLES:
+            continue
+        name, after = found
+        if after >= len(statement) or statement[after].text not in ("=", ":="):
+            continue
+        value = statement[after + 1 : after + 2]
+        rest = statement[after + 2 : after + 3]
+        simple = not rest or rest[0].text == "," or is_word(rest[0], "for")
+        if not (
+            simple and value and value[0].kind in (Kind.WORD, Kind.STRING) and value[0].text.lower() in _TRUE
+        ):
+            return f"SET {name} to anything but 1"
+    return None
+
 
 class MySQL(Backend):
     name = "mysql"
@@ -149,6 +214,19 @@ class MySQL(Backend):
         if both:
             raise OptionConflict(option, f"sets {', '.join(both)}, which the keys set too")
         return generated + ", " + ", ".join(text for _, text in assignments)
+
+    read_only_error = "OperationalError"
+
+    def read_only_lift_words(self, *, session_pooler: bool) -> tuple[str, ...]:
+        # A pooler (ProxySQL, MaxScale) replays init_command: nothing more to watch.
+        return ("tx_read_only", "transaction_read_only", "read write")
+
+    def read_only_lift(self, sql: str, params: Any, *, session_pooler: bool) -> str | None:
+        for statement in statements(sql, SQL):
+            found = read_only_lift(statement)
+            if found:
+                return found
+        return None
 
     def refuses_write(self, error: BaseException | None) -> bool:
         # 1792 ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION (MySQL and MariaDB).

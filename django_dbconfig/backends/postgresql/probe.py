@@ -21,10 +21,12 @@ from django_dbconfig.backends.base.probe import (
     SessionHealth,
     check_replication,
     check_tls,
+    check_write_access,
     compare_duration,
     compare_read_only,
     compare_text,
     fetch_one,
+    named,
     round_trip_ms,
     scrub,
     secrets_of,
@@ -32,7 +34,7 @@ from django_dbconfig.backends.base.probe import (
 from django_dbconfig.backends.postgresql import pooler as poolers
 from django_dbconfig.backends.postgresql.settings import quote_ident
 from django_dbconfig.core import problems
-from django_dbconfig.core.report import AliasReport, SchemaReport, ServerReport, TlsReport
+from django_dbconfig.core.report import AliasReport, SchemaReport, ServerReport, TlsReport, WriteAccess
 
 logger = logging.getLogger(__name__)
 
@@ -240,6 +242,90 @@ def _inspect(cursor: Any, connection: Any, spec: ProbeSpec, report: AliasReport)
     host, port = reached(connection)
     report.server = ServerReport(host, port, "standby" if standby else "primary")
     check_replication(report, spec, standby=standby, lag_s=lag_s)
+    if expected.read_only:
+        check_write_access(report, write_access(cursor, standby=standby))
+
+
+# How the session's role can write in the schemas of its search_path, whatever its
+# session's read-only mode: as their owner, the owner of a table, or through a grant to
+# itself, to a role it inherits from, or to PUBLIC (`grantee`, quoted for a REVOKE).
+WRITE_ACCESS_SQL = """
+WITH path AS (
+    SELECT n.oid, n.nspname, n.nspowner, n.nspacl FROM pg_namespace n
+    WHERE n.nspname = ANY (current_schemas(false))
+), tables AS (
+    SELECT c.oid, c.relname, c.relowner, c.relacl, p.nspname
+    FROM pg_class c JOIN path p ON p.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'f')
+), grants AS (
+    SELECT 'schema' AS kind, p.nspname, NULL::name AS relname, a.privilege_type, a.grantee
+    FROM path p, aclexplode(p.nspacl) a
+    WHERE a.privilege_type = 'CREATE' AND NOT pg_has_role(p.nspowner, 'USAGE')
+    UNION ALL
+    SELECT 'table', t.nspname, t.relname, a.privilege_type, a.grantee
+    FROM tables t, aclexplode(t.relacl) a
+    WHERE a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
+      AND NOT pg_has_role(t.relowner, 'USAGE')
+    UNION ALL
+    SELECT 'table', t.nspname, t.relname, a.privilege_type, a.grantee
+    FROM tables t JOIN pg_attribute c ON c.attrelid = t.oid AND c.attnum > 0 AND NOT c.attisdropped,
+         aclexplode(c.attacl) a
+    WHERE a.privilege_type IN ('INSERT', 'UPDATE') AND NOT pg_has_role(t.relowner, 'USAGE')
+)
+SELECT 'owns schema', p.nspname, NULL, NULL, NULL FROM path p WHERE pg_has_role(p.nspowner, 'USAGE')
+UNION ALL
+SELECT 'owns table', t.nspname, t.relname, NULL, NULL FROM tables t WHERE pg_has_role(t.relowner, 'USAGE')
+UNION ALL
+SELECT DISTINCT g.kind, g.nspname, g.relname, g.privilege_type,
+       CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(g.grantee)) END
+FROM grants g WHERE g.grantee = 0 OR pg_has_role(g.grantee, 'USAGE')
+ORDER BY 1, 2, 3, 4, 5
+"""
+# The order REVOKE lists them in.
+_WRITE_PRIVILEGES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
+
+
+def write_access(cursor: Any, *, standby: bool) -> WriteAccess:
+    """How the session's role could write were read-only lifted, and the REVOKEs that stop it."""
+    role, superuser = fetch_one(
+        cursor, "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"
+    )
+    role = str(role)
+    if standby:
+        return WriteAccess(role, False)  # a standby refuses every write, whoever asks
+    if superuser:
+        return WriteAccess(role, True, ["superuser"])
+    cursor.execute(WRITE_ACCESS_SQL)
+    owned_schemas: list[str] = []
+    owned_tables: list[str] = []
+    creates: dict[str, list[str]] = {}  # schema -> grantees
+    grants: dict[tuple[str, str], tuple[set[str], set[str]]] = {}  # (schema, grantee) -> privileges, tables
+    for kind, schema, table, privilege, grantee in cursor.fetchall():
+        if kind == "owns schema":
+            owned_schemas.append(quote_ident(schema))
+        elif kind == "owns table":
+            owned_tables.append(f"{quote_ident(schema)}.{quote_ident(table)}")
+        elif kind == "schema":
+            creates.setdefault(schema, []).append(grantee)
+        else:
+            privileges, tables = grants.setdefault((schema, grantee), (set(), set()))
+            privileges.add(privilege)
+            tables.add(table)
+    via: list[str] = []
+    fix: list[str] = []
+    if owned_schemas:
+        via.append(named(owned_schemas, "owns schema"))
+    if owned_tables:
+        via.append(named(owned_tables, "owns table"))
+    for schema, grantees in creates.items():
+        via.append(f"CREATE on schema {quote_ident(schema)} (granted to {', '.join(grantees)})")
+        fix.extend(f"REVOKE CREATE ON SCHEMA {quote_ident(schema)} FROM {grantee}" for grantee in grantees)
+    for (schema, grantee), (privileges, tables) in grants.items():
+        listed = ", ".join(p for p in _WRITE_PRIVILEGES if p in privileges)
+        count = f"{len(tables)} table{'s' if len(tables) != 1 else ''}"
+        via.append(f"{listed} on {count} of schema {quote_ident(schema)} (granted to {grantee})")
+        fix.append(f"REVOKE {listed} ON ALL TABLES IN SCHEMA {quote_ident(schema)} FROM {grantee}")
+    return WriteAccess(role, bool(via), via, fix)
 
 
 def replication_status(cursor: Any) -> tuple[bool, float | None]:

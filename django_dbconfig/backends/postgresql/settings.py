@@ -19,6 +19,15 @@ from django_dbconfig.backends.base.settings import (
     whole_number,
     whole_seconds,
 )
+from django_dbconfig.backends.base.statements import (
+    Dialect,
+    Kind,
+    Token,
+    is_word,
+    reads_write,
+    statements,
+    strings_in,
+)
 from django_dbconfig.core.durations import MAX_MS, format_duration
 from django_dbconfig.core.keys import LOAD_BALANCE_HOSTS, SSLMODES, TARGET_SESSION_ATTRS
 
@@ -147,6 +156,73 @@ _GUC_BOOLEANS = {
     "no": False,
     "0": False,
 }
+
+
+# ------------------------------------------------------------------ lifting read-only
+
+SQL = Dialect(dollar_quotes=True, nested_comments=True)
+READ_ONLY_SETTINGS = ("default_transaction_read_only", "transaction_read_only")
+# What PostgreSQL reads as true: on, 1, and true or yes or a unique prefix of them.
+_GUC_TRUE = frozenset({"on", "1", "t", "tr", "tru", "true", "y", "ye", "yes"})
+
+
+def _true_value(tokens: list[Token]) -> bool:
+    """Whether a SET's value is one literal that PostgreSQL reads as true."""
+    return (
+        len(tokens) == 1
+        and tokens[0].kind in (Kind.WORD, Kind.STRING)
+        and tokens[0].text.strip().lower() in _GUC_TRUE
+    )
+
+
+def read_only_lift(statement: list[Token], params: Any, *, session_pooler: bool) -> str | None:
+    """The form of one statement that would lift read-only mode, or None."""
+    head = statement[0].text if statement[0].kind is Kind.WORD else ""
+    second = statement[1] if len(statement) > 1 else None
+    if head in ("begin", "start") and reads_write(statement):
+        return "BEGIN ... READ WRITE" if head == "begin" else "START TRANSACTION ... READ WRITE"
+    if head == "set":
+        rest = statement[2:] if is_word(second, "session", "local") else statement[1:]
+        first = rest[0] if rest else None
+        if is_word(first, "characteristics", "transaction"):
+            if not reads_write(rest):
+                return None
+            if is_word(first, "characteristics"):
+                return "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE"
+            return "SET TRANSACTION READ WRITE"
+        if first is not None and first.kind in (Kind.WORD, Kind.IDENT) and first.text in READ_ONLY_SETTINGS:
+            # `SET name TO DEFAULT` and any value but a literal true lift it (or may).
+            if len(rest) > 1 and (is_word(rest[1], "to") or rest[1].text == "=") and _true_value(rest[2:]):
+                return None
+            return f"SET {first.text} to anything but on"
+        return None
+    if head == "reset" and second is not None and second.text in READ_ONLY_SETTINGS:
+        return f"RESET {second.text}"
+    # Without a pooler, a reset goes back to the settings of the startup packet, and
+    # under `pooler: transaction` to the role's defaults: both keep read-only mode.
+    # Under `pooler: session` they were SET after the connection opened, and go.
+    if session_pooler and head in ("reset", "discard") and is_word(second, "all"):
+        return f"{head.upper()} ALL, under pooler: session"
+    for at, token in enumerate(statement):
+        if not (is_word(token, "set_config") and at + 2 < len(statement) and statement[at + 1].text == "("):
+            continue
+        name = statement[at + 2]
+        if name.kind is Kind.STRING:
+            if name.text.strip().lower() not in READ_ONLY_SETTINGS:
+                continue
+            value = (
+                statement[at + 4 : at + 5] if statement[at + 3 : at + 4] == [Token(Kind.PUNCT, ",")] else []
+            )
+            if _true_value(value):
+                continue
+            return f"set_config('{name.text.strip().lower()}', ...) to anything but on"
+        # A name from a parameter or an expression: refused if any read-only setting is named.
+        texts = [t.text.lower() for t in statement if t.kind is Kind.STRING] + [
+            text.lower() for text in strings_in(params)
+        ]
+        if any("transaction_read_only" in text for text in texts):
+            return "set_config() of a read-only setting"
+    return None
 
 
 def split_options(text: str) -> list[str]:
@@ -311,6 +387,19 @@ class PostgreSQL(Backend):
     install = 'pip install "django-dbconfig[postgresql]" (psycopg 3)'
     read_only_option = "options"
     read_only_pattern = re.compile(r"default_transaction_read_only=(on|true|1)\b", re.I)
+
+    read_only_error = "InternalError"
+
+    def read_only_lift_words(self, *, session_pooler: bool) -> tuple[str, ...]:
+        words = ("transaction_read_only", "read write", "set_config")
+        return (*words, "reset", "discard") if session_pooler else words
+
+    def read_only_lift(self, sql: str, params: Any, *, session_pooler: bool) -> str | None:
+        for statement in statements(sql, SQL):
+            found = read_only_lift(statement, params, session_pooler=session_pooler)
+            if found:
+                return found
+        return None
 
     def refuses_write(self, error: BaseException | None) -> bool:
         # SQLSTATE 25006 read_only_sql_transaction: default_transaction_read_only, or a hot standby.
