@@ -292,6 +292,22 @@ def test_the_built_in_sqlite_default_is_a_deploy_warning_with_debug_off(project:
 # ------------------------------------------------------------------------ real servers
 
 
+def issue_scenario(server: MariaDBServer) -> dict[str, Any]:
+    """TLS, read-only and a timeout asked for, and the init_command Django's docs recommend."""
+    return {
+        "backend": "mariadb",
+        "host": server.host,
+        "port": server.port,
+        "name": server.dbname,
+        "user": server.user,
+        "password": server.password,
+        "sslmode": "require",
+        "read_only": True,
+        "statement_timeout": "5s",
+        "options": {"init_command": "SET sql_mode='STRICT_TRANS_TABLES'"},
+    }
+
+
 @pytest.mark.mariadb
 @pytest.mark.slow
 def test_a_user_init_command_no_longer_drops_tls_on_a_plain_server(
@@ -301,18 +317,7 @@ def test_a_user_init_command_no_longer_drops_tls_on_a_plain_server(
     server = mariadb_plain_server
     settings = build(
         project,
-        {
-            "backend": "mariadb",
-            "host": server.host,
-            "port": server.port,
-            "name": server.dbname,
-            "user": server.user,
-            "password": server.password,
-            "sslmode": "require",
-            "read_only": True,
-            "statement_timeout": "5s",
-            "options": {"init_command": "SET sql_mode='STRICT_TRANS_TABLES'"},
-        },
+        issue_scenario(server),
     )
     settings["OPTIONS"]["ssl_mode"] = "PREFERRED"  # the driver may fall back: the guard must not
     with pytest.raises(Exception, match="DBCONFIG_TLS_REQUIRED_BUT_SESSION_NOT_ENCRYPTED"):
@@ -328,18 +333,7 @@ def test_a_user_init_command_keeps_tls_read_only_and_the_timeout_on_the_server(
     server = mariadb_tls_server
     settings = build(
         project,
-        {
-            "backend": "mariadb",
-            "host": server.host,
-            "port": server.port,
-            "name": server.dbname,
-            "user": server.user,
-            "password": server.password,
-            "sslmode": "require",
-            "read_only": True,
-            "statement_timeout": "5s",
-            "options": {"init_command": "SET sql_mode='STRICT_TRANS_TABLES'"},
-        },
+        issue_scenario(server),
     )
     with django_connection(settings) as connection:
         assert query_one(connection, "SELECT @@session.sql_mode") == "STRICT_TRANS_TABLES"
