@@ -238,9 +238,10 @@ def test_a_file_larger_than_a_mebibyte(project: Any) -> None:
     ],
 )
 def test_odd_arguments_and_environ(project: Any, kwargs: dict[str, Any], message: str) -> None:
-    environ = kwargs.pop("environ", {})
+    # The parameter is shared by every run of the test in one process (mutation testing reruns it).
+    arguments = {"environ": {}, **kwargs}
     with pytest.raises(DbConfigError) as info:
-        load_config(project.root, environ=environ, **kwargs)
+        load_config(project.root, **arguments)
     assert str(info.value) == message
     assert_clean(info.value)
 
