@@ -197,3 +197,40 @@ def test_a_key_the_backend_cannot_honour_is_an_error(
 ) -> None:
     with pytest.raises(DbConfigError, match=f"{key} is not supported on"):
         render(project, **alias, **{key: value})
+
+
+@pytest.mark.parametrize(
+    ("backend", "error", "refused"),
+    [
+        ("postgresql", type("E", (Exception,), {"sqlstate": "25006"})(), True),
+        ("postgresql", type("E", (Exception,), {"sqlstate": "25P02"})(), False),
+        ("postgresql", None, False),
+        ("mysql", Exception(1792, "Cannot execute statement in a READ ONLY transaction"), True),
+        ("mariadb", Exception(1792, "Cannot execute statement in a READ ONLY transaction"), True),
+        ("mysql", Exception(1290, "The MySQL server is running with the --read-only option"), False),
+        ("mysql", Exception(), False),
+        ("mysql", None, False),
+        ("sqlite", Exception(1792), False),
+    ],
+)
+def test_each_family_recognises_its_drivers_refusal_of_a_write(
+    backend: str, error: BaseException | None, refused: bool
+) -> None:
+    # What the read-only guard asks of the driver's error (args or SQLSTATE), without a server.
+    from django_dbconfig.backends import BACKENDS
+
+    assert BACKENDS[backend].refuses_write(error) is refused
+
+
+@pytest.mark.parametrize("key", ["ENGINE", "NAME", "HOST", "PORT", "USER"])
+def test_a_config_holds_only_the_entry_it_built(project: Any, key: str) -> None:
+    config = project.load(
+        overrides={
+            "databases": {"default": {"backend": "postgresql", "host": "h", "name": "app", "user": "u"}}
+        }
+    )
+    built = dict(config.databases()["default"])
+    assert config.holds("default", built)
+    assert config.holds("default", {**built, "PASSWORD": "other", "OPTIONS": {}})  # not an identity key
+    assert not config.holds("default", {**built, key: "elsewhere"})
+    assert not config.holds("other", built)
