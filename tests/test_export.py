@@ -637,3 +637,108 @@ def test_each_familys_options_read_back_as_keys_or_stay_verbatim(
         return value.replace("{base}", str(tmp_path)) if isinstance(value, str) else value
 
     assert BACKENDS[backend].keys_from_options(placed(options), tmp_path) == (keys, placed(verbatim))
+
+
+def test_a_port_that_is_no_number_is_refused_naming_the_alias(tmp_path: Path) -> None:
+    databases = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": "app", "PORT": "54x"}}
+    with pytest.raises(DbConfigError) as caught:
+        export(databases, {"default": "postgresql"}, tmp_path)
+    assert str(caught.value) == 'DATABASES["default"]["PORT"]: expected a port number, got str.'
+
+
+def test_sqlite_names_that_are_no_path_are_kept_as_written(tmp_path: Path) -> None:
+    databases = {
+        "memory": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+        "uri": {"ENGINE": "django.db.backends.sqlite3", "NAME": "file:app?mode=memory&cache=shared"},
+        "inside": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "data" / "app.db")},
+        "outside": {"ENGINE": "django.db.backends.sqlite3", "NAME": "/var/lib/app.db"},
+    }
+    keys = export(databases, dict.fromkeys(databases, "sqlite"), tmp_path)
+    assert {alias: keys[alias]["name"] for alias in databases} == {
+        "memory": ":memory:",
+        "uri": "file:app?mode=memory&cache=shared",
+        "inside": "data/app.db",
+        "outside": "/var/lib/app.db",
+    }
+
+
+def test_django_keys_export_where_they_differ_from_djangos_defaults(tmp_path: Path) -> None:
+    databases = {
+        "default": {
+            "ENGINE": "django_dbconfig.engines.postgresql",  # the 0.1 path of the same engine
+            "NAME": "app",
+            "USER": "web",
+            "PASSWORD": "pw",
+            "HOST": "db",
+            "PORT": "6432",
+            "CONN_MAX_AGE": 60,
+            "CONN_HEALTH_CHECKS": True,
+            "ATOMIC_REQUESTS": True,
+            "AUTOCOMMIT": True,  # Django's default: not written
+            "TIME_ZONE": "UTC",
+            "DISABLE_SERVER_SIDE_CURSORS": True,
+            "TEST": {"NAME": "test_app", "MIGRATE": True, "CHARSET": "UTF8", "PASSWORD": "tpw"},
+        },
+        "plain": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "app",
+            "USER": "",
+            "HOST": "",
+            "PORT": "",
+            "PASSWORD": "",
+            "AUTOCOMMIT": False,
+        },
+    }
+    result = export_databases(databases, backends=dict.fromkeys(databases, "postgresql"), base_dir=tmp_path)
+    assert result.config["databases"] == {
+        "default": {
+            "backend": "postgresql",
+            "host": "db",
+            "port": 6432,
+            "name": "app",
+            "user": "web",
+            "connect_timeout": None,
+            "atomic_requests": True,
+            "time_zone": "UTC",
+            "disable_server_side_cursors": True,
+            "test": {"NAME": "test_app", "CHARSET": "UTF8"},
+            "network_timeout": None,
+        },
+        "plain": {
+            "backend": "postgresql",
+            "engine": "django.db.backends.postgresql",
+            "name": "app",
+            "conn_max_age": 0,
+            "conn_health_checks": False,
+            "connect_timeout": None,
+            "autocommit": False,
+            "network_timeout": None,
+        },
+    }
+    assert result.secrets == {"databases": {"default": {"password": "pw", "test": {"PASSWORD": "tpw"}}}}
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            {"TEST": {"NAME": "t", "SERIALIZE": object()}},
+            'DATABASES["default"]["TEST"]["SERIALIZE"] holds a object, which JSON cannot hold.',
+        ),
+        (
+            {"OPTIONS": {"pool": {"configure": print}}},
+            # The pool's own entry is named (under OPTIONS, where the pool object lives).
+            'DATABASES["default"]["OPTIONS"]["configure"] holds a builtin_function_or_method, '
+            "which JSON cannot hold.",
+        ),
+    ],
+)
+def test_test_and_pool_values_json_cannot_hold_are_refused_by_name(
+    tmp_path: Path, entry: dict[str, Any], message: str
+) -> None:
+    databases = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": "app", **entry}}
+    with pytest.raises(DbConfigError) as caught:
+        export(databases, {"default": "postgresql"}, tmp_path)
+    assert (
+        str(caught.value) == message + " Set it in settings.py after build_databases(), then export the rest."
+    )

@@ -234,3 +234,27 @@ def test_a_config_holds_only_the_entry_it_built(project: Any, key: str) -> None:
     assert config.holds("default", {**built, "PASSWORD": "other", "OPTIONS": {}})  # not an identity key
     assert not config.holds("default", {**built, key: "elsewhere"})
     assert not config.holds("other", built)
+
+
+def test_the_tls_guard_reads_the_cipher_from_each_servers_status_table(project: Any) -> None:
+    # Each server keeps the session's status variables in another table.
+    where = {"mysql": "performance_schema.session_status", "mariadb": "information_schema.SESSION_STATUS"}
+    for backend, table in where.items():
+        options = render(project, **(MYSQL if backend == "mysql" else MARIADB), sslmode="require")["OPTIONS"]
+        assert options["init_command"] == (
+            f"SET SESSION sql_mode = IF(COALESCE((SELECT VARIABLE_VALUE FROM {table} WHERE VARIABLE_NAME "
+            f"= 'Ssl_cipher'), '') = '', '{TLS_GUARD}', @@SESSION.sql_mode)"
+        )
+
+
+def test_a_driver_counts_as_installed_only_when_it_can_be_imported() -> None:
+    from django_dbconfig.backends import BACKENDS
+    from django_dbconfig.backends.base.settings import installed
+
+    assert [installed("json"), installed("django_dbconfig_no_such_driver")] == [True, False]
+    # SQLite needs no driver of its own; the test environment has psycopg and mysqlclient.
+    assert [BACKENDS[name].driver_installed() for name in ("sqlite", "postgresql", "mysql")] == [
+        True,
+        True,
+        True,
+    ]
