@@ -426,3 +426,29 @@ def test_no_secret_in_log_records(project: Any, caplog: pytest.LogCaptureFixture
     project.write_config({"databases": {"default": {**PG, "password": SECRET, "port": 0}}})
     load_error(project)
     assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:pw@h:5432/app", "postgresql://u:********@h:5432/app"),
+        ("postgresql://u:pw:more@h/app", "postgresql://u:********@h/app"),  # a colon in the password
+        ("postgresql://u@h/app", "postgresql://u@h/app"),
+        ("postgresql://h/app", "postgresql://h/app"),
+        ("sqlite:////srv/app/db.sqlite3", "sqlite:////srv/app/db.sqlite3"),
+        ("not a url", "********"),
+        (
+            "postgresql://u:pw@h/app?sslmode=require&sslpassword=k=v&application_name=x",
+            "postgresql://u:********@h/app?sslmode=require&sslpassword=********&application_name=x",
+        ),
+        (
+            "postgresql://u:pw@h/app?sslrootcert=/etc/ca.pem&password=p?q",
+            "postgresql://u:********@h/app?sslrootcert=/etc/ca.pem&password=********",
+        ),
+        ("mysql://u:pw@h/app?next=https://x/y", "mysql://u:********@h/app?next=https://x/y"),
+    ],
+)
+def test_a_url_is_shown_with_every_password_in_it_masked(url: str, shown: str) -> None:
+    from django_dbconfig.conf.config import mask_url
+
+    assert mask_url(url) == shown

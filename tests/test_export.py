@@ -742,3 +742,33 @@ def test_test_and_pool_values_json_cannot_hold_are_refused_by_name(
     assert (
         str(caught.value) == message + " Set it in settings.py after build_databases(), then export the rest."
     )
+
+
+def test_entries_compare_by_what_django_and_the_driver_see() -> None:
+    from django_dbconfig.backends import BACKENDS
+    from django_dbconfig.operations.export import comparable
+
+    postgresql, sqlite = BACKENDS["postgresql"], BACKENDS["sqlite"]
+    entry = {
+        "ENGINE": "django_dbconfig.engines.postgresql",
+        "PORT": "",
+        "OPTIONS": {"options": '-c search_path="app"', "sslmode": "require"},
+        "TEST": {},
+    }
+    flat = comparable(entry, postgresql)
+    assert entry["TEST"] == {}  # the caller's entry is left as it was
+    assert (flat["ENGINE"], flat["PORT"], flat["NAME"]) == ("django_dbconfig.backends.postgresql", "5432", "")
+    assert (flat["OPTIONS.options"], flat["OPTIONS.sslmode"], flat["TEST.MIGRATE"]) == (
+        {"search_path": ("app",)},
+        "require",
+        True,
+    )
+    assert "OPTIONS" not in flat and "TEST" not in flat
+    # search_path=app and search_path="app" send the same setting: one value.
+    same = {**entry, "PORT": 5432, "OPTIONS": {"options": "-c search_path=app", "sslmode": "require"}}
+    assert comparable(same, postgresql) == flat
+    # SQLite has no port, and an options string there is only a string.
+    lite = comparable(
+        {"ENGINE": "django.db.backends.sqlite3", "NAME": "x", "OPTIONS": {"options": "-c a=1"}}, sqlite
+    )
+    assert (lite["PORT"], lite["NAME"], lite["OPTIONS.options"]) == ("", "x", "-c a=1")

@@ -508,3 +508,12 @@ def test_override_rejects_unknown_keys_at_load(project: Any) -> None:
 
     asyncio.run(main())
     assert Path(project.root).exists()
+
+
+def test_current_schema_in_a_url_becomes_the_search_path(tmp_path: Any) -> None:
+    # dj-database-url turns ?currentSchema= into a libpq option; the URL's layer reads it as the key.
+    config = load_config(tmp_path, environ={"DATABASE_URL": "postgresql://h/app?currentSchema=App,public"})
+    assert config.values("default")["search_path"] == ("App", "public")
+    assert "-c search_path=" in config.databases()["default"]["OPTIONS"]["options"]
+    rows = {row.key: row.source for row in config.explain("default")}
+    assert rows["search_path"] == "DATABASE_URL"
