@@ -452,3 +452,25 @@ def test_a_url_is_shown_with_every_password_in_it_masked(url: str, shown: str) -
     from django_dbconfig.conf.config import mask_url
 
     assert mask_url(url) == shown
+
+
+def test_a_file_twin_ending_in_a_windows_line_end_loses_only_that(project: Any) -> None:
+    (project.root / "pw.txt").write_bytes(b"\rpw\r\n")
+    project.write_config({"databases": {"default": PG}})
+    config = project.load(environ={"DBCONFIG_DEFAULT_PASSWORD_FILE": "pw.txt"})
+    assert config.values("default")["password"] == "\rpw"
+
+
+def test_unused_rows_carry_their_typed_values(project: Any) -> None:
+    project.write_config(
+        {
+            "databases": {"default": PG},
+            "environments": {"dev": {"databases": {"default": {"backend": "sqlite", "name": "a.db"}}}},
+        }
+    )
+    project.write_secrets({"databases": {"default": {"password": SECRET, "port": 6432}}})
+    config = project.load(environment="dev")
+    assert [(row.key, value) for row, value in config.typed_rows("default", unused=True)] == [
+        ("port", 6432),
+        ("password", SECRET),
+    ]

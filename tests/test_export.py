@@ -377,6 +377,31 @@ def test_unknown_settings_keys_are_refused_by_name(tmp_path: Path) -> None:
         'DATABASES["default"]: SCHEMA cannot be written in dbconfig.json. Set them in settings.py '
         "after build_databases(), then export the rest."
     )
+    with pytest.raises(DbConfigError) as caught:
+        export({"default": {**databases["default"], "ROUTER": 1}}, {"default": "sqlite"}, tmp_path)
+    assert str(caught.value).startswith(
+        'DATABASES["default"]: ROUTER, SCHEMA cannot be written in dbconfig.json.'
+    )
+
+
+def test_a_pool_exports_without_conn_max_age_which_the_pool_sets(tmp_path: Path) -> None:
+    databases = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "app",
+            "CONN_MAX_AGE": 0,
+            "CONN_HEALTH_CHECKS": True,
+            "OPTIONS": {"pool": True},
+        }
+    }
+    assert export(databases, {"default": "postgresql"}, tmp_path)["default"] == {
+        "backend": "postgresql",
+        "engine": "django.db.backends.postgresql",
+        "name": "app",
+        "pool": True,
+        "connect_timeout": None,
+        "network_timeout": None,
+    }
 
 
 def test_connect_timeout_null_leaves_the_driver_default(project: Any) -> None:
@@ -490,6 +515,7 @@ def test_every_key_rendered_from_options_and_session_settings_reads_back_as_writ
     assert {alias: keys[alias] for alias in ("pg", "lite", "mem")} == {
         alias: written[alias] for alias in ("pg", "lite", "mem")
     }
+    assert list(keys["pg"]) == list(written["pg"])  # in the order of the keys' table
     # MySQL's init_command (read_only) is kept verbatim; the rest are keys, defaults written out.
     assert keys["my"] == {
         **{key: value for key, value in written["my"].items() if key != "read_only"},
@@ -521,6 +547,10 @@ def test_write_export_writes_both_documents_with_their_modes_and_never_overwrite
         f"{out / 'dbconfig.json'} and {out / '.secrets' / 'dbconfig.json'} already exist: the export "
         "never overwrites. Move the file away, or choose another folder with --output-dir."
     )
+    # A .secrets folder that is already there is used as it is.
+    again = tmp_path / "again"
+    (again / ".secrets").mkdir(parents=True)
+    assert write_export(document, again)[1].read_text() == json.dumps(document.secrets, indent=2) + "\n"
     # Without secrets, only dbconfig.json is written, and only it has to be new.
     plain = tmp_path / "plain"
     (plain / ".secrets").mkdir(parents=True)
@@ -540,6 +570,8 @@ def test_write_export_writes_both_documents_with_their_modes_and_never_overwrite
         # MySQL: a whole number of seconds, the two weakest ssl_modes, ssl paths of base_dir.
         ("mysql", {"connect_timeout": 7}, {"connect_timeout": "7s"}, {}),
         ("mysql", {"connect_timeout": 0}, {}, {"connect_timeout": 0}),
+        ("mysql", {"connect_timeout": 1}, {"connect_timeout": "1s"}, {}),
+        ("mysql", {"ssl": "yes"}, {}, {"ssl": "yes"}),
         ("mysql", {"connect_timeout": True}, {}, {"connect_timeout": True}),
         ("mysql", {"connect_timeout": "7"}, {}, {"connect_timeout": "7"}),
         ("mysql", {"ssl_mode": "DISABLED"}, {"sslmode": "disable"}, {}),
@@ -579,6 +611,19 @@ def test_write_export_writes_both_documents_with_their_modes_and_never_overwrite
         ),
         ("postgresql", {"options": "-c a=1 -c a=2"}, {}, {"options": "-c a=1 -c a=2"}),
         ("postgresql", {"options": "-c lock_timeout=2s"}, {"lock_timeout": "2s"}, {}),
+        ("postgresql", {"options": "-c a=1 -c b=2"}, {}, {"options": "-c a=1 -c b=2"}),
+        (
+            "postgresql",
+            {
+                "keepalives": 1,
+                "keepalives_idle": 1,
+                "keepalives_interval": 1,
+                "keepalives_count": 3,
+                "tcp_user_timeout": 1000,
+            },
+            {"network_timeout": "1s"},
+            {},
+        ),
         (
             "postgresql",
             {
@@ -654,6 +699,10 @@ def test_sqlite_names_that_are_no_path_are_kept_as_written(tmp_path: Path) -> No
         "outside": {"ENGINE": "django.db.backends.sqlite3", "NAME": "/var/lib/app.db"},
     }
     keys = export(databases, dict.fromkeys(databases, "sqlite"), tmp_path)
+    assert (
+        export_databases(databases, backends=dict.fromkeys(databases, "sqlite"), base_dir=tmp_path).secrets
+        == {}
+    )
     assert {alias: keys[alias]["name"] for alias in databases} == {
         "memory": ":memory:",
         "uri": "file:app?mode=memory&cache=shared",

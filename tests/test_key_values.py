@@ -34,10 +34,12 @@ def refusal(key: str, value: Any, *, from_env: bool = False) -> str:
         ("network_timeout", "90", True, 90_000),
         ("connect_timeout", None, False, None),
         ("connect_timeout", "Null", True, None),
+        ("connect_timeout", " none ", True, None),
         ("connect_timeout", "2500ms", False, 2500),
         ("pooler", None, False, None),
         ("pooler", " none ", True, None),
         ("pooler", "", True, None),
+        ("pooler", "NULL", True, None),
         ("pooler", " Transaction ", False, "transaction"),
         (
             "engine",
@@ -53,6 +55,13 @@ def test_a_value_becomes_what_the_key_keeps(key: str, value: Any, from_env: bool
     if key == "migrate":  # each entry is read as that key itself reads it
         expected = {"user": "owner", "port": 6432, "statement_timeout": 300_000}
     assert coerce(key, value, from_env=from_env) == expected
+
+
+def test_migrate_from_a_variable_is_json_whose_entries_read_as_from_a_variable() -> None:
+    assert coerce("migrate", '{"user": "owner", "statement_timeout": "90"}', from_env=True) == {
+        "user": "owner",
+        "statement_timeout": 90_000,
+    }
 
 
 @pytest.mark.parametrize(
@@ -112,6 +121,10 @@ def test_a_value_becomes_what_the_key_keeps(key: str, value: Any, from_env: bool
             'other credentials). Did you mean "user"?',
         ),
         ("migrate", {"port": "6432"}, False, "port: expected a whole number, got a string"),
+        # From a variable, digits are a whole number of seconds, quoted back as a number.
+        ("connect_timeout", "100000", True, "100000 is longer than a day; check the unit (ms, s, min, h)"),
+        ("network_timeout", "100000", True, "100000 is longer than a day; check the unit (ms, s, min, h)"),
+        ("connect_timeout", "100000", False, "'100000' is longer than a day; check the unit (ms, s, min, h)"),
         (
             "migrate",
             {"password": ["hunter2"]},

@@ -234,6 +234,10 @@ def test_a_config_holds_only_the_entry_it_built(project: Any, key: str) -> None:
     assert config.holds("default", {**built, "PASSWORD": "other", "OPTIONS": {}})  # not an identity key
     assert not config.holds("default", {**built, key: "elsewhere"})
     assert not config.holds("other", built)
+    # SQLite has no HOST, PORT or USER: missing and empty are the same there.
+    lite = project.load(overrides={"databases": {"default": {"backend": "sqlite", "name": "a.db"}}})
+    entry = dict(lite.databases()["default"])
+    assert lite.holds("default", {**entry, "HOST": "", "USER": None})
 
 
 def test_the_tls_guard_reads_the_cipher_from_each_servers_status_table(project: Any) -> None:
@@ -252,6 +256,7 @@ def test_a_driver_counts_as_installed_only_when_it_can_be_imported() -> None:
     from django_dbconfig.backends.base.settings import installed
 
     assert [installed("json"), installed("django_dbconfig_no_such_driver")] == [True, False]
+    assert installed("django_dbconfig_no_such_driver.module") is False  # find_spec raises for these
     # SQLite needs no driver of its own; the test environment has psycopg and mysqlclient.
     assert [BACKENDS[name].driver_installed() for name in ("sqlite", "postgresql", "mysql")] == [
         True,

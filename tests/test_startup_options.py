@@ -41,6 +41,9 @@ def test_options_split_on_spaces_a_backslash_escaping_the_next_character(text: s
         ("-cstatement_timeout=5s --lock-timeout=1s", [("statement_timeout", "5s"), ("lock_timeout", "1s")]),
         ("-c Search_Path=App,public", [("search_path", "App,public")]),
         ("-c x=", [("x", "")]),
+        ("-c a=1 -c b=2", [("a", "1"), ("b", "2")]),
+        ("-c a=b=c", [("a", "b=c")]),
+        ("xya=1", None),
         ("-c", None),  # a -c with nothing after it
         ("-c =1", None),
         ("-c x", None),
@@ -61,6 +64,7 @@ def test_only_c_switches_read_back_and_anything_else_is_none(
         ("App, public", ("app", "public")),
         ('"App", "my ""s"""', ("App", 'my "s"')),
         ('"a",b', ("a", "b")),
+        ('"a" , b', ("a", "b")),
         ("  ", None),
         ("a,", None),
         ("a b", None),
@@ -109,6 +113,7 @@ def test_startup_string_read_back_for_comparing_two_of_them() -> None:
         "work_mem": "64MB",
         "lock_timeout": "1.5s",
     }
+    assert parse_startup("-c work_mem=100") == {"work_mem": "100"}  # no key: a number stays text
     assert parse_startup("-c a=1 -c a=2") is None  # which one wins is the server's business
     assert parse_startup("-e") is None
 
