@@ -202,3 +202,23 @@ def test_message_helpers_quote_choices_and_cut_long_values() -> None:
         f"'{'x' * 36}...",  # the repr's quotes count
     ]
     assert [shown(10**39), shown(10**40)] == [str(10**39), "a number of more than 40 digits"]
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [(True, "a boolean"), (1.5, "a number"), ({}, "an object"), (None, "null"), (b"h", "bytes")],
+)
+def test_a_value_of_the_wrong_type_is_named_by_its_json_kind(value: Any, kind: str) -> None:
+    assert refusal("host", value) == f"expected a string, got {kind}"
+
+
+@pytest.mark.parametrize(
+    ("text", "pool"),
+    [('  {"min_size": 2}', {"min_size": 2}), ("true", True), ("off", False)],
+)
+def test_pool_from_a_variable_is_a_switch_or_a_json_object(text: str, pool: Any) -> None:
+    assert coerce("pool", text, from_env=True) == pool
+
+
+def test_pool_text_in_a_file_is_no_json() -> None:
+    assert refusal("pool", '{"min_size": 2}').startswith("expected")

@@ -451,3 +451,28 @@ def test_build_databases_passes_its_file_secrets_and_profile_arguments_on(tmp_pa
         "staging.internal",
         "pw",
     )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            {"environment": "staging", "environ": {}},
+            'environment=: unknown environment "staging". No environments are defined. '
+            "Add environments.staging to dbconfig.json, or fix environment=.",
+        ),
+        (
+            {"environ": {"DBCONFIG_ENV": "staging"}},
+            'DBCONFIG_ENV: unknown environment "staging". No environments are defined. '
+            "Add environments.staging to dbconfig.json, or fix DBCONFIG_ENV.",
+        ),
+    ],
+)
+def test_an_unknown_profile_without_any_profile_says_so_and_names_where_it_was_asked(
+    tmp_path: Path, arguments: dict[str, Any], message: str
+) -> None:
+    from django_dbconfig import DbConfigError
+
+    with pytest.raises(DbConfigError) as caught:
+        load_config(tmp_path, **arguments)
+    assert str(caught.value) == message
