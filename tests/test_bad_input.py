@@ -446,6 +446,11 @@ def test_no_secret_in_log_records(project: Any, caplog: pytest.LogCaptureFixture
             "postgresql://u:********@h/app?sslrootcert=/etc/ca.pem&password=********",
         ),
         ("mysql://u:pw@h/app?next=https://x/y", "mysql://u:********@h/app?next=https://x/y"),
+        # Only an option's name says it is secret, not its value.
+        (
+            "postgresql://h/app?application_name=password-reset",
+            "postgresql://h/app?application_name=password-reset",
+        ),
     ],
 )
 def test_a_url_is_shown_with_every_password_in_it_masked(url: str, shown: str) -> None:

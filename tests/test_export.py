@@ -816,6 +816,7 @@ def test_entries_compare_by_what_django_and_the_driver_see() -> None:
     # search_path=app and search_path="app" send the same setting: one value.
     same = {**entry, "PORT": 5432, "OPTIONS": {"options": "-c search_path=app", "sslmode": "require"}}
     assert comparable(same, postgresql) == flat
+    assert comparable({**entry, "PORT": 6432}, postgresql)["PORT"] == "6432"
     # SQLite has no port, and an options string there is only a string.
     lite = comparable(
         {"ENGINE": "django.db.backends.sqlite3", "NAME": "x", "OPTIONS": {"options": "-c a=1"}}, sqlite

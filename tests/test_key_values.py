@@ -35,6 +35,8 @@ def refusal(key: str, value: Any, *, from_env: bool = False) -> str:
         ("connect_timeout", None, False, None),
         ("connect_timeout", "Null", True, None),
         ("connect_timeout", " none ", True, None),
+        ("conn_max_age", " none ", True, None),
+        ("conn_max_age", "NULL", True, None),
         ("connect_timeout", "2500ms", False, 2500),
         ("pooler", None, False, None),
         ("pooler", " none ", True, None),

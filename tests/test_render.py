@@ -263,3 +263,10 @@ def test_a_driver_counts_as_installed_only_when_it_can_be_imported() -> None:
         True,
         True,
     ]
+
+
+def test_mysql_network_timeout_reaches_only_the_projects_engine(project: Any) -> None:
+    # Django's own engine (engine: ...) would ignore the DBCONFIG entry; null turns it off.
+    assert render(project, **MYSQL)["DBCONFIG"] == {"network_timeout": 30.0}
+    assert "DBCONFIG" not in render(project, **MYSQL, engine="django.db.backends.mysql")
+    assert "DBCONFIG" not in render(project, **MYSQL, network_timeout=None)
