@@ -238,9 +238,10 @@ def test_a_file_larger_than_a_mebibyte(project: Any) -> None:
     ],
 )
 def test_odd_arguments_and_environ(project: Any, kwargs: dict[str, Any], message: str) -> None:
-    environ = kwargs.pop("environ", {})
+    # The parameter is shared by every run of the test in one process (mutation testing reruns it).
+    arguments = {"environ": {}, **kwargs}
     with pytest.raises(DbConfigError) as info:
-        load_config(project.root, environ=environ, **kwargs)
+        load_config(project.root, **arguments)
     assert str(info.value) == message
     assert_clean(info.value)
 
@@ -427,3 +428,56 @@ def test_no_secret_in_log_records(project: Any, caplog: pytest.LogCaptureFixture
     project.write_config({"databases": {"default": {**PG, "password": SECRET, "port": 0}}})
     load_error(project)
     assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:pw@h:5432/app", "postgresql://u:********@h:5432/app"),
+        ("postgresql://u:pw:more@h/app", "postgresql://u:********@h/app"),  # a colon in the password
+        ("postgresql://u@h/app", "postgresql://u@h/app"),
+        ("postgresql://h/app", "postgresql://h/app"),
+        ("sqlite:////srv/app/db.sqlite3", "sqlite:////srv/app/db.sqlite3"),
+        ("not a url", "********"),
+        (
+            "postgresql://u:pw@h/app?sslmode=require&sslpassword=k=v&application_name=x",
+            "postgresql://u:********@h/app?sslmode=require&sslpassword=********&application_name=x",
+        ),
+        (
+            "postgresql://u:pw@h/app?sslrootcert=/etc/ca.pem&password=p?q",
+            "postgresql://u:********@h/app?sslrootcert=/etc/ca.pem&password=********",
+        ),
+        ("mysql://u:pw@h/app?next=https://x/y", "mysql://u:********@h/app?next=https://x/y"),
+        # Only an option's name says it is secret, not its value.
+        (
+            "postgresql://h/app?application_name=password-reset",
+            "postgresql://h/app?application_name=password-reset",
+        ),
+    ],
+)
+def test_a_url_is_shown_with_every_password_in_it_masked(url: str, shown: str) -> None:
+    from django_dbconfig.conf.config import mask_url
+
+    assert mask_url(url) == shown
+
+
+def test_a_file_twin_ending_in_a_windows_line_end_loses_only_that(project: Any) -> None:
+    (project.root / "pw.txt").write_bytes(b"\rpw\r\n")
+    project.write_config({"databases": {"default": PG}})
+    config = project.load(environ={"DBCONFIG_DEFAULT_PASSWORD_FILE": "pw.txt"})
+    assert config.values("default")["password"] == "\rpw"
+
+
+def test_unused_rows_carry_their_typed_values(project: Any) -> None:
+    project.write_config(
+        {
+            "databases": {"default": PG},
+            "environments": {"dev": {"databases": {"default": {"backend": "sqlite", "name": "a.db"}}}},
+        }
+    )
+    project.write_secrets({"databases": {"default": {"password": SECRET, "port": 6432}}})
+    config = project.load(environment="dev")
+    assert [(row.key, value) for row, value in config.typed_rows("default", unused=True)] == [
+        ("port", 6432),
+        ("password", SECRET),
+    ]

@@ -101,3 +101,25 @@ def test_without_build_databases_the_command_says_how_to_fix_it(monkeypatch: Any
     monkeypatch.setattr("django_dbconfig.conf.config._last_config", None)
     with pytest.raises(CommandError, match=r"DATABASES = build_databases\(BASE_DIR\)"):
         run()
+
+
+def test_a_secret_option_directly_under_options_is_masked_in_text_and_json(project: Any) -> None:
+    # A flat secret option (options.sslpassword) is a key of its own in explain(), not a
+    # value nested in another option.
+    build_databases(
+        project.root,
+        environ={},
+        overrides={
+            "databases": {
+                "default": {"backend": "postgresql", "name": "app", "options": {"sslpassword": SECRET}}
+            }
+        },
+    )
+    text = run("--database", "default")
+    assert ["options.sslpassword", "********", "override:", "databases.default.options.sslpassword"] in [
+        line.split() for line in text.splitlines()
+    ]
+    data = json.loads(run("--format", "json"))
+    rows = {row["key"]: row["value"] for row in data["databases"][0]["settings"]}
+    assert rows["options.sslpassword"] == "********"
+    assert SECRET not in text + json.dumps(data)

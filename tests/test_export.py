@@ -378,6 +378,31 @@ def test_unknown_settings_keys_are_refused_by_name(tmp_path: Path) -> None:
         'DATABASES["default"]: SCHEMA cannot be written in dbconfig.json. Set them in settings.py '
         "after build_databases(), then export the rest."
     )
+    with pytest.raises(DbConfigError) as caught:
+        export({"default": {**databases["default"], "ROUTER": 1}}, {"default": "sqlite"}, tmp_path)
+    assert str(caught.value).startswith(
+        'DATABASES["default"]: ROUTER, SCHEMA cannot be written in dbconfig.json.'
+    )
+
+
+def test_a_pool_exports_without_conn_max_age_which_the_pool_sets(tmp_path: Path) -> None:
+    databases = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "app",
+            "CONN_MAX_AGE": 0,
+            "CONN_HEALTH_CHECKS": True,
+            "OPTIONS": {"pool": True},
+        }
+    }
+    assert export(databases, {"default": "postgresql"}, tmp_path)["default"] == {
+        "backend": "postgresql",
+        "engine": "django.db.backends.postgresql",
+        "name": "app",
+        "pool": True,
+        "connect_timeout": None,
+        "network_timeout": None,
+    }
 
 
 def test_connect_timeout_null_leaves_the_driver_default(project: Any) -> None:
@@ -443,3 +468,358 @@ def test_a_built_config_behind_a_pooler_with_a_provider_round_trips(project: Any
         "read_only": True,
         "network_timeout": "30s",  # the keepalives it rendered, read back as the key
     }
+
+
+def test_every_key_rendered_from_options_and_session_settings_reads_back_as_written(tmp_path: Path) -> None:
+    # Config -> DATABASES -> export gives back the keys that were written (defaults aside):
+    # each family reads its own OPTIONS, startup options and paths back into keys.
+    written = {
+        "pg": {
+            "backend": "postgresql",
+            "host": "db",
+            "port": 5433,
+            "name": "app",
+            "user": "u",
+            "conn_max_age": 120,
+            "sslmode": "verify-full",
+            "sslrootcert": "certs/ca.pem",
+            "search_path": ["App", "public"],
+            "statement_timeout": "30s",
+            "lock_timeout": "500ms",
+            "idle_in_transaction_session_timeout": "1min",
+            "connect_timeout": "10s",
+            "application_name": "shop",
+            "read_only": True,
+            "network_timeout": "45s",
+        },
+        "lite": {
+            "backend": "sqlite",
+            "name": "data/app.sqlite3",
+            "conn_max_age": 30,
+            "lock_timeout": "2500ms",
+        },
+        "mem": {"backend": "sqlite", "name": ":memory:"},
+        "my": {
+            "backend": "mysql",
+            "host": "db",
+            "name": "app",
+            "sslrootcert": "certs/ca.pem",
+            "sslcert": "certs/c.pem",
+            "sslkey": "certs/k.pem",
+            "connect_timeout": "7s",
+            "read_only": True,
+        },
+    }
+    config = load_config(tmp_path, environ={}, overrides={"databases": written})
+    databases = {alias: config.databases()[alias] for alias in written}
+    keys = export(databases, {alias: str(written[alias]["backend"]) for alias in written}, tmp_path)
+    assert {alias: keys[alias] for alias in ("pg", "lite", "mem")} == {
+        alias: written[alias] for alias in ("pg", "lite", "mem")
+    }
+    assert list(keys["pg"]) == list(written["pg"])  # in the order of the keys' table
+    # MySQL's init_command (read_only) is kept verbatim; the rest are keys, defaults written out.
+    assert keys["my"] == {
+        **{key: value for key, value in written["my"].items() if key != "read_only"},
+        "port": 3306,
+        "network_timeout": "30s",
+        "options": {"init_command": "SET SESSION transaction_read_only=1"},
+    }
+
+
+def test_write_export_writes_both_documents_with_their_modes_and_never_overwrites(tmp_path: Path) -> None:
+    from django_dbconfig.operations.export import Export, write_export
+
+    document = Export(
+        {"databases": {"default": {"backend": "sqlite"}}}, {"databases": {"default": {"password": "pw"}}}
+    )
+    out = tmp_path / "new" / "folder"
+    assert write_export(document, out) == [out / "dbconfig.json", out / ".secrets" / "dbconfig.json"]
+    assert (out / "dbconfig.json").read_text() == json.dumps(document.config, indent=2) + "\n"
+    assert json.loads((out / ".secrets" / "dbconfig.json").read_text()) == document.secrets
+    modes = [
+        stat.S_IMODE(path.stat().st_mode)
+        for path in (out / "dbconfig.json", out / ".secrets" / "dbconfig.json")
+    ]
+    assert modes == [0o644, 0o600]
+    assert stat.S_IMODE((out / ".secrets").stat().st_mode) & 0o077 == 0
+    with pytest.raises(DbConfigError) as caught:
+        write_export(document, out)
+    assert str(caught.value) == (
+        f"{out / 'dbconfig.json'} and {out / '.secrets' / 'dbconfig.json'} already exist: the export "
+        "never overwrites. Move the file away, or choose another folder with --output-dir."
+    )
+    # A .secrets folder that is already there is used as it is.
+    again = tmp_path / "again"
+    (again / ".secrets").mkdir(parents=True)
+    assert write_export(document, again)[1].read_text() == json.dumps(document.secrets, indent=2) + "\n"
+    # Without secrets, only dbconfig.json is written, and only it has to be new.
+    plain = tmp_path / "plain"
+    (plain / ".secrets").mkdir(parents=True)
+    (plain / ".secrets" / "dbconfig.json").write_text("{}")
+    assert write_export(Export(document.config, {}), plain) == [plain / "dbconfig.json"]
+    assert (plain / ".secrets" / "dbconfig.json").read_text() == "{}"
+    with pytest.raises(DbConfigError) as caught:
+        write_export(Export(document.config, {}), plain)
+    assert str(caught.value).startswith(
+        f"{plain / 'dbconfig.json'} already exists: the export never overwrites."
+    )
+
+
+@pytest.mark.parametrize(
+    ("backend", "options", "keys", "verbatim"),
+    [
+        # MySQL: a whole number of seconds, the two weakest ssl_modes, ssl paths of base_dir.
+        ("mysql", {"connect_timeout": 7}, {"connect_timeout": "7s"}, {}),
+        ("mysql", {"connect_timeout": 0}, {}, {"connect_timeout": 0}),
+        ("mysql", {"connect_timeout": 1}, {"connect_timeout": "1s"}, {}),
+        ("mysql", {"ssl": "yes"}, {}, {"ssl": "yes"}),
+        ("mysql", {"connect_timeout": True}, {}, {"connect_timeout": True}),
+        ("mysql", {"connect_timeout": "7"}, {}, {"connect_timeout": "7"}),
+        ("mysql", {"ssl_mode": "DISABLED"}, {"sslmode": "disable"}, {}),
+        ("mysql", {"ssl_mode": "PREFERRED"}, {"sslmode": "prefer"}, {}),
+        ("mysql", {"ssl_mode": "VERIFY_IDENTITY"}, {}, {"ssl_mode": "VERIFY_IDENTITY"}),
+        (
+            "mysql",
+            {"ssl": {"ca": "{base}/ca.pem", "cert": "{base}/c.pem", "key": "/etc/k.pem"}},
+            {"sslrootcert": "ca.pem", "sslcert": "c.pem", "sslkey": "/etc/k.pem"},
+            {},
+        ),
+        ("mysql", {"ssl": {"ca": "ca.pem"}}, {}, {"ssl": {"ca": "ca.pem"}}),  # relative to the process
+        ("mysql", {"ssl": {"ca": "/ca.pem", "cipher": "X"}}, {}, {"ssl": {"ca": "/ca.pem", "cipher": "X"}}),
+        ("mysql", {"ssl": {}}, {}, {"ssl": {}}),
+        ("mysql", {"charset": "utf8mb4"}, {}, {"charset": "utf8mb4"}),
+        # PostgreSQL: libpq's names; a connect_timeout below libpq's minimum of 2 stays as written.
+        ("postgresql", {"sslmode": "verify-ca", "sslmode_x": 1}, {"sslmode": "verify-ca"}, {"sslmode_x": 1}),
+        ("postgresql", {"sslmode": "strict"}, {}, {"sslmode": "strict"}),
+        (
+            "postgresql",
+            {"sslkey": "{base}/k.pem", "sslcert": "c.pem"},
+            {"sslkey": "k.pem"},
+            {"sslcert": "c.pem"},
+        ),
+        ("postgresql", {"application_name": "shop"}, {"application_name": "shop"}, {}),
+        ("postgresql", {"application_name": " "}, {}, {"application_name": " "}),
+        ("postgresql", {"connect_timeout": 2}, {"connect_timeout": "2s"}, {}),
+        ("postgresql", {"connect_timeout": 1}, {}, {"connect_timeout": 1}),
+        ("postgresql", {"pool": True}, {"pool": True}, {}),
+        ("postgresql", {"pool": {"min_size": 2}}, {"pool": {"min_size": 2}}, {}),
+        ("postgresql", {"pool": False}, {}, {"pool": False}),
+        (
+            "postgresql",
+            {"options": "-c lock_timeout=2s -c work_mem=64MB"},
+            {"lock_timeout": "2s"},
+            {"options": "-c work_mem=64MB"},
+        ),
+        ("postgresql", {"options": "-c a=1 -c a=2"}, {}, {"options": "-c a=1 -c a=2"}),
+        ("postgresql", {"options": "-c lock_timeout=2s"}, {"lock_timeout": "2s"}, {}),
+        ("postgresql", {"options": "-c a=1 -c b=2"}, {}, {"options": "-c a=1 -c b=2"}),
+        (
+            "postgresql",
+            {
+                "keepalives": 1,
+                "keepalives_idle": 1,
+                "keepalives_interval": 1,
+                "keepalives_count": 3,
+                "tcp_user_timeout": 1000,
+            },
+            {"network_timeout": "1s"},
+            {},
+        ),
+        (
+            "postgresql",
+            {
+                "keepalives": 1,
+                "keepalives_idle": 22,
+                "keepalives_interval": 7,
+                "keepalives_count": 3,
+                "tcp_user_timeout": 45000,
+            },
+            {"network_timeout": "45s"},
+            {},
+        ),
+        (  # not what network_timeout renders: kept as written
+            "postgresql",
+            {
+                "keepalives": 1,
+                "keepalives_idle": 5,
+                "keepalives_interval": 7,
+                "keepalives_count": 3,
+                "tcp_user_timeout": 45000,
+            },
+            {},
+            {
+                "keepalives": 1,
+                "keepalives_idle": 5,
+                "keepalives_interval": 7,
+                "keepalives_count": 3,
+                "tcp_user_timeout": 45000,
+            },
+        ),
+        ("postgresql", {"tcp_user_timeout": 999}, {}, {"tcp_user_timeout": 999}),
+        # SQLite: sqlite3.connect's timeout in seconds is the lock timeout, in whole milliseconds.
+        ("sqlite", {"timeout": 2.5}, {"lock_timeout": "2500ms"}, {}),
+        ("sqlite", {"timeout": 0}, {"lock_timeout": "0ms"}, {}),
+        ("sqlite", {"timeout": 86400}, {"lock_timeout": "24h"}, {}),
+        ("sqlite", {"timeout": 86401}, {}, {"timeout": 86401}),
+        ("sqlite", {"timeout": -1}, {}, {"timeout": -1}),
+        ("sqlite", {"timeout": 0.0005}, {}, {"timeout": 0.0005}),
+        ("sqlite", {"timeout": True}, {}, {"timeout": True}),
+        (
+            "sqlite",
+            {"timeout": "5", "check_same_thread": False},
+            {},
+            {"timeout": "5", "check_same_thread": False},
+        ),
+    ],
+)
+def test_each_familys_options_read_back_as_keys_or_stay_verbatim(
+    tmp_path: Path, backend: str, options: dict[str, Any], keys: dict[str, Any], verbatim: dict[str, Any]
+) -> None:
+    from django_dbconfig.backends import BACKENDS
+
+    def placed(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {name: placed(item) for name, item in value.items()}
+        return value.replace("{base}", str(tmp_path)) if isinstance(value, str) else value
+
+    assert BACKENDS[backend].keys_from_options(placed(options), tmp_path) == (keys, placed(verbatim))
+
+
+def test_a_port_that_is_no_number_is_refused_naming_the_alias(tmp_path: Path) -> None:
+    databases = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": "app", "PORT": "54x"}}
+    with pytest.raises(DbConfigError) as caught:
+        export(databases, {"default": "postgresql"}, tmp_path)
+    assert str(caught.value) == 'DATABASES["default"]["PORT"]: expected a port number, got str.'
+
+
+def test_sqlite_names_that_are_no_path_are_kept_as_written(tmp_path: Path) -> None:
+    databases = {
+        "memory": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+        "uri": {"ENGINE": "django.db.backends.sqlite3", "NAME": "file:app?mode=memory&cache=shared"},
+        "inside": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "data" / "app.db")},
+        "outside": {"ENGINE": "django.db.backends.sqlite3", "NAME": "/var/lib/app.db"},
+    }
+    keys = export(databases, dict.fromkeys(databases, "sqlite"), tmp_path)
+    assert (
+        export_databases(databases, backends=dict.fromkeys(databases, "sqlite"), base_dir=tmp_path).secrets
+        == {}
+    )
+    assert {alias: keys[alias]["name"] for alias in databases} == {
+        "memory": ":memory:",
+        "uri": "file:app?mode=memory&cache=shared",
+        "inside": "data/app.db",
+        "outside": "/var/lib/app.db",
+    }
+
+
+def test_django_keys_export_where_they_differ_from_djangos_defaults(tmp_path: Path) -> None:
+    databases = {
+        "default": {
+            "ENGINE": "django_dbconfig.engines.postgresql",  # the 0.1 path of the same engine
+            "NAME": "app",
+            "USER": "web",
+            "PASSWORD": "pw",
+            "HOST": "db",
+            "PORT": "6432",
+            "CONN_MAX_AGE": 60,
+            "CONN_HEALTH_CHECKS": True,
+            "ATOMIC_REQUESTS": True,
+            "AUTOCOMMIT": True,  # Django's default: not written
+            "TIME_ZONE": "UTC",
+            "DISABLE_SERVER_SIDE_CURSORS": True,
+            "TEST": {"NAME": "test_app", "MIGRATE": True, "CHARSET": "UTF8", "PASSWORD": "tpw"},
+        },
+        "plain": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "app",
+            "USER": "",
+            "HOST": "",
+            "PORT": "",
+            "PASSWORD": "",
+            "AUTOCOMMIT": False,
+        },
+    }
+    result = export_databases(databases, backends=dict.fromkeys(databases, "postgresql"), base_dir=tmp_path)
+    assert result.config["databases"] == {
+        "default": {
+            "backend": "postgresql",
+            "host": "db",
+            "port": 6432,
+            "name": "app",
+            "user": "web",
+            "connect_timeout": None,
+            "atomic_requests": True,
+            "time_zone": "UTC",
+            "disable_server_side_cursors": True,
+            "test": {"NAME": "test_app", "CHARSET": "UTF8"},
+            "network_timeout": None,
+        },
+        "plain": {
+            "backend": "postgresql",
+            "engine": "django.db.backends.postgresql",
+            "name": "app",
+            "conn_max_age": 0,
+            "conn_health_checks": False,
+            "connect_timeout": None,
+            "autocommit": False,
+            "network_timeout": None,
+        },
+    }
+    assert result.secrets == {"databases": {"default": {"password": "pw", "test": {"PASSWORD": "tpw"}}}}
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            {"TEST": {"NAME": "t", "SERIALIZE": object()}},
+            'DATABASES["default"]["TEST"]["SERIALIZE"] holds a object, which JSON cannot hold.',
+        ),
+        (
+            {"OPTIONS": {"pool": {"configure": print}}},
+            # The pool's own entry is named (under OPTIONS, where the pool object lives).
+            'DATABASES["default"]["OPTIONS"]["configure"] holds a builtin_function_or_method, '
+            "which JSON cannot hold.",
+        ),
+    ],
+)
+def test_test_and_pool_values_json_cannot_hold_are_refused_by_name(
+    tmp_path: Path, entry: dict[str, Any], message: str
+) -> None:
+    databases = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": "app", **entry}}
+    with pytest.raises(DbConfigError) as caught:
+        export(databases, {"default": "postgresql"}, tmp_path)
+    assert (
+        str(caught.value) == message + " Set it in settings.py after build_databases(), then export the rest."
+    )
+
+
+def test_entries_compare_by_what_django_and_the_driver_see() -> None:
+    from django_dbconfig.backends import BACKENDS
+    from django_dbconfig.operations.export import comparable
+
+    postgresql, sqlite = BACKENDS["postgresql"], BACKENDS["sqlite"]
+    entry = {
+        "ENGINE": "django_dbconfig.engines.postgresql",
+        "PORT": "",
+        "OPTIONS": {"options": '-c search_path="app"', "sslmode": "require"},
+        "TEST": {},
+    }
+    flat = comparable(entry, postgresql)
+    assert entry["TEST"] == {}  # the caller's entry is left as it was
+    assert (flat["ENGINE"], flat["PORT"], flat["NAME"]) == ("django_dbconfig.backends.postgresql", "5432", "")
+    assert (flat["OPTIONS.options"], flat["OPTIONS.sslmode"], flat["TEST.MIGRATE"]) == (
+        {"search_path": ("app",)},
+        "require",
+        True,
+    )
+    assert "OPTIONS" not in flat and "TEST" not in flat
+    # search_path=app and search_path="app" send the same setting: one value.
+    same = {**entry, "PORT": 5432, "OPTIONS": {"options": "-c search_path=app", "sslmode": "require"}}
+    assert comparable(same, postgresql) == flat
+    assert comparable({**entry, "PORT": 6432}, postgresql)["PORT"] == "6432"
+    # SQLite has no port, and an options string there is only a string.
+    lite = comparable(
+        {"ENGINE": "django.db.backends.sqlite3", "NAME": "x", "OPTIONS": {"options": "-c a=1"}}, sqlite
+    )
+    assert (lite["PORT"], lite["NAME"], lite["OPTIONS.options"]) == ("", "x", "-c a=1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -428,3 +429,50 @@ def test_sources_of_every_kind_are_named(project: Any) -> None:
         "network_timeout": "default",
         "application_name": "override: databases.default.application_name",
     }
+
+
+def test_build_databases_passes_its_file_secrets_and_profile_arguments_on(tmp_path: Path) -> None:
+    from django_dbconfig import build_databases
+
+    config_file = tmp_path / "conf" / "db.json"
+    config_file.parent.mkdir()
+    config_file.write_text(
+        '{"databases": {"default": {"backend": "postgresql", "name": "app"}},'
+        ' "environments": {"staging": {"databases": {"default": {"host": "staging.internal"}}}}}'
+    )
+    secrets = tmp_path / "vault"
+    secrets.mkdir()
+    (secrets / "dbconfig.json").write_text('{"databases": {"default": {"password": "pw"}}}')
+    built = build_databases(
+        tmp_path, config_file=config_file, secrets_dir=secrets, environ={}, environment="staging"
+    )
+    assert (built["default"]["NAME"], built["default"]["HOST"], built["default"]["PASSWORD"]) == (
+        "app",
+        "staging.internal",
+        "pw",
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            {"environment": "staging", "environ": {}},
+            'environment=: unknown environment "staging". No environments are defined. '
+            "Add environments.staging to dbconfig.json, or fix environment=.",
+        ),
+        (
+            {"environ": {"DBCONFIG_ENV": "staging"}},
+            'DBCONFIG_ENV: unknown environment "staging". No environments are defined. '
+            "Add environments.staging to dbconfig.json, or fix DBCONFIG_ENV.",
+        ),
+    ],
+)
+def test_an_unknown_profile_without_any_profile_says_so_and_names_where_it_was_asked(
+    tmp_path: Path, arguments: dict[str, Any], message: str
+) -> None:
+    from django_dbconfig import DbConfigError
+
+    with pytest.raises(DbConfigError) as caught:
+        load_config(tmp_path, **arguments)
+    assert str(caught.value) == message

@@ -456,6 +456,27 @@ def test_dbcheck_reports_tls_between_the_client_and_the_pooler(
     assert pooled.server.psql("SELECT bool_or(ssl) FROM pg_stat_ssl") in ([(False,)], [(None,)])
 
 
+@postgresql
+def test_sslmode_require_through_an_undeclared_pooler_is_an_error_when_the_server_link_is_plain(
+    tmp_path: Path, through_session_pooler: Pooled
+) -> None:
+    # Without `pooler`, dbcheck asks the server (pg_stat_ssl), which sees PgBouncer's plain
+    # link: TLS that stops at the pooler does not count as the TLS sslmode require asks for.
+    pooled = through_session_pooler
+    databases = configure(tmp_path, {"undeclared": pooled.alias(sslmode="require", pooler=None)})
+    status, result = dbcheck_json(databases)
+    report = by_alias(result)["undeclared"]
+    assert (status, ids(report), report["tls"]["in_use"]) == (1, ["dbconfig.E103"], False)
+    assert report["problems"][0]["message"] == (
+        "sslmode require asks for TLS, but the server reports this session as not encrypted."
+    )
+    # What libpq negotiated with PgBouncer was TLS all the same: declared, the pooler passes.
+    databases = configure(tmp_path, {"declared": pooled.alias(sslmode="require")})
+    status, result = dbcheck_json(databases)
+    declared = by_alias(result)["declared"]
+    assert (status, ids(declared), declared["tls"]["in_use"]) == (0, [], True)
+
+
 # ---------------------------------------------------------------- session mode
 
 

@@ -124,12 +124,16 @@ def mariadb_table(shared_mariadb: dict[str, Any]) -> Iterator[str]:
 
 @pytest.mark.mariadb
 @pytest.mark.parametrize("read_only", [True, False], ids=["read_only", "writable"])
+# backend "mysql" renders MySQL's transaction_read_only (the engine rewrites it for MariaDB):
+# the guard must recognise both names, or the refusal is Django's plain OperationalError.
+@pytest.mark.parametrize("backend", ["mariadb", "mysql"])
 def test_mariadb_refuses_writes_and_the_error_names_the_alias(
     tmp_path: Path,
     shared_mariadb: dict[str, Any],
     mariadb_table: str,
     django_db_blocker: Any,
     read_only: bool,
+    backend: str,
 ) -> None:
     databases = build_databases(
         tmp_path,
@@ -138,7 +142,7 @@ def test_mariadb_refuses_writes_and_the_error_names_the_alias(
             "databases": {
                 "default": {"backend": "sqlite", "name": ":memory:"},
                 "ro_mariadb": {
-                    "backend": "mariadb",
+                    "backend": backend,
                     "host": shared_mariadb["host"],
                     "port": shared_mariadb["port"],
                     "user": shared_mariadb["user"],
@@ -149,6 +153,9 @@ def test_mariadb_refuses_writes_and_the_error_names_the_alias(
             }
         },
     )
+    if read_only:  # each backend's own name for it
+        variable = {"mariadb": "tx_read_only", "mysql": "transaction_read_only"}[backend]
+        assert databases["ro_mariadb"]["OPTIONS"]["init_command"] == f"SET SESSION {variable}=1"
     connect_signals()  # as the router (or the app's ready()) does
     with django_db_blocker.unblock(), registered({"ro_mariadb": databases["ro_mariadb"]}):
         connection = connections["ro_mariadb"]

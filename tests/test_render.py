@@ -204,3 +204,76 @@ def test_a_key_the_backend_cannot_honour_is_an_error(
 ) -> None:
     with pytest.raises(DbConfigError, match=f"{key} is not supported on"):
         render(project, **alias, **{key: value})
+
+
+@pytest.mark.parametrize(
+    ("backend", "error", "refused"),
+    [
+        ("postgresql", type("E", (Exception,), {"sqlstate": "25006"})(), True),
+        ("postgresql", type("E", (Exception,), {"sqlstate": "25P02"})(), False),
+        ("postgresql", None, False),
+        ("mysql", Exception(1792, "Cannot execute statement in a READ ONLY transaction"), True),
+        ("mariadb", Exception(1792, "Cannot execute statement in a READ ONLY transaction"), True),
+        ("mysql", Exception(1290, "The MySQL server is running with the --read-only option"), False),
+        ("mysql", Exception(), False),
+        ("mysql", None, False),
+        ("sqlite", Exception(1792), False),
+    ],
+)
+def test_each_family_recognises_its_drivers_refusal_of_a_write(
+    backend: str, error: BaseException | None, refused: bool
+) -> None:
+    # What the read-only guard asks of the driver's error (args or SQLSTATE), without a server.
+    from django_dbconfig.backends import BACKENDS
+
+    assert BACKENDS[backend].refuses_write(error) is refused
+
+
+@pytest.mark.parametrize("key", ["ENGINE", "NAME", "HOST", "PORT", "USER"])
+def test_a_config_holds_only_the_entry_it_built(project: Any, key: str) -> None:
+    config = project.load(
+        overrides={
+            "databases": {"default": {"backend": "postgresql", "host": "h", "name": "app", "user": "u"}}
+        }
+    )
+    built = dict(config.databases()["default"])
+    assert config.holds("default", built)
+    assert config.holds("default", {**built, "PASSWORD": "other", "OPTIONS": {}})  # not an identity key
+    assert not config.holds("default", {**built, key: "elsewhere"})
+    assert not config.holds("other", built)
+    # SQLite has no HOST, PORT or USER: missing and empty are the same there.
+    lite = project.load(overrides={"databases": {"default": {"backend": "sqlite", "name": "a.db"}}})
+    entry = dict(lite.databases()["default"])
+    assert lite.holds("default", {**entry, "HOST": "", "USER": None})
+
+
+def test_the_tls_guard_reads_the_cipher_from_each_servers_status_table(project: Any) -> None:
+    # Each server keeps the session's status variables in another table.
+    where = {"mysql": "performance_schema.session_status", "mariadb": "information_schema.SESSION_STATUS"}
+    for backend, table in where.items():
+        options = render(project, **(MYSQL if backend == "mysql" else MARIADB), sslmode="require")["OPTIONS"]
+        assert options["init_command"] == (
+            f"SET SESSION sql_mode = IF(COALESCE((SELECT VARIABLE_VALUE FROM {table} WHERE VARIABLE_NAME "
+            f"= 'Ssl_cipher'), '') = '', '{TLS_GUARD}', @@SESSION.sql_mode)"
+        )
+
+
+def test_a_driver_counts_as_installed_only_when_it_can_be_imported() -> None:
+    from django_dbconfig.backends import BACKENDS
+    from django_dbconfig.backends.base.settings import installed
+
+    assert [installed("json"), installed("django_dbconfig_no_such_driver")] == [True, False]
+    assert installed("django_dbconfig_no_such_driver.module") is False  # find_spec raises for these
+    # SQLite needs no driver of its own; the test environment has psycopg and mysqlclient.
+    assert [BACKENDS[name].driver_installed() for name in ("sqlite", "postgresql", "mysql")] == [
+        True,
+        True,
+        True,
+    ]
+
+
+def test_mysql_network_timeout_reaches_only_the_projects_engine(project: Any) -> None:
+    # Django's own engine (engine: ...) would ignore the DBCONFIG entry; null turns it off.
+    assert render(project, **MYSQL)["DBCONFIG"] == {"network_timeout": 30.0}
+    assert "DBCONFIG" not in render(project, **MYSQL, engine="django.db.backends.mysql")
+    assert "DBCONFIG" not in render(project, **MYSQL, network_timeout=None)

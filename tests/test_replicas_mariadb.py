@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.test import override_settings
 
 from django_dbconfig import build_databases
 from tests.replication_servers import MariaDBPair
@@ -118,11 +120,13 @@ def test_a_replica_alias_on_the_writable_primary_is_an_error(tmp_path: Path, pai
     assert replica["server"]["role"] == "primary"
 
 
-def test_reads_leave_a_lagging_mariadb_replica_and_come_back(
+@contextlib.contextmanager
+def lag_aware_reads(
     tmp_path: Path, pair: MariaDBPair, django_db_blocker: Any
-) -> None:
+) -> Iterator[tuple[Any, Callable[[], str], Callable[[Callable[[], bool], str], None]]]:
+    """A router over the pair with max_replica_lag 1s; yields it, read() (the alias a read
+    went to) and wait(condition, what)."""
     from django.db import connections
-    from django.test import override_settings
 
     from django_dbconfig.conf.config import last_config
     from django_dbconfig.routers import DatabaseRouter, _state
@@ -146,7 +150,7 @@ def test_reads_leave_a_lagging_mariadb_replica_and_come_back(
         connections[query.db].close()
         return str(query.db)
 
-    def wait(condition: Any, what: str) -> None:
+    def wait(condition: Callable[[], bool], what: str) -> None:
         deadline = time.monotonic() + 30
         while not condition():
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -158,18 +162,43 @@ def test_reads_leave_a_lagging_mariadb_replica_and_come_back(
         try:
             with override_settings(DATABASE_ROUTERS=[router]):
                 wait(lambda: read() == REPLICA, "reads to reach the replica")
-                assert router.replica_lag(REPLICA) == 0.0
-                pair.set_delay(5)
-                try:
-
-                    def lagging() -> bool:
-                        pair.primary.sql("INSERT INTO ticks (at) VALUES (NOW(6))")
-                        return read() == PRIMARY
-
-                    wait(lagging, "reads to leave the lagging replica")
-                    assert (router.replica_lag(REPLICA) or 0) > 1.0
-                finally:
-                    pair.set_delay(0)
-                wait(lambda: read() == REPLICA, "reads to come back")
+                yield router, read, wait
         finally:
             router.stop_measuring()
+
+
+def test_reads_leave_a_lagging_mariadb_replica_and_come_back(
+    tmp_path: Path, pair: MariaDBPair, django_db_blocker: Any
+) -> None:
+    with lag_aware_reads(tmp_path, pair, django_db_blocker) as (router, read, wait):
+        assert router.replica_lag(REPLICA) == 0.0
+        pair.set_delay(5)
+        try:
+
+            def lagging() -> bool:
+                pair.primary.sql("INSERT INTO ticks (at) VALUES (NOW(6))")
+                return read() == PRIMARY
+
+            wait(lagging, "reads to leave the lagging replica")
+            assert (router.replica_lag(REPLICA) or 0) > 1.0
+        finally:
+            pair.set_delay(0)
+        wait(lambda: read() == REPLICA, "reads to come back")
+
+
+def test_a_replica_whose_replication_stopped_gets_no_reads_until_it_restarts(
+    tmp_path: Path, pair: MariaDBPair, django_db_blocker: Any
+) -> None:
+    # The replica still answers, but its lag is unknown (Seconds_Behind_Master NULL):
+    # docs/router.md says it gets no reads, as an unreachable one.
+    with lag_aware_reads(tmp_path, pair, django_db_blocker) as (router, read, wait):
+        pair.replica.sql("STOP REPLICA SQL_THREAD", dbname="")
+        try:
+            wait(lambda: read() == PRIMARY, "reads to leave the stopped replica")
+            assert pair.replica_status().get("Seconds_Behind_Master") is None
+            assert router.replica_lag(REPLICA) is None
+            assert router._lags[REPLICA].error is None  # it answered: not an unreachable replica
+            assert {read() for _ in range(5)} == {PRIMARY}
+        finally:
+            pair.replica.sql("START REPLICA SQL_THREAD", dbname="")
+        wait(lambda: read() == REPLICA, "reads to come back once replication runs")

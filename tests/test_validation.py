@@ -508,3 +508,46 @@ def test_override_rejects_unknown_keys_at_load(project: Any) -> None:
 
     asyncio.run(main())
     assert Path(project.root).exists()
+
+
+def test_current_schema_in_a_url_becomes_the_search_path(tmp_path: Any) -> None:
+    # dj-database-url turns ?currentSchema= into a libpq option; the URL's layer reads it as the key.
+    config = load_config(tmp_path, environ={"DATABASE_URL": "postgresql://h/app?currentSchema=App,public"})
+    assert config.values("default")["search_path"] == ("App", "public")
+    assert "-c search_path=" in config.databases()["default"]["OPTIONS"]["options"]
+    rows = {row.key: row.source for row in config.explain("default")}
+    assert rows["search_path"] == "DATABASE_URL"
+
+
+@pytest.mark.parametrize(
+    ("url", "rows"),
+    [
+        (
+            "mysql://u@h/app?ssl-ca=/etc/ca.pem&ssl-mode=VERIFY_CA",
+            {"sslmode": ("verify-ca", "DATABASE_URL"), "sslrootcert": ("/etc/ca.pem", "DATABASE_URL")},
+        ),
+        ("mysql://u@h/app?ssl_mode=disabled", {"sslmode": ("disable", "DATABASE_URL")}),
+        # Not a mode MySQL knows: kept as the driver option it is, under its own name.
+        ("mysql://u@h/app?ssl-mode=bogus", {"options.ssl-mode": ("bogus", "DATABASE_URL: ssl-mode")}),
+        (
+            "postgresql://h/app?connect_timeout=7&application_name=x&sslmode=require&url=x",
+            {
+                "sslmode": ("require", "DATABASE_URL"),
+                "connect_timeout": ("7s", "DATABASE_URL"),
+                "application_name": ("x", "DATABASE_URL"),
+                "options.url": ("x", "DATABASE_URL: url"),  # a URL cannot set its own url
+            },
+        ),
+    ],
+)
+def test_query_options_of_a_url_become_alias_keys_where_they_name_one(
+    tmp_path: Path, url: str, rows: dict[str, tuple[str, str]]
+) -> None:
+    config = load_config(tmp_path, environ={"DATABASE_URL": url})
+    common = {"url", "backend", "host", "name", "user", "port", "conn_max_age", "conn_health_checks"}
+    shown = {
+        row.key: (row.value, row.source)
+        for row in config.explain("default")
+        if row.key not in common and row.source != "default"
+    }
+    assert shown == rows

@@ -1,0 +1,226 @@
+"""Each key's reading of a value, from a file and from a variable, and the helpers of its messages.
+
+Server-free and exact: what a value becomes, or the whole message that refuses it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from django_dbconfig.core.durations import format_duration, parse_duration
+from django_dbconfig.core.errors import did_you_mean, one_of, quoted, shown
+from django_dbconfig.core.keys import KEYS
+
+
+def coerce(key: str, value: Any, *, from_env: bool = False) -> Any:
+    return KEYS[key].coerce(value, from_env=from_env)
+
+
+def refusal(key: str, value: Any, *, from_env: bool = False) -> str:
+    with pytest.raises(ValueError) as caught:
+        coerce(key, value, from_env=from_env)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "from_env", "expected"),
+    [
+        ("network_timeout", None, False, None),
+        ("network_timeout", " NULL ", True, None),
+        ("network_timeout", "none", True, None),
+        ("network_timeout", "1s", False, 1000),
+        ("network_timeout", "90", True, 90_000),
+        ("connect_timeout", None, False, None),
+        ("connect_timeout", "Null", True, None),
+        ("connect_timeout", " none ", True, None),
+        ("conn_max_age", " none ", True, None),
+        ("conn_max_age", "NULL", True, None),
+        ("connect_timeout", "2500ms", False, 2500),
+        ("pooler", None, False, None),
+        ("pooler", " none ", True, None),
+        ("pooler", "", True, None),
+        ("pooler", "NULL", True, None),
+        ("pooler", " Transaction ", False, "transaction"),
+        (
+            "engine",
+            " django.contrib.gis.db.backends.postgis ",
+            False,
+            "django.contrib.gis.db.backends.postgis",
+        ),
+        ("password_provider", " myproject.db.token ", True, "myproject.db.token"),
+        ("migrate", {"user": "owner", "port": 6432, "statement_timeout": "5min"}, False, None),
+    ],
+)
+def test_a_value_becomes_what_the_key_keeps(key: str, value: Any, from_env: bool, expected: Any) -> None:
+    if key == "migrate":  # each entry is read as that key itself reads it
+        expected = {"user": "owner", "port": 6432, "statement_timeout": 300_000}
+    assert coerce(key, value, from_env=from_env) == expected
+
+
+def test_migrate_from_a_variable_is_json_whose_entries_read_as_from_a_variable() -> None:
+    assert coerce("migrate", '{"user": "owner", "statement_timeout": "90"}', from_env=True) == {
+        "user": "owner",
+        "statement_timeout": 90_000,
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "from_env", "message"),
+    [
+        (
+            "network_timeout",
+            "999ms",
+            False,
+            "expected a duration of at least 1s, or null to turn it off, got '999ms'",
+        ),
+        (
+            "network_timeout",
+            "null",
+            False,  # in a file, null is JSON's null, not the text "null"
+            'expected a duration such as 30, "500ms", "30s", "5min" or "1h", got \'null\'',
+        ),
+        ("pooler", "none", False, '"none" is not one of "session" or "transaction".'),
+        (
+            "pooler",
+            "sesion",
+            False,
+            '"sesion" is not one of "session" or "transaction". Did you mean "session"?',
+        ),
+        (
+            "engine",
+            "postgis",
+            False,
+            "expected a dotted module path such as \"django.contrib.gis.db.backends.postgis\", got 'postgis'",
+        ),
+        (
+            "engine",
+            "django.db. backends",
+            False,
+            'expected a dotted module path such as "django.contrib.gis.db.backends.postgis", '
+            "got 'django.db. backends'",
+        ),
+        (
+            "password_provider",
+            "myproject",
+            False,
+            'expected the dotted path of a callable such as "myproject.db.token", got "myproject"',
+        ),
+        (
+            "password_provider",
+            "myproject.1db.token",
+            False,
+            'expected the dotted path of a callable such as "myproject.db.token", got "myproject.1db.token"',
+        ),
+        (
+            "migrate",
+            {"usr": "owner"},
+            False,
+            '"usr" cannot be set for migrate: it takes host, port, user, password, sslmode, sslrootcert, '
+            "sslcert, sslkey, connect_timeout, statement_timeout, lock_timeout, "
+            "idle_in_transaction_session_timeout, application_name (the same database, reached with "
+            'other credentials). Did you mean "user"?',
+        ),
+        ("migrate", {"port": "6432"}, False, "port: expected a whole number, got a string"),
+        # From a variable, digits are a whole number of seconds, quoted back as a number.
+        ("connect_timeout", "100000", True, "100000 is longer than a day; check the unit (ms, s, min, h)"),
+        ("network_timeout", "100000", True, "100000 is longer than a day; check the unit (ms, s, min, h)"),
+        ("connect_timeout", "100000", False, "'100000' is longer than a day; check the unit (ms, s, min, h)"),
+        (
+            "migrate",
+            {"password": ["hunter2"]},
+            False,
+            "password: expected a string (the value is not shown: password is secret)",
+        ),
+    ],
+)
+def test_a_value_the_key_refuses_is_named_with_what_was_expected(
+    key: str, value: Any, from_env: bool, message: str
+) -> None:
+    assert refusal(key, value, from_env=from_env) == message
+
+
+@pytest.mark.parametrize(
+    ("value", "ms"),
+    [
+        (0, 0),
+        (1.5, 1500),
+        ("250ms", 250),
+        (" 2 s ", 2000),
+        ("1.5min", 90_000),
+        ("2h", 7_200_000),
+        ("24h", 86_400_000),
+    ],
+)
+def test_durations_read_in_their_units(value: Any, ms: int) -> None:
+    assert parse_duration(value) == ms
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (True, 'expected a duration such as 30, "500ms", "30s" or "5min", got a boolean'),
+        (-1, "expected a duration of 0 or more, got -1"),
+        (float("nan"), "expected a duration of 0 or more, got nan"),
+        (86_401, "86401 is longer than a day; check the unit (ms, s, min, h)"),
+        ("25h", "'25h' is longer than a day; check the unit (ms, s, min, h)"),
+        ("5 mins", 'expected a duration such as 30, "500ms", "30s", "5min" or "1h", got \'5 mins\''),
+        ([5], 'expected a duration such as 30, "500ms", "30s" or "5min", got list'),
+    ],
+)
+def test_a_bad_duration_says_what_was_expected(value: Any, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_duration(value)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [(0, "0ms"), (999, "999ms"), (1000, "1s"), (61_000, "61s"), (120_000, "2min"), (3_600_000, "1h")],
+)
+def test_durations_are_shown_in_the_largest_unit_that_divides_them(ms: int, text: str) -> None:
+    assert format_duration(ms) == text
+
+
+def test_message_helpers_quote_choices_and_cut_long_values() -> None:
+    assert [one_of([]), one_of(["a"]), one_of(["a", "b"]), one_of(["a", "b", "c"])] == [
+        "",
+        '"a"',
+        '"a" or "b"',
+        '"a", "b" or "c"',
+    ]
+    assert [did_you_mean("hots", ["host", "port"]), did_you_mean("zzz", ["host"])] == [
+        ' Did you mean "host"?',
+        "",
+    ]
+    forty, forty_one = "x" * 40, "x" * 41
+    assert [quoted(forty), quoted(forty_one)] == [f'"{forty}"', f'"{"x" * 37}..."']
+    assert [shown(True), shown("ab"), shown(12), shown(-(10**45)), shown(forty)] == [
+        "True",
+        "'ab'",
+        "12",
+        "a number of more than 40 digits",
+        f"'{'x' * 36}...",  # the repr's quotes count
+    ]
+    assert [shown(10**39), shown(10**40)] == [str(10**39), "a number of more than 40 digits"]
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [(True, "a boolean"), (1.5, "a number"), ({}, "an object"), (None, "null"), (b"h", "bytes")],
+)
+def test_a_value_of_the_wrong_type_is_named_by_its_json_kind(value: Any, kind: str) -> None:
+    assert refusal("host", value) == f"expected a string, got {kind}"
+
+
+@pytest.mark.parametrize(
+    ("text", "pool"),
+    [('  {"min_size": 2}', {"min_size": 2}), ("true", True), ("off", False)],
+)
+def test_pool_from_a_variable_is_a_switch_or_a_json_object(text: str, pool: Any) -> None:
+    assert coerce("pool", text, from_env=True) == pool
+
+
+def test_pool_text_in_a_file_is_no_json() -> None:
+    assert refusal("pool", '{"min_size": 2}').startswith("expected")
