@@ -397,7 +397,6 @@ def test_a_pool_exports_without_conn_max_age_which_the_pool_sets(tmp_path: Path)
     }
     assert export(databases, {"default": "postgresql"}, tmp_path)["default"] == {
         "backend": "postgresql",
-        "engine": "django.db.backends.postgresql",
         "name": "app",
         "pool": True,
         "connect_timeout": None,
@@ -756,7 +755,6 @@ def test_django_keys_export_where_they_differ_from_djangos_defaults(tmp_path: Pa
         },
         "plain": {
             "backend": "postgresql",
-            "engine": "django.db.backends.postgresql",
             "name": "app",
             "conn_max_age": 0,
             "conn_health_checks": False,

@@ -90,16 +90,10 @@ def test_migrate_from_a_variable_is_json_whose_entries_read_as_from_a_variable()
         ),
         (
             "engine",
-            "postgis",
-            False,
-            "expected a dotted module path such as \"django.contrib.gis.db.backends.postgis\", got 'postgis'",
-        ),
-        (
-            "engine",
             "django.db. backends",
             False,
-            'expected a dotted module path such as "django.contrib.gis.db.backends.postgis", '
-            "got 'django.db. backends'",
+            'expected a short name such as "postgis", or a dotted module path such as '
+            "\"django_prometheus.db.backends.postgresql\", got 'django.db. backends'",
         ),
         (
             "password_provider",
