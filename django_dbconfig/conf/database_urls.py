@@ -219,11 +219,8 @@ def _option(name: str, option: Any, url: Value, alias: str, *, backend: str | No
         return make_values("host", coerce("host", option, origin, text=True, alias=alias), origin, url.rank)
     family = BACKENDS.get(backend) if backend is not None else None
     if family is not None and name not in family.driver_options:
-        url_keys = sorted(
-            key
-            for key in KEYS
-            if (key not in CONNECTION_KEYS or key in URL_QUERY_KEYS) and key not in OBJECT_KEYS and key != "url"
-        )
+        in_query = {key for key in KEYS if key not in CONNECTION_KEYS or key in URL_QUERY_KEYS}
+        url_keys = sorted(in_query - OBJECT_KEYS - {"url"})
         raise DbConfigError(
             f'{origin} (alias "{alias}"): the URL\'s query parameter "{name}" is neither a key nor an '
             f"option of the {family.display} driver, which would refuse it at connect time."
