@@ -51,6 +51,7 @@ __all__ = [
     "backend_for",
     "connect_timeout",
     "engine_short_names",
+    "families_taking",
     "is_ours",
     "probe_module",
     "vendor_of",
@@ -78,6 +79,11 @@ def engine_short_names(backend: str | None = None) -> dict[str, str]:
 def is_ours(engine: str) -> bool:
     """Whether an ENGINE path loads one of this project's engines (today's or 0.1's paths)."""
     return engine.startswith("django_dbconfig.")
+
+
+def families_taking(option: str) -> tuple[str, ...]:
+    """The display names of the families whose driver takes `option` in OPTIONS, each once."""
+    return tuple(dict.fromkeys(b.display for b in BACKENDS.values() if option in b.driver_options))
 
 
 def vendor_of(entry: Mapping[str, Any]) -> str:

@@ -18,7 +18,7 @@ from django.apps import apps
 from django.conf import settings
 from django.db import router
 
-from django_dbconfig.backends import BACKENDS, is_ours, vendor_of
+from django_dbconfig.backends import BACKENDS, families_taking, is_ours, vendor_of
 from django_dbconfig.backends.base.settings import installed, is_loopback
 from django_dbconfig.backends.mysql.settings import SSLMODE_OF
 from django_dbconfig.checks.expected import expected_for
@@ -191,8 +191,7 @@ def unused_option_problems(config: DatabaseConfig, alias: str) -> list[Problem]:
         if not row.key.startswith("options."):
             continue
         option = row.key.removeprefix("options.")
-        owners = [other.display for other in BACKENDS.values() if option in other.driver_options]
-        owner = " or ".join(dict.fromkeys(owners)) or "another backend"
+        owner = " or ".join(families_taking(option)) or "another backend"
         found.append(
             problem(
                 W014,

@@ -15,7 +15,14 @@ from typing import Any
 
 import django
 
-from django_dbconfig.backends import BACKENDS, Backend, RenderContext, backend_for, engine_short_names
+from django_dbconfig.backends import (
+    BACKENDS,
+    Backend,
+    RenderContext,
+    backend_for,
+    engine_short_names,
+    families_taking,
+)
 from django_dbconfig.backends.base.settings import OptionConflict
 from django_dbconfig.backends.postgresql.pooler import check_shared_roles
 from django_dbconfig.backends.postgresql.settings import session_settings
@@ -460,8 +467,8 @@ def _same_family(one: str, other: str) -> bool:
 
 def _option_family(option: str) -> str:
     """ " (a MySQL option)" when another family's driver takes it, else ""."""
-    owners = [backend.display for backend in BACKENDS.values() if option in backend.driver_options]
-    return f" (it is an option of {' and '.join(dict.fromkeys(owners))})" if owners else ""
+    owners = families_taking(option)
+    return f" (it is an option of {' and '.join(owners)})" if owners else ""
 
 
 def _check_engine(alias: str, engine: Value, chosen: Value) -> None:
@@ -586,8 +593,7 @@ def _replicas(
             continue
         primary = values["replica_of"]
         where = f'{primary.origin} (alias "{alias}")'
-        family = {vendors[alias], vendors[primary.value]}
-        if len(family) > 1 and family != {"mysql", "mariadb"}:
+        if not _same_family(vendors[alias], vendors[primary.value]):
             raise DbConfigError(
                 f"{where}: a {vendors[alias]} alias cannot replicate the {vendors[primary.value]} "
                 f'alias "{primary.value}". Where a profile moves "{primary.value}" to another backend, '
