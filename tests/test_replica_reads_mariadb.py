@@ -13,15 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connections, transaction
-from django.test import override_settings
+from django.db import transaction
 
 from django_dbconfig import load_config
 from django_dbconfig.routers import DatabaseRouter, _state
 from tests.apps.shop.models import Order
 from tests.replication_servers import MariaDBPair
-from tests.test_replica_reads_postgresql import Outcome, a_request, wait_for
-from tests.test_router import registered
+from tests.test_replica_reads_postgresql import Outcome, a_request, close_connections, routing, wait_for
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
 logger = logging.getLogger(__name__)
@@ -66,22 +64,8 @@ def routed(
             }
         },
     )
-    entries = config.databases()
-    with django_db_blocker.unblock(), registered(entries):
-        router = DatabaseRouter(routes={"shop": PRIMARY}, replicas=config.replicas, databases=entries)
-        try:
-            with override_settings(DATABASE_ROUTERS=[router]):
-                yield router
-        finally:
-            router.stop_measuring()
-            close_connections()
-
-
-def close_connections() -> None:
-    for alias in (PRIMARY, REPLICA):
-        if alias in connections.settings:
-            with contextlib.suppress(Exception):
-                connections[alias].close()
+    with routing(config, PRIMARY, django_db_blocker) as router:
+        yield router
 
 
 def server_of_read() -> int:
@@ -134,7 +118,7 @@ def load(stop: threading.Event, outcomes: list[Outcome], started: float) -> None
             outcomes.append(Outcome(begun - started, server, time.monotonic() - begun))
             time.sleep(0.01)
     finally:
-        close_connections()
+        close_connections((PRIMARY, REPLICA))
 
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])

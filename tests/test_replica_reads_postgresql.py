@@ -96,19 +96,26 @@ def routed(
         server = servers.r1 if name == R1 else servers.r2
         databases[name] = {"replica_of": PRIMARY, **alias_keys(server), **replica}
     config = load_config(tmp_path, environ={}, overrides={"databases": databases})
+    with routing(config, PRIMARY, django_db_blocker) as router:
+        yield router
+
+
+@contextlib.contextmanager
+def routing(config: Any, primary: str, django_db_blocker: Any) -> Iterator[DatabaseRouter]:
+    """The config's aliases registered, `shop` routed to `primary` and its replicas, for the block."""
     entries = config.databases()
     with django_db_blocker.unblock(), registered(entries):
-        router = DatabaseRouter(routes={"shop": PRIMARY}, replicas=config.replicas, databases=entries)
+        router = DatabaseRouter(routes={"shop": primary}, replicas=config.replicas, databases=entries)
         try:
             with override_settings(DATABASE_ROUTERS=[router]):
                 yield router
         finally:
             router.stop_measuring()
-            close_connections()
+            close_connections(entries)
 
 
-def close_connections() -> None:
-    for alias in (PRIMARY, R1, R2):
+def close_connections(aliases: Any = (PRIMARY, R1, R2)) -> None:
+    for alias in aliases:
         if alias in connections.settings:
             with contextlib.suppress(Exception):
                 connections[alias].close()
