@@ -8,10 +8,9 @@ communication (gmcast.listen_addr), incremental transfer (ist.recv_addr) and SST
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,9 @@ PROVIDER = Path("/usr/lib/galera/libgalera_smm.so")
 JOIN_TIMEOUT = 90.0
 # A node that stops answering is suspected after 2 s and evicted after 4 s (the defaults,
 # 5 s and 15 s, would stall writes for 15 s when a node is killed).
-EVS_OPTIONS = "evs.suspect_timeout=PT2S;evs.inactive_timeout=PT4S;evs.install_timeout=PT4S"
+EVS_OPTIONS = (
+    "evs.keepalive_period=PT0.5S;evs.suspect_timeout=PT2S;evs.inactive_timeout=PT4S;evs.install_timeout=PT4S"
+)
 
 
 class GaleraNode(MariaDBServer):
@@ -132,6 +133,10 @@ class GaleraCluster:
     def __init__(self, size: int = 3) -> None:
         if not PROVIDER.exists():
             raise ServerUnavailable(f"the Galera provider {PROVIDER} is missing (Debian package galera-4)")
+        if shutil.which("rsync") is None:
+            raise ServerUnavailable(
+                "rsync is missing: joining nodes copy their data with it (Debian package rsync)"
+            )
         self.name = str(free_port())
         self.nodes: list[GaleraNode] = []
         self.nodes = [GaleraNode(self, index) for index in range(size)]
@@ -161,11 +166,11 @@ class GaleraCluster:
     def wait_synced(self, node: GaleraNode, timeout: float = JOIN_TIMEOUT) -> None:
         _wait_for(node.synced, timeout=timeout, what=f"{node!r} to be Synced", interval=0.2)
 
-    def wait_size(self, size: int, timeout: float = 30.0) -> None:
-        """Wait until every running node sees a primary component of `size` nodes."""
+    def wait_size(self, size: int, *, nodes: list[GaleraNode] | None = None, timeout: float = 30.0) -> None:
+        """Wait until every running node (of `nodes`) sees a primary component of `size` nodes."""
 
         def settled() -> bool:
-            for node in self.nodes:
+            for node in self.nodes if nodes is None else nodes:
                 if not node.running:
                     continue
                 try:
@@ -183,10 +188,11 @@ class GaleraCluster:
             node.cleanup()
 
 
-@contextlib.contextmanager
-def galera_cluster(size: int = 3) -> Iterator[GaleraCluster]:
+def start_cluster(size: int = 3) -> GaleraCluster:
+    """A started cluster of `size` nodes; whatever was started is cleaned up if it fails."""
     cluster = GaleraCluster(size)
     try:
-        yield cluster.start()
-    finally:
+        return cluster.start()
+    except BaseException:
         cluster.cleanup()
+        raise
