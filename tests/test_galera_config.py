@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from django_dbconfig import DbConfigError, build_databases
+from django_dbconfig.backends.mysql.probe import expected_from_settings
 from tests.conftest import django_connection, query_one
 from tests.test_dbcheck import configure, dbcheck_json, ids
 
@@ -163,3 +164,17 @@ def test_galera_keys_on_a_plain_mariadb_are_sent_and_warned(
     assert default["cluster"] is None
     assert default["settings"]["wsrep_sync_wait"] == {"expected": "1", "actual": "1", "ok": True}
     assert ids(default) == ["dbconfig.W171"]
+
+
+def test_an_init_command_setting_sync_wait_too_is_refused(tmp_path: Path) -> None:
+    message = refusal(
+        tmp_path, {**MARIADB, "wsrep_sync_wait": 1, "options": {"init_command": "SET wsrep_sync_wait = 0"}}
+    )
+    assert "options.init_command sets wsrep_sync_wait, which the keys set too" in message
+    assert "wsrep_sync_wait (override: databases.default.wsrep_sync_wait)" in message
+
+
+def test_sync_wait_of_a_hand_written_init_command_is_read_back() -> None:
+    entry = {"OPTIONS": {"init_command": "SET SESSION max_statement_time=2, wsrep_sync_wait=1"}}
+    expected = expected_from_settings(entry)
+    assert (expected.sync_wait, expected.durations) == (1, {"statement_timeout": 2000})
