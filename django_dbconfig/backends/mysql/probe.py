@@ -258,7 +258,7 @@ def check_galera(report: AliasReport, spec: ProbeSpec, cursor: Any) -> bool:
     if (
         cluster.status == "Primary"
         and expected.cluster_size is not None
-        and (cluster.size or 0) < (expected.cluster_size)
+        and (cluster.size or 0) < expected.cluster_size
     ):
         report.add(
             problems.problem(
