@@ -60,6 +60,11 @@ class GaleraNode(MariaDBServer):
         self.data_dir.mkdir()
         _chown(self.data_dir, self.os_user)
 
+    def _ready(self) -> bool:
+        # The socket answers before the node has joined its cluster; until then every
+        # statement but SET and SHOW fails (error 1047, "not yet prepared").
+        return super()._ready() and self.synced()
+
     def _create_app_objects(self) -> None:
         if self.bootstrap:
             super()._create_app_objects()
