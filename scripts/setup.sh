@@ -63,6 +63,15 @@ if [ "${#gis[@]}" -gt 0 ]; then
         "${packages[@]}" >/dev/null
 fi
 
+# The Galera suite (scripts/galera-suite.sh) runs three throwaway mariadbd nodes with
+# Debian's Galera provider; joining nodes copy the first one's data with rsync (SST).
+if [ ! -f /usr/lib/galera/libgalera_smm.so ] || ! command -v rsync >/dev/null; then
+    echo "setup: installing galera-4 and rsync" >&2
+    as_root apt-get -o DPkg::Lock::Timeout=300 update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+        galera-4 rsync >/dev/null
+fi
+
 # The Patroni suite (scripts/patroni-suite.sh) runs its own etcd, three Patroni nodes and an
 # HAProxy on loopback ports. Debian's packaged services are not used: whatever the packages
 # started is stopped and kept from starting again.
