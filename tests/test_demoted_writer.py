@@ -1,0 +1,262 @@
+"""A write alias never stays on a server that turned read-only (a demoted primary).
+
+A throwaway primary (A) and its streaming standby (B); the write alias lists both hosts
+with `target_session_attrs=read-write`. Writes run request after request; then A is
+fenced (made read-only under its open connections, as a writer flip leaves the old
+writer), B is promoted, and A is rebuilt as a standby of B on its own port. Django's
+engine keeps its connection on A and every later write fails; ours fails the one write
+that meets the demoted connection, drops it, and the next request writes on B.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+from django.core.signals import request_finished, request_started
+from django.db import DatabaseError, InternalError, connections, transaction
+
+from django_dbconfig import build_databases
+from django_dbconfig.backends.base.demotion import DemotedWriterError
+from django_dbconfig.backends.base.health import Verdict
+from tests.servers import PostgresReplica, PostgresServer, ServerUnavailable, serving, start_replica
+from tests.test_health import DJANGO, Spy
+
+pytestmark = [pytest.mark.postgresql, pytest.mark.slow]
+
+BEFORE, BETWEEN, AFTER = 5, 10, 10
+
+
+class Switch(NamedTuple):
+    """The two servers; `old` starts as the primary, `new` as its standby."""
+
+    old: PostgresServer
+    new: PostgresServer
+
+    def cleanup(self) -> None:
+        self.new.cleanup()
+        self.old.cleanup()
+
+
+def start_pair() -> Switch:
+    primary = PostgresServer().start()
+    try:
+        primary.psql("CREATE TABLE writes (id serial PRIMARY KEY, n int)")
+        primary.psql("ALTER TABLE writes OWNER TO app")
+        return Switch(primary, start_replica(primary, apply_delay_ms=0))
+    except BaseException:
+        primary.cleanup()
+        raise
+
+
+@pytest.fixture
+def pair() -> Iterator[Switch]:
+    with serving("throwaway PostgreSQL primary/standby", start_pair) as servers:
+        yield servers
+
+
+@pytest.fixture
+def register() -> Iterator[Any]:
+    """Add aliases to Django's connections for one test; close them (and their pools) after."""
+    added: list[str] = []
+
+    def add(name: str, entry: dict[str, Any]) -> Any:
+        full = connections.configure_settings({"default": connections.settings["default"], name: entry})
+        connections.settings[name] = full[name]
+        added.append(name)
+        return connections[name]
+
+    yield add
+    for name in added:
+        connection = connections[name]
+        connection.close()
+        if hasattr(connection, "close_pool"):
+            connection.close_pool()
+        del connections[name]
+        del connections.settings[name]
+
+
+def write_alias(tmp_path: Path, pair: Switch, *, pool: bool, engine: str | None = None) -> dict[str, Any]:
+    entry = {
+        "backend": "postgresql",
+        "host": [pair.old.host, pair.new.host],
+        "port": [pair.old.port, pair.new.port],
+        "name": pair.old.dbname,
+        "user": pair.old.user,
+        "password": pair.old.password,
+        "target_session_attrs": "read-write",
+        "connect_timeout": 3,
+    }
+    if pool:
+        entry["pool"] = {"min_size": 1, "max_size": 1, "timeout": 10}
+    settings = dict(build_databases(tmp_path, overrides={"databases": {"default": entry}})["default"])
+    if engine:
+        settings["ENGINE"] = engine
+    return settings
+
+
+class Outcome(NamedTuple):
+    at: float
+    error: BaseException | None
+
+
+def request(name: str, sql: str, params: list[Any] | None = None) -> Outcome:
+    """One request with one statement."""
+    request_started.send(sender=None)
+    try:
+        with connections[name].cursor() as cursor:
+            cursor.execute(sql, params)
+    except DatabaseError as exc:
+        return Outcome(time.monotonic(), exc)
+    finally:
+        request_finished.send(sender=None)
+    return Outcome(time.monotonic(), None)
+
+
+def writes(name: str, count: int) -> list[Outcome]:
+    return [request(name, "INSERT INTO writes (n) VALUES (%s)", [i]) for i in range(count)]
+
+
+def fence_and_promote(pair: Switch) -> float:
+    """Make the old primary read-only under its sessions, promote the standby; when it is writable."""
+    old, new = pair.old, pair.new
+    old.psql("ALTER SYSTEM SET default_transaction_read_only = on", dbname="postgres")
+    old.psql("SELECT pg_reload_conf()", dbname="postgres")
+    # The standby has everything the old primary wrote before it is promoted.
+    lsn = old.psql("SELECT pg_current_wal_lsn()::text", dbname="postgres")[0][0]
+    deadline = time.monotonic() + 30
+    while not new.psql("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [lsn], dbname="postgres")[0][0]:
+        if time.monotonic() > deadline:
+            raise AssertionError("the standby never replayed the old primary's last write")
+        time.sleep(0.05)
+    new.psql("SELECT pg_promote(wait => true)", dbname="postgres")
+    return time.monotonic()
+
+
+def rebuild_old_as_standby(pair: Switch) -> PostgresReplica:
+    """Stop the old primary and start a fresh base backup of the new one on its port."""
+    port = pair.old.port
+    pair.old.cleanup()
+    standby = PostgresReplica(pair.new)
+    standby.port = port
+    try:
+        standby.start()
+        standby.wait_until_replicating()
+    except ServerUnavailable:
+        standby.cleanup()
+        raise
+    return standby
+
+
+class Figures(NamedTuple):
+    failed_before: int
+    failed_after_switch: int
+    failed_after_rebuild: int
+    first_write_s: float | None
+    errors: list[str]
+
+
+def run_switch(tmp_path: Path, pair: Switch, register: Any, *, pool: bool, engine: str | None) -> Figures:
+    name = f"demoted_{'pool' if pool else 'persistent'}_{'django' if engine else 'ours'}"
+    register(name, write_alias(tmp_path, pair, pool=pool, engine=engine))
+    before = writes(name, BEFORE)
+    promoted_at = fence_and_promote(pair)
+    between = writes(name, BETWEEN)
+    standby = rebuild_old_as_standby(pair)
+    try:
+        after = writes(name, AFTER)
+    finally:
+        standby.cleanup()
+    first = next((o.at - promoted_at for o in between + after if o.error is None), None)
+    errors = [f"{type(o.error).__name__}: {o.error}" for o in between + after if o.error is not None]
+    figures = Figures(
+        sum(o.error is not None for o in before),
+        sum(o.error is not None for o in between),
+        sum(o.error is not None for o in after),
+        first,
+        errors,
+    )
+    print(
+        f"\n{name}: writes before/after the switch/after the rebuild {BEFORE}/{BETWEEN}/{AFTER}, failed "
+        f"{figures.failed_before}/{figures.failed_after_switch}/{figures.failed_after_rebuild}; "
+        f"first successful write {first if first is None else round(first, 3)} s after the promotion"
+    )
+    return figures
+
+
+@pytest.mark.parametrize("pool", [False, True], ids=["persistent", "pool"])
+def test_a_demoted_writer_fails_one_write_then_the_alias_writes_on_the_new_primary(
+    tmp_path: Path, pair: Switch, register: Any, pool: bool
+) -> None:
+    figures = run_switch(tmp_path, pair, register, pool=pool, engine=None)
+    assert (figures.failed_before, figures.failed_after_switch, figures.failed_after_rebuild) == (0, 1, 0)
+    (error,) = figures.errors
+    assert error.startswith(
+        f'DemotedWriterInternalError: Database "demoted_{"pool" if pool else "persistent"}_ours" is meant '
+        "for writes, but its server was demoted (it is read-only (default_transaction_read_only is on)): "
+        "the connection was closed and the next query connects again. The server said: cannot execute "
+        "INSERT in a read-only transaction"
+    ), error
+
+
+@pytest.mark.parametrize("pool", [False, True], ids=["persistent", "pool"])
+def test_django_engine_keeps_the_demoted_writer_until_the_process_restarts(
+    tmp_path: Path, pair: Switch, register: Any, pool: bool
+) -> None:
+    """The control: every write after the switch fails on the connection to the old primary,
+    until the rebuild restarts that server and so closes the connection."""
+    figures = run_switch(tmp_path, pair, register, pool=pool, engine=DJANGO["postgresql"])
+    assert (figures.failed_before, figures.failed_after_switch) == (0, BETWEEN)
+
+
+def test_the_error_keeps_django_class_and_the_next_query_of_the_request_reconnects(
+    tmp_path: Path, pair: Switch, register: Any
+) -> None:
+    connection = register("demoted_in_request", write_alias(tmp_path, pair, pool=False))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    fence_and_promote(pair)
+    with pytest.raises(InternalError) as caught, connection.cursor() as cursor:
+        cursor.execute("INSERT INTO writes (n) VALUES (1)")
+    assert isinstance(caught.value, DemotedWriterError)
+    assert getattr(caught.value.__cause__, "sqlstate", None) == "25006"
+    assert connection.connection is None
+    # The same request goes on: the next query connects to the new primary.
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO writes (n) VALUES (2) RETURNING inet_server_port()")
+        assert cursor.fetchone()[0] == pair.new.port
+
+
+def test_a_read_before_the_first_write_notices_the_demotion_without_a_failed_write(
+    tmp_path: Path, pair: Switch, register: Any
+) -> None:
+    """The old primary reports default_transaction_read_only=on with the answer to any query:
+    the next request's health check drops the connection without a round trip of its own."""
+    connection = register("demoted_read_first", write_alias(tmp_path, pair, pool=False))
+    assert request("demoted_read_first", "SELECT 1").error is None
+    assert request("demoted_read_first", "SELECT 1").error is None
+    spy = Spy(connection)
+    fence_and_promote(pair)
+    assert request("demoted_read_first", "SELECT 1").error is None
+    outcome = request("demoted_read_first", "INSERT INTO writes (n) VALUES (1)")
+    assert outcome.error is None
+    assert (spy.verdicts, spy.calls) == ([Verdict.HEALTHY, Verdict.DEMOTED], 0)
+
+
+def test_a_session_that_chose_read_only_keeps_its_connection(
+    tmp_path: Path, pair: Switch, register: Any
+) -> None:
+    """SET TRANSACTION READ ONLY is the session's own choice: the error is Django's, the connection stays."""
+    connection = register("own_read_only", write_alias(tmp_path, pair, pool=False))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    raw = connection.connection
+    with pytest.raises(InternalError) as caught, transaction.atomic(using="own_read_only"):
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION READ ONLY")
+            cursor.execute("INSERT INTO writes (n) VALUES (1)")
+    assert not isinstance(caught.value, DemotedWriterError)
+    assert connection.connection is raw
