@@ -19,7 +19,7 @@ import pytest
 from django.core.signals import request_finished, request_started
 from django.db import DatabaseError, InternalError, connections, transaction
 
-from django_dbconfig import build_databases
+from django_dbconfig import build_databases, check_databases
 from django_dbconfig.backends.base.demotion import DemotedWriterError
 from django_dbconfig.backends.base.health import Verdict
 from tests.servers import PostgresReplica, PostgresServer, ServerUnavailable, serving, start_replica
@@ -260,3 +260,47 @@ def test_a_session_that_chose_read_only_keeps_its_connection(
             cursor.execute("INSERT INTO writes (n) VALUES (1)")
     assert not isinstance(caught.value, DemotedWriterError)
     assert connection.connection is raw
+
+
+def dbcheck(alias: str) -> dict[str, Any]:
+    (row,) = check_databases([alias])["databases"]
+    return {
+        "role": (row["server"] or {}).get("role"),
+        "port": (row["server"] or {}).get("port"),
+        "problems": [(p["id"], p["message"]) for p in row["problems"]],
+    }
+
+
+def test_dbcheck_reports_the_role_and_an_error_when_a_write_alias_reaches_a_standby_or_read_only_server(
+    tmp_path: Path, pair: Switch, register: Any
+) -> None:
+    entry = write_alias(tmp_path, pair, pool=False)
+    one_host = {"OPTIONS": {**entry["OPTIONS"], "target_session_attrs": "any"}}
+    register("listed", entry)
+    register("on_standby", entry | one_host | {"HOST": pair.new.host, "PORT": pair.new.port})
+    register("on_old", entry | one_host | {"HOST": pair.old.host, "PORT": pair.old.port})
+    assert dbcheck("listed") == {"role": "primary", "port": pair.old.port, "problems": []}
+    assert dbcheck("on_standby") == {
+        "role": "standby",
+        "port": pair.new.port,
+        "problems": [
+            (
+                "dbconfig.E160",
+                f'"on_standby" is meant for writes, but the server it reached (127.0.0.1:{pair.new.port}) '
+                "is a standby: every write would fail.",
+            )
+        ],
+    }
+    fence_and_promote(pair)
+    assert dbcheck("listed") == {"role": "primary", "port": pair.new.port, "problems": []}
+    assert dbcheck("on_old") == {
+        "role": "primary",
+        "port": pair.old.port,
+        "problems": [
+            (
+                "dbconfig.E160",
+                f'"on_old" is meant for writes, but the server it reached (127.0.0.1:{pair.old.port}) '
+                "is read-only: every write would fail.",
+            )
+        ],
+    }

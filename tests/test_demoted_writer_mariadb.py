@@ -17,7 +17,7 @@ import pytest
 from django.core.signals import request_finished, request_started
 from django.db import DatabaseError, OperationalError, connections
 
-from django_dbconfig import build_databases
+from django_dbconfig import build_databases, check_databases
 from django_dbconfig.backends.base.demotion import DemotedWriterError
 from tests.moving_proxy import MovingProxy
 from tests.servers import MariaDBServer, serving
@@ -179,3 +179,27 @@ def test_a_session_read_only_transaction_keeps_its_connection(
     assert caught.value.args[0] == 1792
     assert not isinstance(caught.value, DemotedWriterError)
     assert connection.connection is raw
+
+
+def test_dbcheck_reports_an_error_when_the_write_alias_reaches_a_server_running_read_only(
+    tmp_path: Path, flip: Flip, register: Any
+) -> None:
+    register("flip_dbcheck", write_alias(tmp_path, flip))
+    flip.old.sql("SET GLOBAL read_only = ON", dbname="")
+
+    def found() -> tuple[str | None, list[tuple[str, str]]]:
+        (row,) = check_databases(["flip_dbcheck"])["databases"]
+        return row["server"]["role"], [(p["id"], p["message"]) for p in row["problems"]]
+
+    assert found() == (
+        "standby",
+        [
+            (
+                "dbconfig.E160",
+                f'"flip_dbcheck" is meant for writes, but the server it reached (127.0.0.1:{flip.proxy.port}) '
+                "is read-only: every write would fail.",
+            )
+        ],
+    )
+    flip.proxy.move((flip.new.host, flip.new.port))
+    assert found() == ("primary", [])

@@ -46,6 +46,8 @@ W104 = "dbconfig.W104"
 E120 = "dbconfig.E120"
 E121 = "dbconfig.E121"
 W120 = "dbconfig.W120"
+# Live, a write alias: the server it reaches takes writes.
+E160 = "dbconfig.E160"
 # Routing: models and aliases.
 E201 = "dbconfig.E201"
 E202 = "dbconfig.E202"
@@ -112,6 +114,9 @@ HINTS: Mapping[str, str] = {
     "recovery_min_apply_delay / MASTER_DELAY), or raise its max_replica_lag.",
     W120: 'Check that replication to "{alias}" is running (pg_stat_wal_receiver; SHOW REPLICA STATUS) '
     "and that its user may read the replication status (MariaDB: SLAVE MONITOR; MySQL: REPLICATION CLIENT).",
+    E160: 'Point "{alias}" at the writer: with several hosts set target_session_attrs to read-write '
+    "(or primary); behind a DNS name or a proxy, make it follow the primary; or set read_only: true "
+    "if the alias is meant for reads only.",
     E201: 'Route {model} to an alias of DATABASES (DBCONFIG_ROUTES or "routes" of dbconfig.json).',
     E202: "Make your routers' allow_migrate() allow {model} on one alias only (with DatabaseRouter: "
     'route them in DBCONFIG_ROUTES or "routes" of dbconfig.json).',
