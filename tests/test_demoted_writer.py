@@ -10,6 +10,7 @@ that meets the demoted connection, drops it, and the next request writes on B.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -304,3 +305,59 @@ def test_dbcheck_reports_the_role_and_an_error_when_a_write_alias_reaches_a_stan
             )
         ],
     }
+
+
+THREADS, LOAD_S = 4, 1.5
+
+
+@pytest.mark.parametrize("pool", [False, True], ids=["persistent", "pool"])
+def test_under_load_only_the_writes_in_flight_fail_after_the_promotion(
+    tmp_path: Path, pair: Switch, register: Any, pool: bool
+) -> None:
+    """Four threads write request after request while the writer is fenced and the standby
+    promoted. Writes between the fence and the promotion have no writer to go to; after the
+    promotion, at most one write per thread fails: the one that met the demoted connection."""
+    name = f"load_{'pool' if pool else 'persistent'}"
+    entry = write_alias(tmp_path, pair, pool=pool)
+    if pool:
+        entry["OPTIONS"]["pool"] = {"min_size": THREADS, "max_size": THREADS, "timeout": 10}
+    register(name, entry)
+    outcomes: list[Outcome] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        try:
+            while not stop.is_set():
+                outcomes.append(request(name, "INSERT INTO writes (n) VALUES (1)"))
+                time.sleep(0.005)
+        finally:
+            connections[name].close()
+
+    threads = [threading.Thread(target=writer) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(LOAD_S)
+        fenced_at = time.monotonic()
+        promoted_at = fence_and_promote(pair)
+        time.sleep(LOAD_S)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    before = [o for o in outcomes if o.at < fenced_at]
+    during = [o for o in outcomes if fenced_at <= o.at < promoted_at]
+    after = [o for o in outcomes if o.at >= promoted_at]
+    failed_after = [o for o in after if o.error is not None]
+    first = min((o.at for o in after if o.error is None), default=None)
+    print(
+        f"\n{name}: {THREADS} threads, writes before/during/after the switch "
+        f"{len(before)}/{len(during)}/{len(after)}, failed {sum(o.error is not None for o in before)}/"
+        f"{sum(o.error is not None for o in during)}/{len(failed_after)}; switch (fence to promotion) "
+        f"{promoted_at - fenced_at:.3f} s; first successful write "
+        f"{None if first is None else round(first - promoted_at, 3)} s after the promotion"
+    )
+    assert not any(o.error for o in before)
+    assert len(failed_after) <= THREADS, [str(o.error) for o in failed_after]
+    assert len(after) - len(failed_after) >= THREADS  # writes went on, on the new primary
+    assert all(isinstance(o.error, DemotedWriterError) for o in failed_after), failed_after
