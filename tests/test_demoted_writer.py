@@ -247,6 +247,24 @@ def test_a_read_before_the_first_write_notices_the_demotion_without_a_failed_wri
     assert (spy.verdicts, spy.calls) == ([Verdict.HEALTHY, Verdict.DEMOTED], 0)
 
 
+def test_a_pooled_connection_of_a_demoted_writer_is_dropped_at_checkout_without_a_failed_write(
+    tmp_path: Path, pair: Switch, register: Any
+) -> None:
+    """The pool's checkout check reads the same ParameterStatus: the connection that learnt of the
+    fence answering a read is discarded at the next checkout, and the write goes to the new primary."""
+    register("demoted_pool_read_first", write_alias(tmp_path, pair, pool=True))
+    assert request("demoted_pool_read_first", "SELECT 1").error is None
+    fence_and_promote(pair)
+    assert request("demoted_pool_read_first", "SELECT 1").error is None
+    request_started.send(sender=None)
+    try:
+        with connections["demoted_pool_read_first"].cursor() as cursor:
+            cursor.execute("INSERT INTO writes (n) VALUES (1) RETURNING inet_server_port()")
+            assert cursor.fetchone()[0] == pair.new.port
+    finally:
+        request_finished.send(sender=None)
+
+
 def test_a_session_that_chose_read_only_keeps_its_connection(
     tmp_path: Path, pair: Switch, register: Any
 ) -> None:

@@ -140,6 +140,9 @@ def check_pooled_writer(conn: Connection[Any]) -> None:
     check_pooled_connection(conn)
     why = server_role(conn)
     if why is not None:
+        # psycopg_pool puts a connection that failed its check back, and keeps it when it
+        # is still open: closed, it is dropped and replaced.
+        conn.close()
         raise OperationalError(f"the server of this pooled connection refuses writes: {why}")
 
 
