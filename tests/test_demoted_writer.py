@@ -231,6 +231,23 @@ def test_the_error_keeps_django_class_and_the_next_query_of_the_request_reconnec
         assert cursor.fetchone()[0] == pair.new.port
 
 
+@pytest.mark.parametrize("pool", [False, True], ids=["persistent", "pool"])
+def test_inside_atomic_the_demoted_writer_error_leaves_the_block_and_the_next_block_writes(
+    tmp_path: Path, pair: Switch, register: Any, pool: bool
+) -> None:
+    name = f"demoted_atomic_{'pool' if pool else 'persistent'}"
+    connection = register(name, write_alias(tmp_path, pair, pool=pool))
+    with transaction.atomic(using=name), connection.cursor() as cursor:
+        cursor.execute("INSERT INTO writes (n) VALUES (1)")
+    fence_and_promote(pair)
+    with pytest.raises(DemotedWriterError), transaction.atomic(using=name), connection.cursor() as cursor:
+        cursor.execute("INSERT INTO writes (n) VALUES (2)")
+    assert not connection.in_atomic_block
+    with transaction.atomic(using=name), connection.cursor() as cursor:
+        cursor.execute("INSERT INTO writes (n) VALUES (3) RETURNING inet_server_port()")
+        assert cursor.fetchone()[0] == pair.new.port
+
+
 def test_a_read_before_the_first_write_notices_the_demotion_without_a_failed_write(
     tmp_path: Path, pair: Switch, register: Any
 ) -> None:

@@ -92,13 +92,20 @@ def _deliver_notifications(conn: Connection[Any]) -> None:
             pgconn.notify_handler(notify)
 
 
-def server_role(conn: Any) -> str | None:
+def demotion_reason(conn: Any) -> str | None:
     """Why the server of a connection refuses writes as a whole, from what it reported
     without a query (ParameterStatus, PostgreSQL 14+), or None when it did not say so.
 
     `in_hot_standby` is on for a standby; `default_transaction_read_only` is on for a
     server made read-only (a fenced old primary), unless this session turned it on.
     """
+    if is_psycopg3:
+        # libpq's own call, with bytes: a fraction of the cost of conn.info's (about 1 µs for both).
+        pgconn = conn.pgconn
+        for key, why in _DEMOTED_STATUS_BYTES:
+            if pgconn.parameter_status(key) == b"on":
+                return why
+        return None
     for name, why in DEMOTED_STATUS:
         if parameter_status(conn, name) == "on":
             return why
@@ -110,6 +117,7 @@ DEMOTED_STATUS = (
     ("in_hot_standby", "it is a standby (in_hot_standby is on)"),
     ("default_transaction_read_only", "it is read-only (default_transaction_read_only is on)"),
 )
+_DEMOTED_STATUS_BYTES = tuple((name.encode(), why) for name, why in DEMOTED_STATUS)
 
 
 def parameter_status(conn: Any, name: str) -> str | None:
@@ -138,7 +146,7 @@ def check_pooled_writer(conn: Connection[Any]) -> None:
     """`check_pooled_connection` for a write alias's pool: a connection whose server
     reports itself a standby or read-only is discarded too."""
     check_pooled_connection(conn)
-    why = server_role(conn)
+    why = demotion_reason(conn)
     if why is not None:
         # psycopg_pool puts a connection that failed its check back, and keeps it when it
         # is still open: closed, it is dropped and replaced.
@@ -217,7 +225,7 @@ class DatabaseWrapper(
             # health to the pool's check.
             return Verdict.UNSURE
         verdict = idle_verdict(self.connection, self.socket_watch.readable)
-        if verdict is not Verdict.DEAD and self.meant_for_writes and server_role(self.connection):
+        if verdict is not Verdict.DEAD and self.meant_for_writes and demotion_reason(self.connection):
             return Verdict.DEMOTED
         return verdict
 
@@ -226,7 +234,7 @@ class DatabaseWrapper(
             return None
         # The session reports the server's state; both known and off means this session
         # chose read-only itself (SET TRANSACTION READ ONLY): not a demotion.
-        why = server_role(self.connection)
+        why = demotion_reason(self.connection)
         if why is not None:
             return why
         if all(parameter_status(self.connection, name) == "off" for name, _ in DEMOTED_STATUS):
