@@ -233,16 +233,14 @@ class MySQL(Backend):
         return None
 
     def refuses_write(self, error: BaseException | None) -> bool:
-        # 1792 ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION (MySQL and MariaDB), or the server's
-        # read_only (or MySQL's super_read_only): 1290 ER_OPTION_PREVENTS_STATEMENT naming
-        # --read-only (1290 also names other options, such as --secure-file-priv).
+        # 1792 ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION (MySQL and MariaDB).
         args: tuple[Any, ...] = getattr(error, "args", ())
-        if not args:
-            return False
-        return args[0] == 1792 or (args[0] == SERVER_READ_ONLY and READ_ONLY_OPTION in str(args[-1]))
+        return bool(args) and args[0] == 1792
 
     def server_read_only(self, error: BaseException | None) -> bool:
-        """Whether a refused write was refused by the server's read_only, not the session's."""
+        """Whether a write was refused by the server's read_only (or MySQL's super_read_only),
+        not the session's: 1290 ER_OPTION_PREVENTS_STATEMENT naming --read-only (1290 also
+        names other options, such as --secure-file-priv)."""
         args: tuple[Any, ...] = getattr(error, "args", ())
         return bool(args) and args[0] == SERVER_READ_ONLY and READ_ONLY_OPTION in str(args[-1])
 

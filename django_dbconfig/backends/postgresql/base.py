@@ -225,7 +225,11 @@ class DatabaseWrapper(
             # health to the pool's check.
             return Verdict.UNSURE
         verdict = idle_verdict(self.connection, self.socket_watch.readable)
-        if verdict is not Verdict.DEAD and self.meant_for_writes and demotion_reason(self.connection):
+        if verdict is Verdict.DEAD or not self.meant_for_writes:
+            return verdict
+        # Unsure may mean a transaction or a query in progress (another thread's): not to be closed.
+        idle = self.connection.pgconn.transaction_status == TransactionStatus.IDLE
+        if (verdict is Verdict.HEALTHY or idle) and demotion_reason(self.connection):
             return Verdict.DEMOTED
         return verdict
 
