@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import django
 import pytest
 from django.core.signals import request_finished, request_started
 from django.db import DatabaseError, InternalError, connections, transaction
@@ -29,6 +30,8 @@ from tests.test_health import DJANGO, Spy
 pytestmark = [pytest.mark.postgresql, pytest.mark.slow]
 
 BEFORE, BETWEEN, AFTER = 5, 10, 10
+# Django's pool exists from 5.1.
+POOL = pytest.param(True, id="pool", marks=pytest.mark.skipif(django.VERSION < (5, 1), reason="no pool"))
 
 
 class Switch(NamedTuple):
@@ -188,7 +191,7 @@ def run_switch(tmp_path: Path, pair: Switch, register: Any, *, pool: bool, engin
     return figures
 
 
-@pytest.mark.parametrize("pool", [False, True], ids=["persistent", "pool"])
+@pytest.mark.parametrize("pool", [pytest.param(False, id="persistent"), POOL])
 def test_a_demoted_writer_fails_one_write_then_the_alias_writes_on_the_new_primary(
     tmp_path: Path, pair: Switch, register: Any, pool: bool
 ) -> None:
@@ -203,7 +206,7 @@ def test_a_demoted_writer_fails_one_write_then_the_alias_writes_on_the_new_prima
     ), error
 
 
-@pytest.mark.parametrize("pool", [False, True], ids=["persistent", "pool"])
+@pytest.mark.parametrize("pool", [pytest.param(False, id="persistent"), POOL])
 def test_django_engine_keeps_the_demoted_writer_until_the_process_restarts(
     tmp_path: Path, pair: Switch, register: Any, pool: bool
 ) -> None:
@@ -231,7 +234,7 @@ def test_the_error_keeps_django_class_and_the_next_query_of_the_request_reconnec
         assert cursor.fetchone()[0] == pair.new.port
 
 
-@pytest.mark.parametrize("pool", [False, True], ids=["persistent", "pool"])
+@pytest.mark.parametrize("pool", [pytest.param(False, id="persistent"), POOL])
 def test_inside_atomic_the_demoted_writer_error_leaves_the_block_and_the_next_block_writes(
     tmp_path: Path, pair: Switch, register: Any, pool: bool
 ) -> None:
@@ -264,6 +267,7 @@ def test_a_read_before_the_first_write_notices_the_demotion_without_a_failed_wri
     assert (spy.verdicts, spy.calls) == ([Verdict.HEALTHY, Verdict.DEMOTED], 0)
 
 
+@pytest.mark.skipif(django.VERSION < (5, 1), reason="Django's pool exists from 5.1")
 def test_a_pooled_connection_of_a_demoted_writer_is_dropped_at_checkout_without_a_failed_write(
     tmp_path: Path, pair: Switch, register: Any
 ) -> None:
@@ -345,7 +349,7 @@ def test_dbcheck_reports_the_role_and_an_error_when_a_write_alias_reaches_a_stan
 THREADS, LOAD_S = 4, 1.5
 
 
-@pytest.mark.parametrize("pool", [False, True], ids=["persistent", "pool"])
+@pytest.mark.parametrize("pool", [pytest.param(False, id="persistent"), POOL])
 def test_under_load_only_the_writes_in_flight_fail_after_the_promotion(
     tmp_path: Path, pair: Switch, register: Any, pool: bool
 ) -> None:
