@@ -95,6 +95,7 @@ def test_every_alias_answers_with_the_designed_fields(client: Client) -> None:
                 "latency_ms": body["databases"][0]["latency_ms"],
                 "read_only": False,
                 "replica_lag_s": None,
+                "role": None,  # SQLite has no primary or standby
             }
         ],
     }
@@ -253,6 +254,7 @@ def test_server_state_is_reported_tls_and_errors_to_staff_only(
                 "latency_ms": by_alias(body)["tls"]["latency_ms"],
                 "read_only": True,
                 "replica_lag_s": None,
+                "role": "primary",
             },
             "down": {
                 "alias": "down",
@@ -260,6 +262,7 @@ def test_server_state_is_reported_tls_and_errors_to_staff_only(
                 "latency_ms": None,
                 "read_only": None,
                 "replica_lag_s": None,
+                "role": None,
             },
         }
         settings.MIDDLEWARE = ["tests.test_health_endpoint.StaffUser"]
@@ -330,6 +333,7 @@ def test_replica_lag_is_read_on_a_postgresql_standby(
     assert isinstance(rows["replica"]["replica_lag_s"], float)
     assert rows["replica"]["replica_lag_s"] >= 0
     assert rows["replica"]["read_only"] is True  # a hot standby refuses writes
+    assert (rows["primary"]["role"], rows["replica"]["role"]) == ("primary", "standby")
     assert metrics[("dbconfig_replica_lag_seconds", "replica")] == rows["replica"]["replica_lag_s"]
     assert ("dbconfig_replica_lag_seconds", "primary") not in metrics
 
@@ -353,6 +357,7 @@ def test_replica_lag_is_read_on_a_mariadb_replica(tmp_path: Path, client: Client
     assert code == 200, body
     assert rows["primary"]["replica_lag_s"] is None
     assert rows["replica"]["replica_lag_s"] == 0.0  # replicating, caught up: Seconds_Behind_Master 0
+    assert (rows["primary"]["role"], rows["replica"]["role"]) == ("primary", "standby")
     assert metrics[("dbconfig_replica_lag_seconds", "replica")] == 0.0
     assert ("dbconfig_replica_lag_seconds", "primary") not in metrics
 

@@ -229,6 +229,32 @@ def test_each_family_recognises_its_drivers_refusal_of_a_write(
     assert BACKENDS[backend].refuses_write(error) is refused
 
 
+@pytest.mark.parametrize(
+    ("error", "server_read_only"),
+    [
+        (
+            Exception(1290, "The MariaDB server is running with the --read-only option so it cannot execute"),
+            True,
+        ),
+        (Exception(1290, "The MySQL server is running with the --super-read-only option so it cannot"), True),
+        (
+            Exception(1290, "The MySQL server is running with the --secure-file-priv option so it cannot"),
+            False,
+        ),
+        (Exception(1792, "Cannot execute statement in a READ ONLY transaction"), False),
+        (Exception(), False),
+        (None, False),
+    ],
+)
+def test_mysql_tells_the_servers_read_only_from_the_sessions(
+    error: BaseException | None, server_read_only: bool
+) -> None:
+    # What a write alias's engine asks before it drops a demoted writer's connection.
+    from django_dbconfig.backends.mysql.settings import MySQL
+
+    assert MySQL().server_read_only(error) is server_read_only
+
+
 @pytest.mark.parametrize("key", ["ENGINE", "NAME", "HOST", "PORT", "USER"])
 def test_a_config_holds_only_the_entry_it_built(project: Any, key: str) -> None:
     config = project.load(

@@ -62,7 +62,12 @@ def test_dbcheck_reports_the_replica_as_a_standby_and_its_lag(tmp_path: Path, pa
     assert replica["replication"] == {"primary": PRIMARY, "standby": True, "lag_s": 0.0, "max_lag_s": 30.0}
     assert replica["server"] == {"host": pair.replica.host, "port": pair.replica.port, "role": "standby"}
     assert replica["settings"]["read_only"] == {"expected": True, "actual": True, "ok": True}
-    assert [reports[PRIMARY]["replication"], reports[PRIMARY]["server"]] == [None, None]
+    assert reports[PRIMARY]["replication"] is None
+    assert reports[PRIMARY]["server"] == {
+        "host": pair.primary.host,
+        "port": pair.primary.port,
+        "role": "primary",
+    }
 
 
 def test_a_replica_lagging_more_than_max_replica_lag_is_an_error(tmp_path: Path, pair: MariaDBPair) -> None:

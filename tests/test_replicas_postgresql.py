@@ -372,7 +372,10 @@ def test_a_stopped_replica_gets_no_reads_and_no_request_fails(
 def reached(
     tmp_path: Path, alias_settings: dict[str, Any], environ: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """dbcheck's report of `default` built from these settings: the host reached and its role."""
+    """dbcheck's report of `default` built from these settings: the host reached and its role.
+
+    `default` is meant for writes: on a standby, dbcheck fails it with E160 alone.
+    """
     databases = build_databases(
         tmp_path,
         environ=environ or {},
@@ -380,7 +383,10 @@ def reached(
     )
     status, result = dbcheck_json(databases, "--database", "default")
     report = by_alias(result)["default"]
-    assert status == 0, report
+    standby = report["server"]["role"] == "standby"
+    assert (status, [p["id"] for p in report["problems"]]) == (
+        (1, ["dbconfig.E160"]) if standby else (0, [])
+    ), report
     return dict(report["server"])
 
 

@@ -51,6 +51,8 @@ E170 = "dbconfig.E170"
 E171 = "dbconfig.E171"
 W170 = "dbconfig.W170"
 W171 = "dbconfig.W171"
+# Live, a write alias: the server it reaches takes writes.
+E160 = "dbconfig.E160"
 # Routing: models and aliases.
 E201 = "dbconfig.E201"
 E202 = "dbconfig.E202"
@@ -128,6 +130,9 @@ HINTS: Mapping[str, str] = {
     "galera_cluster_size to the number of nodes the cluster is meant to have.",
     W171: 'Point "{alias}" at a node of the Galera cluster, or remove wsrep_sync_wait and '
     "galera_cluster_size from it.",
+    E160: 'Point "{alias}" at the writer: with several hosts set target_session_attrs to read-write '
+    "(or primary); behind a DNS name or a proxy, make it follow the primary; or set read_only: true "
+    "if the alias is meant for reads only.",
     E201: 'Route {model} to an alias of DATABASES (DBCONFIG_ROUTES or "routes" of dbconfig.json).',
     E202: "Make your routers' allow_migrate() allow {model} on one alias only (with DatabaseRouter: "
     'route them in DBCONFIG_ROUTES or "routes" of dbconfig.json).',

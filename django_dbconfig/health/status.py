@@ -54,6 +54,10 @@ class AliasHealth:
         return self.session.replica_lag_s if self.session is not None else None
 
     @property
+    def role(self) -> str | None:
+        return self.session.role if self.session is not None else None
+
+    @property
     def tls_in_use(self) -> bool | None:
         return self.session.tls_in_use if self.session is not None else None
 
@@ -64,6 +68,7 @@ class AliasHealth:
             "latency_ms": self.latency_ms,
             "read_only": self.read_only,
             "replica_lag_s": self.replica_lag_s,
+            "role": self.role,
         }
         if staff:
             session = self.session

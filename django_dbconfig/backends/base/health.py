@@ -6,7 +6,9 @@ connection is idle, and on an idle connection the server has nothing to say: if 
 socket has something to read, it is most often the server closing the session
 (restart, failover, idle timeout, a killed backend). Each engine looks at the socket
 without blocking and answers healthy, dead or unsure; only "unsure" pays for
-Django's own check.
+Django's own check. An engine that knows, without a round trip, that the server
+of a write alias now refuses writes (PostgreSQL's `in_hot_standby`) answers
+demoted: the connection is closed like a dead one.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class Verdict(enum.Enum):
     HEALTHY = "healthy"
     DEAD = "dead"
     UNSURE = "unsure"
+    # Alive, but the server of a write alias now says it refuses writes (a standby).
+    DEMOTED = "demoted"
 
 
 def socket_readable(fd: int) -> bool:
@@ -108,5 +112,10 @@ class SocketHealthCheck(BaseDatabaseWrapper):
             return
         if verdict is Verdict.DEAD:
             logger.info("database %r: the server closed the idle connection; reconnecting", self.alias)
+            self.close()
+        elif verdict is Verdict.DEMOTED:
+            logger.warning(
+                "database %r: the server now refuses writes (a demoted primary); reconnecting", self.alias
+            )
             self.close()
         self.health_check_done = True

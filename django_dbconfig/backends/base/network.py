@@ -36,7 +36,7 @@ def set_tcp_timeouts(fd: int, network_timeout_ms: int) -> None:
         sock.close()
 
 
-class _LostConnectionErrors(DatabaseErrorWrapper):
+class LostConnectionErrors(DatabaseErrorWrapper):
     """Django's error wrapper; when the connection is lost, the error names the alias."""
 
     wrapper: NamesAliasWhenLost
@@ -74,7 +74,7 @@ class NamesAliasWhenLost(BaseDatabaseWrapper):
 
     @cached_property
     def wrap_database_errors(self) -> DatabaseErrorWrapper:
-        return _LostConnectionErrors(self)
+        return LostConnectionErrors(self)
 
 
 class TcpTimeoutsOnSocket(NamesAliasWhenLost):

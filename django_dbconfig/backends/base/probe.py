@@ -269,6 +269,26 @@ def check_tls(report: AliasReport, spec: ProbeSpec, *, effective_mode: str | Non
         )
 
 
+def check_writer(report: AliasReport, spec: ProbeSpec, *, standby: bool, read_only: bool) -> bool:
+    """A write alias (not read_only, not a replica) must reach a server that takes writes:
+    E160 when it reached a standby or a read-only server. Whether E160 was added."""
+    expected = spec.expected
+    if expected.replica_of is not None or expected.read_only or not (standby or read_only):
+        return False
+    server = report.server
+    where = f" ({server.host}:{server.port})" if server is not None and server.host else ""
+    what = "a standby" if standby else "read-only"
+    report.add(
+        problems.problem(
+            problems.E160,
+            f'"{spec.alias}" is meant for writes, but the server it reached{where} is {what}: '
+            "every write would fail.",
+            alias=spec.alias,
+        )
+    )
+    return True
+
+
 def check_replication(report: AliasReport, spec: ProbeSpec, *, standby: bool, lag_s: float | None) -> None:
     """Record a replica's standby state and lag; a writable server or too much lag is an error."""
     primary = spec.expected.replica_of
@@ -317,3 +337,6 @@ class SessionHealth:
     tls_version: str | None = None
     tls_cipher: str | None = None
     replica_lag_s: float | None = None
+    # "primary" or "standby" (a hot standby, or a MySQL/MariaDB server running read_only);
+    # None where the backend has no such notion (SQLite).
+    role: str | None = None

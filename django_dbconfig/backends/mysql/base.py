@@ -26,6 +26,7 @@ from django.db.backends.mysql import base as django_mysql
 
 from django_dbconfig.backends.base import credentials
 from django_dbconfig.backends.base.asgi import ClosedAtAsgiRequestEnd
+from django_dbconfig.backends.base.demotion import DropsDemotedWriter
 from django_dbconfig.backends.base.health import SocketHealthCheck, Verdict
 from django_dbconfig.backends.base.network import TcpTimeoutsOnSocket
 from django_dbconfig.backends.mysql.client import DatabaseClient
@@ -40,13 +41,18 @@ _LOST = frozenset({2006, 2013, 2055})
 
 
 class DatabaseWrapper(
-    SocketHealthCheck, TcpTimeoutsOnSocket, ClosedAtAsgiRequestEnd, django_mysql.DatabaseWrapper
+    SocketHealthCheck,
+    DropsDemotedWriter,
+    TcpTimeoutsOnSocket,
+    ClosedAtAsgiRequestEnd,
+    django_mysql.DatabaseWrapper,
 ):
     """Django's MySQL `DatabaseWrapper`; the per-request health check differs, the session
     settings follow the server (MariaDB or MySQL) whatever the backend said, and a
     `password_provider` gives the password of each new connection. network_timeout is
-    set on the socket, a lost connection's error names the alias, and an ASGI request
-    closes the connections it opened."""
+    set on the socket, a lost connection's error names the alias, a write alias drops a
+    connection whose server turned read_only on, and an ASGI request closes the
+    connections it opened."""
 
     def network_timeout_ms(self) -> int | None:
         seconds = (self.settings_dict.get("DBCONFIG") or {}).get("network_timeout")
@@ -93,8 +99,15 @@ class DatabaseWrapper(
             return connection
 
     client_class = DatabaseClient
+    family = MySQL()
 
     django_is_usable = staticmethod(django_mysql.DatabaseWrapper.is_usable)
+
+    def server_demoted(self, error: BaseException | None) -> str | None:
+        # Only the server's read_only: 1792 is this session's own read-only transaction.
+        if self.family.server_read_only(error):
+            return "it runs with read_only on"
+        return None
 
     def socket_verdict(self) -> Verdict:
         """Healthy when idle with nothing to read; dead when anything is waiting.

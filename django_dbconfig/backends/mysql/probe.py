@@ -15,6 +15,7 @@ from django_dbconfig.backends.base.probe import (
     check_replication,
     check_tls,
     check_write_access,
+    check_writer,
     compare_duration,
     compare_read_only,
     compare_text,
@@ -173,15 +174,18 @@ def _inspect(cursor: Any, spec: ProbeSpec, report: AliasReport, params: Mapping[
     read_only = bool(int(fetch_one(cursor, f"SELECT @@session.{variable}")[0]))
     compare_read_only(report, expected.read_only, read_only)
 
-    if expected.replica_of is not None:
-        # Only for replicas: reading the replica status needs a privilege a primary's user may lack.
-        standby, lag_s = replication_status(cursor)
-        report.server = ServerReport(
-            str(params.get("host") or "localhost"),
-            int(params["port"]) if params.get("port") else None,
-            "standby" if standby else "primary",
-        )
-        check_replication(report, spec, standby=standby, lag_s=lag_s)
+    # Without the privilege to read the replica status (a primary's user may lack it), a
+    # server running read_only counts as a standby: for a write alias, that is what matters.
+    standby, lag_s = replication_status(cursor)
+    report.server = ServerReport(
+        str(params.get("host") or "localhost"),
+        int(params["port"]) if params.get("port") else None,
+        "standby" if standby else "primary",
+    )
+    check_replication(report, spec, standby=standby, lag_s=lag_s)
+    server_read_only = bool(int(fetch_one(cursor, "SELECT @@global.read_only")[0]))
+    # A replica status or read_only: the server runs read_only either way, which says more.
+    check_writer(report, spec, standby=standby and not server_read_only, read_only=server_read_only)
     if expected.read_only:
         check_write_access(
             report, write_access(cursor, str(params.get("db") or spec.settings.get("NAME") or ""))
@@ -392,7 +396,7 @@ def replication_status(cursor: Any) -> tuple[bool, float | None]:
 def session_health(connection: Any, cursor: Any) -> SessionHealth:
     """Read-only mode, TLS and (on a replica) replication lag of the session, as the server reports them."""
     variable = (MariaDB if connection.mysql_is_mariadb else MySQL).read_only_variable
-    (read_only,) = fetch_one(cursor, f"SELECT @@session.{variable}")
+    read_only, server_read_only = fetch_one(cursor, f"SELECT @@session.{variable}, @@global.read_only")
     cursor.execute("SHOW SESSION STATUS WHERE Variable_name IN ('Ssl_version', 'Ssl_cipher')")
     status = {str(name).lower(): str(value or "") for name, value in cursor.fetchall()}
     cipher = status.get("ssl_cipher") or None
@@ -403,4 +407,5 @@ def session_health(connection: Any, cursor: Any) -> SessionHealth:
         tls_version=(status.get("ssl_version") or None) if cipher else None,
         tls_cipher=cipher,
         replica_lag_s=lag if standby else None,
+        role="standby" if standby or int(server_read_only) else "primary",
     )

@@ -107,6 +107,10 @@ SQL = Dialect(
     executable_comments=True,
 )
 READ_ONLY_VARIABLES = ("tx_read_only", "transaction_read_only")
+# The error of a write refused by the server's read_only (or super_read_only), and the
+# words of its message that tell it from other options' refusals.
+SERVER_READ_ONLY = 1290
+READ_ONLY_OPTION = "read-only"
 _SCOPES = ("session.", "local.", "global.")
 _TRUE = frozenset({"1", "on", "true"})
 
@@ -235,6 +239,13 @@ class MySQL(Backend):
         # 1792 ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION (MySQL and MariaDB).
         args: tuple[Any, ...] = getattr(error, "args", ())
         return bool(args) and args[0] == 1792
+
+    def server_read_only(self, error: BaseException | None) -> bool:
+        """Whether a write was refused by the server's read_only (or MySQL's super_read_only),
+        not the session's: 1290 ER_OPTION_PREVENTS_STATEMENT naming --read-only (1290 also
+        names other options, such as --secure-file-priv)."""
+        args: tuple[Any, ...] = getattr(error, "args", ())
+        return bool(args) and args[0] == SERVER_READ_ONLY and READ_ONLY_OPTION in str(args[-1])
 
     def validate(self, values: Mapping[str, Any]) -> tuple[str, str] | None:
         for key in ("host", "port"):

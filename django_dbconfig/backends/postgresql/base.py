@@ -23,8 +23,8 @@ if is_psycopg3:
 
 from django_dbconfig.backends.base import credentials
 from django_dbconfig.backends.base.asgi import ClosedAtAsgiRequestEnd
+from django_dbconfig.backends.base.demotion import DropsDemotedWriter
 from django_dbconfig.backends.base.health import SocketHealthCheck, Verdict, socket_readable
-from django_dbconfig.backends.base.network import NamesAliasWhenLost
 from django_dbconfig.backends.postgresql import pooler as poolers
 from django_dbconfig.backends.postgresql.client import DatabaseClient
 from django_dbconfig.backends.postgresql.connect import waiting_for_role
@@ -93,6 +93,41 @@ def _deliver_notifications(conn: Connection[Any]) -> None:
             pgconn.notify_handler(notify)
 
 
+def demotion_reason(conn: Any) -> str | None:
+    """Why the server of a connection refuses writes as a whole, from what it reported
+    without a query (ParameterStatus, PostgreSQL 14+), or None when it did not say so.
+
+    `in_hot_standby` is on for a standby; `default_transaction_read_only` is on for a
+    server made read-only (a fenced old primary), unless this session turned it on.
+    """
+    if is_psycopg3:
+        # libpq's own call, with bytes: a fraction of the cost of conn.info's (about 1 µs for both).
+        pgconn = conn.pgconn
+        for key, why in _DEMOTED_STATUS_BYTES:
+            if pgconn.parameter_status(key) == b"on":
+                return why
+        return None
+    for name, why in DEMOTED_STATUS:
+        if parameter_status(conn, name) == "on":
+            return why
+    return None
+
+
+# What a server reports (ParameterStatus) when it refuses every write, and what that means.
+DEMOTED_STATUS = (
+    ("in_hot_standby", "it is a standby (in_hot_standby is on)"),
+    ("default_transaction_read_only", "it is read-only (default_transaction_read_only is on)"),
+)
+_DEMOTED_STATUS_BYTES = tuple((name.encode(), why) for name, why in DEMOTED_STATUS)
+
+
+def parameter_status(conn: Any, name: str) -> str | None:
+    """A ParameterStatus value libpq holds for the connection (no round trip), or None."""
+    if is_psycopg3:
+        return conn.info.parameter_status(name)  # type: ignore[no-any-return]
+    return conn.get_parameter_status(name)  # type: ignore[no-any-return]
+
+
 def check_pooled_connection(conn: Connection[Any]) -> None:
     """psycopg_pool's `check=` callback: the socket first, an empty query only when unsure.
 
@@ -108,15 +143,28 @@ def check_pooled_connection(conn: Connection[Any]) -> None:
         ConnectionPool.check_connection(conn)
 
 
+def check_pooled_writer(conn: Connection[Any]) -> None:
+    """`check_pooled_connection` for a write alias's pool: a connection whose server
+    reports itself a standby or read-only is discarded too."""
+    check_pooled_connection(conn)
+    why = demotion_reason(conn)
+    if why is not None:
+        # psycopg_pool puts a connection that failed its check back, and keeps it when it
+        # is still open: closed, it is dropped and replaced.
+        conn.close()
+        raise OperationalError(f"the server of this pooled connection refuses writes: {why}")
+
+
 class DatabaseWrapper(
-    SocketHealthCheck, NamesAliasWhenLost, ClosedAtAsgiRequestEnd, django_postgresql.DatabaseWrapper
+    SocketHealthCheck, DropsDemotedWriter, ClosedAtAsgiRequestEnd, django_postgresql.DatabaseWrapper
 ):
     """Django's PostgreSQL `DatabaseWrapper`, with the health checks looking at the socket
     first (per request, and at each checkout from Django's pool), a password from
     `password_provider` for each new connection, and the session settings sent as SET
     behind a session pooler; dbshell runs with the alias's session settings, TLS and
-    read-only mode. A lost connection's error names the alias, and an ASGI request
-    closes the connections it opened. network_timeout needs nothing here: libpq's
+    read-only mode. A lost connection's error names the alias, a write alias drops a
+    connection whose server became a standby or read-only, and an ASGI request closes
+    the connections it opened. network_timeout needs nothing here: libpq's
     keepalive options are in OPTIONS.
     """
 
@@ -132,6 +180,7 @@ class DatabaseWrapper(
         return bool(getattr(connection, "broken", False) or connection.closed)
 
     client_class = DatabaseClient
+    family = PostgreSQL()
     django_is_usable = staticmethod(django_postgresql.DatabaseWrapper.is_usable)
 
     @property
@@ -148,7 +197,7 @@ class DatabaseWrapper(
         if pool is not None:
             credentials.attach_to_pool(pool, self.alias, self.settings_dict)
             if getattr(pool, "_check", None) is type(pool).check_connection:
-                pool._check = check_pooled_connection
+                pool._check = check_pooled_writer if self.meant_for_writes else check_pooled_connection
         return pool
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
@@ -177,9 +226,40 @@ class DatabaseWrapper(
                 self.connection.commit()
 
     def socket_verdict(self) -> Verdict:
-        """`idle_verdict` of this connection, with psycopg 3 and no pool."""
+        """`idle_verdict` of this connection, with psycopg 3 and no pool; demoted when the
+        server of a write alias now reports itself a standby or read-only."""
         if not is_psycopg3 or self.settings_dict["OPTIONS"].get("pool"):
             # With psycopg2, Django's check; with a pool, Django leaves
             # health to the pool's check.
             return Verdict.UNSURE
-        return idle_verdict(self.connection, self.socket_watch.readable)
+        verdict = idle_verdict(self.connection, self.socket_watch.readable)
+        if verdict is Verdict.DEAD or not self.meant_for_writes:
+            return verdict
+        # Unsure may mean a transaction or a query in progress (another thread's): not to be closed.
+        idle = self.connection.pgconn.transaction_status == TransactionStatus.IDLE
+        if (verdict is Verdict.HEALTHY or idle) and demotion_reason(self.connection):
+            return Verdict.DEMOTED
+        return verdict
+
+    def server_demoted(self, error: BaseException | None) -> str | None:
+        if not self.family.refuses_write(error):
+            return None
+        # The session reports the server's state; both known and off means this session
+        # chose read-only itself (SET TRANSACTION READ ONLY): not a demotion.
+        why = demotion_reason(self.connection)
+        if why is not None:
+            return why
+        if all(parameter_status(self.connection, name) == "off" for name, _ in DEMOTED_STATUS):
+            return None
+        return "it refused the write as read-only"
+
+    def discard_connection(self) -> None:
+        connection = self.connection
+        if self.pool:
+            # Closed before it goes back: the pool drops a closed connection. Its idle ones
+            # may be on the same server: they are replaced as they come back or age.
+            connection.close()
+            drain = getattr(self.pool, "drain", None)
+            if drain is not None:
+                drain()
+        self.close()

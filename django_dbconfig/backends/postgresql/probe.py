@@ -22,6 +22,7 @@ from django_dbconfig.backends.base.probe import (
     check_replication,
     check_tls,
     check_write_access,
+    check_writer,
     compare_duration,
     compare_read_only,
     compare_text,
@@ -231,16 +232,18 @@ def _inspect(cursor: Any, connection: Any, spec: ProbeSpec, report: AliasReport)
     if expected.search_path is not None:
         compare_text(report, "search_path", ", ".join(expected.search_path), ", ".join(actual_path))
     read_only = str(fetch_one(cursor, "SHOW transaction_read_only")[0]) == "on"
-    compare_read_only(report, expected.read_only, read_only)
+    standby, lag_s = replication_status(cursor)
+    host, port = reached(connection)
+    report.server = ServerReport(host, port, "standby" if standby else "primary")
+    # A write alias on a standby or a read-only server: E160 says why, not E110 as well.
+    demoted = check_writer(report, spec, standby=standby, read_only=read_only)
+    compare_read_only(report, None if demoted else expected.read_only, read_only)
     if pooler:
         _explain_through_pooler(cursor, spec, report, pooler)
 
     schemas = list(expected.search_path if expected.search_path is not None else actual_path)
     _schemas(cursor, spec, report, [s for s in schemas if s != "$user"])
 
-    standby, lag_s = replication_status(cursor)
-    host, port = reached(connection)
-    report.server = ServerReport(host, port, "standby" if standby else "primary")
     check_replication(report, spec, standby=standby, lag_s=lag_s)
     if expected.read_only:
         check_write_access(report, write_access(cursor, standby=standby))
@@ -557,6 +560,7 @@ def session_health(connection: Any, cursor: Any) -> SessionHealth:
         tls_version=version,
         tls_cipher=cipher,
         replica_lag_s=replica_lag_seconds(cursor) if in_recovery else None,
+        role="standby" if in_recovery else "primary",
     )
 
 
