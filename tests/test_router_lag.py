@@ -12,7 +12,7 @@ from django.test import override_settings
 
 from django_dbconfig import build_databases
 from django_dbconfig.conf.config import last_config
-from django_dbconfig.routers import DatabaseRouter, _state, reset_pins
+from django_dbconfig.routers import DatabaseRouter, _state, lag, reset_pins
 from tests.apps.shop.models import Order
 from tests.test_router import registered
 
@@ -114,7 +114,7 @@ def test_without_max_replica_lag_nothing_is_measured(tmp_path: Path) -> None:
     assert [router._lags, router.db_for_read(Order)] == [{}, "lg_r1"]
 
 
-def test_routers_of_one_process_share_one_measuring_thread_per_replica(
+def test_routers_of_one_process_share_one_measurer_per_replica_on_the_fixed_threads(
     tmp_path: Path, django_db_blocker: Any
 ) -> None:
     import threading
@@ -130,8 +130,8 @@ def test_routers_of_one_process_share_one_measuring_thread_per_replica(
             try:
                 assert first._lags["lg_r1"] is second._lags["lg_r1"]
                 eventually(lambda: second.db_for_read(Order) == "lg_r1", "the second router to hear the lag")
-                names = [thread.name for thread in threading.enumerate()]
-                assert names.count("dbconfig-lag-lg_r1") == 1
+                measuring = [t.name for t in threading.enumerate() if t.name.startswith("dbconfig-lag")]
+                assert 1 <= len(measuring) <= lag.WORKERS
             finally:
                 second.stop_measuring()
             assert first._lags["lg_r1"].running  # the first router still listens
