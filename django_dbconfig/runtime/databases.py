@@ -183,6 +183,11 @@ def runtime_aliases() -> tuple[str, ...]:
     return tuple(_runtime)
 
 
+def is_runtime(alias: str) -> bool:
+    """Whether `alias` was added at runtime (and not removed yet)."""
+    return alias in _runtime
+
+
 def runtime_replicas() -> dict[str, str]:
     """Each runtime replica and its primary."""
     return {replica: primary for primary, replicas in _replicas.items() for replica in replicas}
