@@ -44,7 +44,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE_SECONDS = 5.0
 # Threads probing every alias of the process; a hung alias holds one until its probe ends.
-PROBE_THREADS = 4
+PROBE_THREADS = 8
+# How long a request waits for a probe still queued behind others (1,000 aliases probed
+# at once): the connect timeout counts from when the probe starts.
+QUEUE_SECONDS = 30.0
 # How long a probe connection may stay idle when its alias keeps connections forever.
 IDLE_SECONDS = 60.0
 # How often an idle probing thread looks for probe connections to close.
@@ -149,7 +152,7 @@ def check_aliases(aliases: Sequence[str], *, max_age: float | None = None) -> li
     """
     max_age = cache_seconds() if max_age is None else max_age
     now = time.monotonic()
-    waits: dict[str, tuple[_Job, float]] = {}
+    waits: dict[str, _Job] = {}
     results: dict[str, AliasHealth] = {}
     for alias in dict.fromkeys(aliases):
         last = _cache.get(alias)
@@ -160,15 +163,28 @@ def check_aliases(aliases: Sequence[str], *, max_age: float | None = None) -> li
         if not submitted and last is not None:
             results[alias] = dataclasses.replace(last, stale=True)
         else:
-            waits[alias] = (job, job.started + _timeout(alias) + MARGIN)
-    for alias, (job, deadline) in waits.items():
-        answered = job.done.wait(max(0.0, deadline - time.monotonic()))
-        if answered and job.result is not None:
-            results[alias] = job.result
+            waits[alias] = job
+    for alias, job in waits.items():
+        answer = _wait(job, _timeout(alias) + MARGIN)
+        if answer is not None:
+            results[alias] = answer
         else:
-            results[alias] = result = _timed_out(alias)
+            results[alias] = result = _timed_out(alias, queued=job.running_since is None)
             _store(result)
     return [results[alias] for alias in dict.fromkeys(aliases)]
+
+
+def _wait(job: _Job, seconds: float) -> AliasHealth | None:
+    """The job's result, waiting `seconds` from when it starts (QUEUE_SECONDS while queued)."""
+    while True:
+        running = job.running_since
+        deadline = running + seconds if running is not None else job.started + QUEUE_SECONDS
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        # Queued: look again soon, to count the connect timeout from the probe's start.
+        if job.done.wait(left if running is not None else min(left, 0.05)):
+            return job.result
 
 
 def forget(aliases: Iterable[str] | None = None) -> None:
@@ -220,6 +236,7 @@ class _Job:
     def __init__(self, started: float) -> None:
         self.started = started
         self.done = threading.Event()
+        self.running_since: float | None = None  # when a probing thread took it
         self.result: AliasHealth | None = None
 
 
@@ -236,6 +253,7 @@ class _Probe:
 
     def run(self, job: _Job) -> None:
         """Probe on this alias's connection (in a probing thread), then publish the result."""
+        job.running_since = time.monotonic()
         try:
             job.result = self._probe()
         except BaseException as exc:  # a probe must answer, whatever happened
@@ -420,11 +438,15 @@ def _failed(alias: str, exc: BaseException, *, started: float | None = None) -> 
     return AliasHealth(alias, False, error=message, checked_at=started or time.monotonic())
 
 
-def _timed_out(alias: str) -> AliasHealth:
+def _timed_out(alias: str, *, queued: bool = False) -> AliasHealth:
     # Dated when the wait ended: cached as a fresh answer, so the requests that follow
     # within the cache time get it at once, and later ones the stale one.
     seconds = _timeout(alias)
-    message = f"no answer within {seconds:g} s (connect timeout) plus {MARGIN:g} s"
+    message = (
+        f"not probed within {QUEUE_SECONDS:g} s: every probing thread is busy"
+        if queued
+        else f"no answer within {seconds:g} s (connect timeout) plus {MARGIN:g} s"
+    )
     logger.warning("database %r failed its health probe: %s", alias, message)
     return AliasHealth(alias, False, error=message, checked_at=time.monotonic())
 
