@@ -2,14 +2,14 @@
 
 `watch(alias, settings, callback)` returns the process's one `ReplicaLag` for that
 replica (the same server). Every replica is measured by the same few daemon
-threads (WORKERS, started on the first watch), whatever the number of replicas: a
+threads (WORKERS, and a guard; started on the first watch), whatever the number of replicas: a
 replica is due once a second, one measurement of it at a time, taken by whichever
 worker is free. Each replica keeps one connection of its own (never one of
 Django's per-request connections), so the server sees one session per replica at
 most. After each measurement every subscriber hears the lag in seconds, or None
 when the replica cannot be reached, its lag cannot be measured (replication
-stopped), or a measurement hangs longer than its connect timeout (then the worker
-stays with it until the network timeout ends it; the other workers go on). A router
+stopped), or a measurement hangs longer than its connect timeout (then its worker
+stays with it, and another is started in its place until the hang ends). A router
 decides from that which replicas get reads, so a request only reads a ready answer
 and never waits for a server. A measurer whose subscribers are all gone stops and
 closes its connection.
@@ -34,7 +34,10 @@ from django_dbconfig.backends import probe_module
 logger = logging.getLogger(__name__)
 
 INTERVAL = 1.0  # seconds between two measurements of one replica
-# Threads measuring every replica of the process: a hung replica holds one of them.
+# Threads measuring every replica of the process, and a guard. A measurement that hangs
+# (a server stopped with SIGSTOP answers nothing, and its kernel keeps the connection up)
+# holds its thread: the guard reports it and starts another in its place, which leaves
+# once the hang has ended.
 WORKERS = 2
 Callback = Callable[[str, "float | None"], None]
 
@@ -150,18 +153,17 @@ class _Scheduler:
         self.due: list[tuple[float, int, ReplicaLag]] = []
         self.busy: set[ReplicaLag] = set()  # measured right now, by some worker
         self.threads: list[threading.Thread] = []
+        self.guard: threading.Thread | None = None
         self.order = itertools.count()
 
     def add(self, measurer: ReplicaLag) -> None:
         with self.cond:
             heapq.heappush(self.due, (time.monotonic(), next(self.order), measurer))
             self.threads = [thread for thread in self.threads if thread.is_alive()]
-            while len(self.threads) < WORKERS:
-                thread = threading.Thread(
-                    target=self._work, daemon=True, name=f"dbconfig-lag-{len(self.threads) + 1}"
-                )
-                self.threads.append(thread)
-                thread.start()
+            self._replace_hung()
+            if self.guard is None or not self.guard.is_alive():
+                self.guard = threading.Thread(target=self._watch, daemon=True, name="dbconfig-lag-guard")
+                self.guard.start()
             self.cond.notify()
 
     def wake(self) -> None:
@@ -169,12 +171,10 @@ class _Scheduler:
             self.cond.notify_all()
 
     def _next(self) -> ReplicaLag:
-        """Wait for the next due replica, reporting hung measurements meanwhile."""
+        """Wait for the next due replica."""
         with self.cond:
             while True:
                 now = time.monotonic()
-                for measurer in list(self.busy):
-                    measurer.check_hang(now)
                 if self.due and self.due[0][0] <= now:
                     _, _, measurer = heapq.heappop(self.due)
                     self.busy.add(measurer)
@@ -192,15 +192,42 @@ class _Scheduler:
                 logger.exception("measuring the lag of %s failed", measurer.alias)
             with self.cond:
                 self.busy.discard(measurer)
-                if measurer._stopped:
-                    stopped = True
-                else:
-                    stopped = False
+                stopped = measurer._stopped
+                if not stopped:
                     heapq.heappush(
                         self.due, (measurer.started + measurer.interval, next(self.order), measurer)
                     )
+                # A thread started in place of one held by a hang that has ended: one too many.
+                surplus = self._working() > WORKERS
+                if surplus:
+                    self.threads = [t for t in self.threads if t is not threading.current_thread()]
+                    self.cond.notify()
             if stopped:
                 measurer.close()
+            if surplus:
+                return
+
+    def _watch(self) -> None:
+        """Report measurements that hang, and start a thread in place of each (the guard thread)."""
+        while True:
+            time.sleep(INTERVAL / 2)
+            with self.cond:
+                now = time.monotonic()
+                for measurer in list(self.busy):
+                    measurer.check_hang(now)
+                self._replace_hung()
+
+    def _working(self) -> int:
+        """Threads alive and not held by a hung measurement (call under self.cond)."""
+        hung = sum(1 for measurer in self.busy if measurer._hung)
+        return sum(1 for thread in self.threads if thread.is_alive()) - hung
+
+    def _replace_hung(self) -> None:
+        """Keep WORKERS threads free of hangs: a replica that hangs holds its thread, not the others."""
+        while self._working() < WORKERS:
+            thread = threading.Thread(target=self._work, daemon=True, name=f"dbconfig-lag-{next(self.order)}")
+            self.threads.append(thread)
+            thread.start()
 
 
 _scheduler = _Scheduler()
@@ -229,8 +256,9 @@ def watch(alias: str, settings: Mapping[str, Any], callback: Callback) -> Replic
 
 
 def threads() -> list[threading.Thread]:
-    """The measuring threads alive now (WORKERS at most)."""
-    return [thread for thread in _scheduler.threads if thread.is_alive()]
+    """The threads alive now: WORKERS measuring (one more per measurement that hangs) and the guard."""
+    guard = [_scheduler.guard] if _scheduler.guard is not None else []
+    return [thread for thread in [*_scheduler.threads, *guard] if thread.is_alive()]
 
 
 def _timeout(settings: Mapping[str, Any]) -> float:
