@@ -44,8 +44,9 @@ async def _answer(request: HttpRequest) -> HttpResponse:
             {"ok": False, "error": f"unknown format {output!r}: use json or openmetrics"}, status=400
         )
     # Runtime aliases are probed when named, or when the setting asks for all of them.
-    aliases = asked or [alias for alias in connections if _probed_by_default(alias)]
-    # A cached answer costs a few dict lookups; a probe waits on the aliases' own threads,
+    every = runtime_aliases_probed()
+    aliases = asked or [alias for alias in connections if every or not is_runtime(alias)]
+    # A cached answer costs a few dict lookups; a probe waits on the probing threads,
     # so this thread (or the event loop) only waits, in a worker thread.
     results = cached(aliases)
     if results is None:
@@ -75,11 +76,6 @@ async def _is_staff(request: HttpRequest) -> bool:
         return _staff(await auser())
     # Loading the user may query the session and user tables: not on the event loop.
     return await sync_to_async(lambda: _staff(request.user))()
-
-
-def _probed_by_default(alias: str) -> bool:
-    """Every alias of DATABASES; a runtime one only with DBCONFIG_HEALTH_RUNTIME_ALIASES = True."""
-    return not is_runtime(alias) or runtime_aliases_probed()
 
 
 def _staff(user: Any) -> bool:
