@@ -230,9 +230,11 @@ def cycles(server: object, size: int, count: int = 5) -> None:
             gc.collect()
             objects = gc.get_objects()
             wrappers = sum(
-                1 for o in objects if isinstance(o, BaseDatabaseWrapper) and o.alias.startswith("cycle_")
+                1
+                for o in objects
+                if issubclass(type(o), BaseDatabaseWrapper) and o.alias.startswith("cycle_")
             )
-            drivers = sum(1 for o in objects if isinstance(o, psycopg.Connection))
+            drivers = sum(1 for o in objects if issubclass(type(o), psycopg.Connection))
             print(
                 f"{cycle:>5}  {wrappers:>8}  {drivers:>8}  {held():>8}  {rss_mb():>8.1f}  "
                 f"{trimmed_rss_mb():>8.1f}  {sessions():>8}  {removing:>8.2f}"
