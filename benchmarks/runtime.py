@@ -1,6 +1,6 @@
 """The cost of a runtime database: `runtime_database()` enter plus exit, beside a raw psycopg connection.
 
-    .venv/bin/python benchmarks/runtime.py [--rounds 15] [--per-round 20]
+    .venv/bin/python benchmarks/runtime.py [--rounds 15] [--per-round 20] [--part ops|scale|cycles|all]
 
 Variants, each timed per operation:
 
@@ -15,6 +15,18 @@ It also times `connections["default"]` (the lookup behind every query) with Djan
 handler class and with the tracking subclass django.db.connections gets at the first
 runtime alias, interleaved.
 
+`--part scale` adds 100, 1,000 and 10,000 aliases one by one (like="default", no
+connection) and removes them all, timing each operation: it prints the median
+per-operation cost of the first and the last 1,000 (or all, below 1,000) and the
+ratio last/first, for add and for remove.
+
+`--part cycles` runs five cycles of: add 1,000 aliases, touch each (one `SELECT 1`)
+from a pool of 16 threads that stays alive, remove them all from the main thread.
+After each cycle (and a gc.collect()) it prints the live DatabaseWrapper and psycopg
+Connection objects of runtime aliases, what the tracking module still holds, the
+process's RSS (as read, and after glibc's malloc_trim hands free memory back), the
+server's sessions, and the time the 1,000 removals took.
+
 The variants run interleaved, `--per-round` operations of each in turn per round, so
 background load falls on all of them alike. The table shows, per variant, the median
 over the rounds of the per-operation time, and its ratio to a raw psycopg connection
@@ -25,8 +37,10 @@ over TCP with SCRAM-SHA-256 password authentication.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -88,7 +102,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--per-round", type=int, default=20)
+    parser.add_argument("--part", choices=("ops", "scale", "cycles", "all"), default="all")
+    parser.add_argument("--cycle-size", type=int, default=1000)
     args = parser.parse_args(argv)
+    if args.part != "ops":
+        from tests.servers import PostgresServer
+
+        settings = {"max_connections": str(args.cycle_size + 100)}
+        with PostgresServer(settings=settings) as server, tempfile.TemporaryDirectory() as base_dir:
+            configure_django(server.url(), base_dir)
+            if args.part in ("scale", "all"):
+                scale()
+            if args.part in ("cycles", "all"):
+                cycles(server, args.cycle_size)
+        if args.part == "all":
+            # Django is configured once per process: the per-operation variants run in another.
+            return subprocess.call([sys.executable, __file__, "--part", "ops", *_rest(args)])
+        return 0
 
     from tests.servers import PostgresServer
 
@@ -119,6 +149,115 @@ def main(argv: list[str] | None = None) -> int:
         f"{lookup_after * 1e9:.0f} ns with the tracking subclass ({lookup_after / lookup_before:.2f}x)"
     )
     return 0
+
+
+def _rest(args: argparse.Namespace) -> list[str]:
+    return ["--rounds", str(args.rounds), "--per-round", str(args.per_round)]
+
+
+def scale() -> None:
+    """Per-operation add and remove costs with 100, 1,000 and 10,000 aliases."""
+    from django_dbconfig import add_database, remove_database
+
+    print('add_database()/remove_database() one by one (like="default", no connection)')
+    columns = ("add first", "add last", "ratio", "rm first", "rm last", "ratio")
+    print(f"{'aliases':>8}  " + "  ".join(f"{name:>10}" for name in columns))
+    for count in (100, 1_000, 10_000):
+        names = [f"scale_{count}_{i}" for i in range(count)]
+        adds, removes = [], []
+        for name in names:
+            started = time.perf_counter()
+            add_database(name, {}, like="default")
+            adds.append(time.perf_counter() - started)
+        for name in names:
+            started = time.perf_counter()
+            remove_database(name)
+            removes.append(time.perf_counter() - started)
+        window = min(1_000, count)
+        row = [count]
+        for times in (adds, removes):
+            first, last = statistics.median(times[:window]), statistics.median(times[-window:])
+            row += [first, last, last / first]
+        print(
+            f"{row[0]:>8}  {row[1] * 1e6:>7.0f} us  {row[2] * 1e6:>7.0f} us  {row[3]:>9.2f}x  "
+            f"{row[4] * 1e6:>7.0f} us  {row[5] * 1e6:>7.0f} us  {row[6]:>9.2f}x"
+        )
+    print(f"(first/last: medians of the first and last {1_000} operations, or of all below 1,000)")
+
+
+def cycles(server: object, size: int, count: int = 5) -> None:
+    """Five add/touch/remove cycles with 16 threads alive; what is left after each."""
+    import gc
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psycopg
+    from django.db import connections
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    from django_dbconfig import add_database, remove_database
+    from django_dbconfig.runtime import tracking
+
+    def touch(alias: str) -> None:
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SELECT 1")
+
+    def held() -> int:
+        kept = getattr(tracking, "kept", None)
+        if kept is not None:
+            counts = kept()
+            return int(counts["aliases"] + counts["objects"])
+        # Before this change: the names and the weak sets of objects per name.
+        made = getattr(tracking, "_made", {})
+        return len(getattr(tracking, "_names", ())) + sum(len(found) for found in made.values())
+
+    def sessions() -> int:
+        rows = server.psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app'")  # type: ignore[attr-defined]
+        return int(rows[0][0])
+
+    print(f"{count} cycles: add {size}, touch each from 16 threads (alive throughout), remove all")
+    columns = ("wrappers", "psycopg", "tracked", "RSS MB", "trimmed", "sessions", "remove s")
+    print("cycle  " + "  ".join(f"{name:>8}" for name in columns))
+    with ThreadPoolExecutor(16) as pool:
+        for cycle in range(1, count + 1):
+            names = [f"cycle_{cycle}_{i}" for i in range(size)]
+            for name in names:
+                add_database(name, {}, like="default")
+            list(pool.map(touch, names))
+            started = time.perf_counter()
+            for name in names:
+                remove_database(name)
+            removing = time.perf_counter() - started
+            gc.collect()
+            objects = gc.get_objects()
+            wrappers = sum(
+                1
+                for o in objects
+                if issubclass(type(o), BaseDatabaseWrapper) and o.alias.startswith("cycle_")
+            )
+            drivers = sum(1 for o in objects if issubclass(type(o), psycopg.Connection))
+            print(
+                f"{cycle:>5}  {wrappers:>8}  {drivers:>8}  {held():>8}  {rss_mb():>8.1f}  "
+                f"{trimmed_rss_mb():>8.1f}  {sessions():>8}  {removing:>8.2f}"
+            )
+
+
+def trimmed_rss_mb() -> float:
+    """RSS once the C allocator has handed its free memory back (glibc's malloc_trim)."""
+    import ctypes
+    import ctypes.util
+
+    # Not glibc: nothing to trim, the same figure as RSS.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    return rss_mb()
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def lookup_seconds(number: int = 50_000, rounds: int = 9) -> tuple[float, float]:

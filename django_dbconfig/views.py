@@ -11,7 +11,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonR
 from django.utils.cache import add_never_cache_headers
 
 from django_dbconfig.health import metrics
-from django_dbconfig.health.status import cached, check_aliases
+from django_dbconfig.health.status import cached, check_aliases, runtime_aliases_probed
+from django_dbconfig.runtime.databases import is_runtime
 
 FORMATS = ("json", "openmetrics")
 
@@ -28,10 +29,11 @@ async def database_health(request: HttpRequest) -> HttpResponse:
 
 async def _answer(request: HttpRequest) -> HttpResponse:
 
-    known = list(connections)
     asked = request.GET.getlist("database")
-    unknown = [alias for alias in asked if alias not in known]
+    unknown = [alias for alias in asked if alias not in connections]
     if unknown:
+        # Runtime aliases (tenants) are not listed: their names are nobody's business here.
+        known = [alias for alias in connections if not is_runtime(alias)]
         return JsonResponse(
             {"ok": False, "error": f"unknown database alias: {', '.join(unknown)}", "known": known},
             status=400,
@@ -41,18 +43,27 @@ async def _answer(request: HttpRequest) -> HttpResponse:
         return JsonResponse(
             {"ok": False, "error": f"unknown format {output!r}: use json or openmetrics"}, status=400
         )
-    aliases = asked or known
-    # A cached answer costs a few dict lookups; a probe waits on the aliases' own threads,
+    # Runtime aliases are probed when named, or when the setting asks for all of them.
+    every = runtime_aliases_probed()
+    aliases = asked or [alias for alias in connections if every or not is_runtime(alias)]
+    # A cached answer costs a few dict lookups; a probe waits on the probing threads,
     # so this thread (or the event loop) only waits, in a worker thread.
     results = cached(aliases)
     if results is None:
         results = await sync_to_async(check_aliases, thread_sensitive=False)(aliases)
     if output == "openmetrics":
+        # Metrics name every alias they describe: the tenants only when named.
         # Prometheus reads failures from dbconfig_database_up; a failed scrape would lose them all.
-        return HttpResponse(metrics.render(results), content_type=metrics.CONTENT_TYPE)
+        public = [result for result in results if asked or not is_runtime(result.alias)]
+        return HttpResponse(metrics.render(public), content_type=metrics.CONTENT_TYPE)
     staff = await _is_staff(request)
     ok = all(result.ok for result in results)
-    body = {"ok": ok, "databases": [result.as_json(staff=staff) for result in results]}
+    # Tenants probed because of the setting are counted, not named, for callers who are not staff.
+    shown = [result for result in results if staff or asked or not is_runtime(result.alias)]
+    body: dict[str, Any] = {"ok": ok, "databases": [result.as_json(staff=staff) for result in shown]}
+    hidden = [result for result in results if result not in shown]
+    if hidden:
+        body["runtime_databases"] = {"probed": len(hidden), "failed": sum(not r.ok for r in hidden)}
     return HttpResponse(json.dumps(body), content_type="application/json", status=200 if ok else 503)
 
 

@@ -12,7 +12,7 @@ from django.test import override_settings
 
 from django_dbconfig import build_databases
 from django_dbconfig.conf.config import last_config
-from django_dbconfig.routers import DatabaseRouter, _state, reset_pins
+from django_dbconfig.routers import DatabaseRouter, _state, lag, reset_pins
 from tests.apps.shop.models import Order
 from tests.test_router import registered
 
@@ -114,7 +114,7 @@ def test_without_max_replica_lag_nothing_is_measured(tmp_path: Path) -> None:
     assert [router._lags, router.db_for_read(Order)] == [{}, "lg_r1"]
 
 
-def test_routers_of_one_process_share_one_measuring_thread_per_replica(
+def test_routers_of_one_process_share_one_measurer_per_replica_on_the_fixed_threads(
     tmp_path: Path, django_db_blocker: Any
 ) -> None:
     import threading
@@ -130,11 +130,49 @@ def test_routers_of_one_process_share_one_measuring_thread_per_replica(
             try:
                 assert first._lags["lg_r1"] is second._lags["lg_r1"]
                 eventually(lambda: second.db_for_read(Order) == "lg_r1", "the second router to hear the lag")
-                names = [thread.name for thread in threading.enumerate()]
-                assert names.count("dbconfig-lag-lg_r1") == 1
+                measuring = [t.name for t in threading.enumerate() if t.name.startswith("dbconfig-lag")]
+                assert 1 <= len(measuring) <= lag.WORKERS + 1  # and the guard
             finally:
                 second.stop_measuring()
             assert first._lags["lg_r1"].running  # the first router still listens
     finally:
         first.stop_measuring()
     eventually(lambda: not first._lags["lg_r1"].running, "the measurer nobody listens to to stop")
+
+
+def test_a_forked_child_forgets_the_parents_measuring_threads_and_connections(
+    tmp_path: Path, django_db_blocker: Any
+) -> None:
+    import json
+    import os
+
+    databases = {
+        "lg": {"backend": "sqlite", "name": "lg.sqlite3"},
+        "lg_r1": {"replica_of": "lg", "max_replica_lag": "2s"},
+    }
+    router, built = router_for(tmp_path, databases)
+    try:
+        with django_db_blocker.unblock(), registered(built):
+            eventually(lambda: router.db_for_read(Order) == "lg_r1", "the first measurement")
+            measurer = router._lags["lg_r1"]
+            eventually(lambda: measurer._connection is not None, "the measuring connection")
+            parents = (measurer._connection, lag.threads())
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: what it inherited, then leave at once
+                os.close(read)
+                connection, threads = parents
+                seen = [measurer._connection is not connection, not set(threads) & set(lag.threads())]
+                os.write(write, json.dumps(seen).encode())
+                os._exit(0)
+            os.close(write)
+            with os.fdopen(read) as pipe:
+                seen = json.loads(pipe.read())
+            os.waitpid(pid, 0)
+            assert seen == [True, True]
+            # The parent's are its own still, and it goes on measuring with them.
+            started = measurer.started
+            eventually(lambda: measurer.started > started, "the parent's next measurement")
+            assert (measurer._connection, lag.threads()) == parents
+    finally:
+        router.stop_measuring()

@@ -23,7 +23,8 @@ except ImportError as exc:  # pragma: no cover - the message is the point
 
 from django.db import connections
 
-from django_dbconfig.health.status import check_aliases
+from django_dbconfig.health.status import check_aliases, runtime_aliases_probed
+from django_dbconfig.runtime.databases import is_runtime
 
 
 @dataclasses.dataclass
@@ -31,7 +32,8 @@ class Databases(HealthCheck):  # type: ignore[misc]  # health_check is untyped
     """Every alias answers on its own connection; failures name the alias, never the error text.
 
     Args:
-        aliases: the aliases to check; empty (the default) means every alias of DATABASES.
+        aliases: the aliases to check; empty (the default) means every alias of DATABASES, and
+            the runtime aliases with `DBCONFIG_HEALTH_RUNTIME_ALIASES = True` (counted, not named).
     """
 
     aliases: tuple[str, ...] = ()
@@ -40,11 +42,16 @@ class Databases(HealthCheck):  # type: ignore[misc]  # health_check is untyped
 
     def run(self) -> None:
 
-        known = list(connections)
-        unknown = [alias for alias in self.aliases if alias not in known]
+        unknown = [alias for alias in self.aliases if alias not in connections]
         if unknown:
             raise ServiceUnavailable(f"No such database alias: {', '.join(unknown)}")
-        failed = [result.alias for result in check_aliases(self.aliases or known) if not result.ok]
+        every = runtime_aliases_probed()
+        aliases = self.aliases or tuple(alias for alias in connections if every or not is_runtime(alias))
+        failed = [result.alias for result in check_aliases(aliases) if not result.ok]
+        # Tenants' names are not shown unless they were asked for by name.
+        named = [alias for alias in failed if self.aliases or not is_runtime(alias)]
+        if len(named) < len(failed):
+            named.append(f"{len(failed) - len(named)} runtime database(s)")
         if failed:
             # The reason (scrubbed) is in the log and, for staff, in the endpoint's JSON.
-            raise ServiceUnavailable(f"Database unavailable: {', '.join(failed)}")
+            raise ServiceUnavailable(f"Database unavailable: {', '.join(named)}")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import django
+from django.conf import settings
 from django.db import connections
 from django.dispatch import Signal
 
@@ -63,6 +64,8 @@ class RuntimeAlias:
 
 _lock = threading.Lock()
 _runtime: dict[str, RuntimeAlias] = {}
+# primary -> its runtime replicas: removing a primary asks without visiting every alias.
+_replicas: dict[str, set[str]] = {}
 
 # Sent with `alias=` once a runtime alias is removed, for what keeps state per alias.
 database_removed = Signal()
@@ -106,9 +109,12 @@ def add_database(
             raise DbConfigError(f'{label}: the alias "{alias}" already exists. {fix}')
         tracking.watch(alias)
         _runtime[alias] = RuntimeAlias(entry, effective, like, primary)
-        # Copy on write: other threads may be iterating connections.settings
-        # (close_old_connections at a request's end) while this one adds.
-        connections.__dict__["settings"] = {**current, alias: entry}
+        if primary is not None:
+            _replicas.setdefault(primary, set()).add(alias)
+        # In place (tracking.install() gave connections a dict of its own): a copy per call
+        # would make the 10,000th alias cost more than the first. Iterating `connections`
+        # iterates a snapshot, so a thread iterating at a request's end is not disturbed.
+        current[alias] = entry
     logger.info(
         "runtime database %r added (%s)%s",
         alias,
@@ -135,21 +141,28 @@ def remove_database(alias: str) -> None:
             raise DbConfigError(
                 f'{label}: there is no runtime database "{alias}". {listed}' + did_you_mean(alias, known)
             )
-        replicas = sorted(name for name, found in _runtime.items() if found.replica_of == alias)
+        replicas = sorted(_replicas.get(alias, ()))
         if replicas:
             raise DbConfigError(
                 f'{label}: "{alias}" has runtime replicas: {one_of(replicas)}. Remove them first '
                 "(remove_database() each), then the primary."
             )
         removed = _runtime.pop(alias)
-        connections.__dict__["settings"] = {name: entry for name, entry in current.items() if name != alias}
-        made = tracking.take(alias, current=_runtime)
+        _replicas.pop(alias, None)
+        if removed.replica_of is not None:
+            siblings = _replicas.get(removed.replica_of)
+            if siblings is not None:
+                siblings.discard(alias)
+                if not siblings:
+                    del _replicas[removed.replica_of]
+        del current[alias]
+        # After the alias left the settings: a thread making an object meanwhile drops it.
+        made = tracking.take(alias)
+    # Every thread's object is gone from its storage; their server sessions end here.
     tracking.close_everywhere(made)
-    # This thread's object goes now; other threads' are replaced on their next access.
-    with contextlib.suppress(AttributeError):
-        delattr(connections._connections, alias)  # type: ignore[attr-defined]
     tracking.forget_pool(alias, str(removed.entry.get("ENGINE", "")))
-    # The health endpoint's prober and cached answer for the alias go too (health/status.py).
+    tracking.forget_alias(alias)
+    # The health endpoint's cached answer for the alias goes too (health/status.py).
     database_removed.send(sender=remove_database, alias=alias)
     logger.info("runtime database %r removed; %d connection object(s) closed", alias, len(made))
 
@@ -170,9 +183,14 @@ def runtime_aliases() -> tuple[str, ...]:
     return tuple(_runtime)
 
 
+def is_runtime(alias: str) -> bool:
+    """Whether `alias` was added at runtime (and not removed yet)."""
+    return alias in _runtime
+
+
 def runtime_replicas() -> dict[str, str]:
     """Each runtime replica and its primary."""
-    return {alias: found.replica_of for alias, found in _runtime.items() if found.replica_of}
+    return {replica: primary for primary, replicas in _replicas.items() for replica in replicas}
 
 
 def runtime_values(alias: str) -> dict[str, Any] | None:
@@ -228,7 +246,8 @@ def _render(
                 not_inherited=NOT_INHERITED_BY_REPLICAS,
             )
         )
-    backend, effective = effective_values(alias, values, (*connections.settings, alias), {})
+    # The configured aliases suffice for the did-you-mean of a missing backend (not 10,000 tenants).
+    backend, effective = effective_values(alias, values, (*settings.DATABASES, alias), {})
     base_dir = config.base_dir if config is not None else Path.cwd()
     ctx = RenderContext(alias=alias, base_dir=base_dir, django_version=(django.VERSION[0], django.VERSION[1]))
     rendered = render_alias(backend, effective, ctx)

@@ -1,30 +1,34 @@
 """The connection objects of runtime aliases, in every thread, and how to close them from any thread.
 
-Django keeps one connection object per alias and thread (an asgiref `Local`), so a
-thread sees only its own, and a finished thread's objects live on until the cyclic
-garbage collector finds them. Removing a runtime alias must end the server session
-every thread opened, at once. So, when the first runtime alias is added,
-`django.db.connections` gets a subclass of its own class that:
+Django keeps one connection object per alias and thread (an asgiref `Local` over
+`threading.local`), so a thread sees only its own. Removing a runtime alias must end
+the server session every thread opened, at once, and leave nothing behind in any
+thread. So, when the first runtime alias is added, `django.db.connections` gets a
+subclass of its own class that keeps the objects of runtime aliases apart from
+Django's: in one small dict per thread (`_Slots`), which the process can reach
+from any thread through a weak set. Removing an alias pops its object from every
+thread's dict (the removing thread ends their server sessions: see
+close_everywhere), so a thread that stays alive keeps nothing of a removed alias.
+The aliases of DATABASES stay in Django's own storage, untouched.
 
-- records, weakly, each connection object it makes for a runtime alias;
-- on a thread's next `connections[alias]`, replaces an object made before its alias
-  was removed (and perhaps added again with other settings) by a fresh one, or
-  raises ConnectionDoesNotExist when the alias is gone.
+`connections.settings` is updated in place under a lock (never copied per call: adding
+and removing cost the same at the 10,000th alias as at the first); iterating
+`connections` iterates a snapshot, so a thread may add while another iterates.
 
 An object held across the removal and used without going through `connections`
-cannot open a session: the `connection_created` receiver closes it and raises.
+cannot open a session: it is marked removed, and the `connection_created` receiver
+closes it and raises.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
 import sys
 import threading
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 from django.db import connections
@@ -35,23 +39,56 @@ from django_dbconfig.core.errors import DbConfigError
 logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-# Every alias ever added at runtime: only these are checked on access.
+# The runtime aliases registered now: only these are kept apart and checked on access.
 _names: set[str] = set()
-# alias -> the connection objects made for it, in any thread; guarded by _lock.
+# alias -> every connection object made for it, in any thread (a finished thread's too,
+# until the garbage collector takes it); emptied for an alias when it is removed.
 _made: dict[str, weakref.WeakSet[Any]] = {}
 _installed = False
 # Seconds a cancel request may take before the session is simply hung up on.
 CANCEL_TIMEOUT = 5.0
+# Set on a connection object taken away by remove_database(): it may not connect again.
+REMOVED = "_dbconfig_removed"
+
+
+class _Slots:
+    """One thread's connection objects of runtime aliases, held weakly by _every_thread."""
+
+    __slots__ = ("__weakref__", "made")
+
+    def __init__(self) -> None:
+        self.made: dict[str, Any] = {}
+
+
+_local = threading.local()
+# Every live thread's _Slots; a finished thread's goes with its thread-local storage.
+_every_thread: weakref.WeakSet[_Slots] = weakref.WeakSet()
+
+
+def _slots() -> _Slots:
+    """This thread's _Slots, made on first use."""
+    try:
+        slots: _Slots = _local.slots
+    except AttributeError:
+        slots = _local.slots = _Slots()
+        with _lock:
+            _every_thread.add(slots)
+    return slots
 
 
 def install() -> None:
-    """Give django.db.connections the tracking subclass of its class (once)."""
+    """Give django.db.connections the tracking subclass of its class (once).
+
+    Its settings become a dict of their own (a copy of DATABASES, made once), so runtime
+    aliases never appear in settings.DATABASES.
+    """
     global _installed  # noqa: PLW0603 - one switch for the process
 
     with _lock:
         if _installed:
             return
         base = type(connections)
+        connections.__dict__["settings"] = dict(connections.settings)
         connections.__class__ = type(f"Tracking{base.__name__}", (_TrackingMixin, base), {})
         connection_created.connect(
             _refuse_stale, dispatch_uid="django_dbconfig.runtime.tracking.refuse_stale"
@@ -60,39 +97,44 @@ def install() -> None:
 
 
 def watch(alias: str) -> None:
-    """Track the connection objects of `alias` from now on."""
+    """Keep the connection objects of `alias` apart from now on (call under the caller's lock)."""
     with _lock:
         _names.add(alias)
 
 
-def take(alias: str, *, current: Iterable[str]) -> list[Any]:
-    """The live connection objects made for `alias`, in every thread.
+def take(alias: str) -> list[Any]:
+    """Forget `alias`, and take its connection objects away from every thread; marked removed.
 
-    Names whose objects are all gone (collected), and that `current` no longer
-    lists, are forgotten here: a process making a fresh alias per request does
-    not keep one name per request.
+    Call after the alias left connections.settings: a thread that makes an object
+    meanwhile finds the alias gone and drops that object itself (_TrackingMixin).
     """
     with _lock:
-        made = list(_made.get(alias, ()))
-        registered = set(current)
-        for name in [name for name in _names if name not in registered and name != alias]:
-            if not _made.get(name):
-                _names.discard(name)
-                _made.pop(name, None)
-        return made
+        _names.discard(alias)
+        threads = list(_every_thread)
+        made = list(_made.pop(alias, ()))
+    for slots in threads:
+        found = slots.made.pop(alias, None)
+        if found is not None and found not in made:
+            made.append(found)  # put there with connections[alias] = ...
+    for connection in made:
+        setattr(connection, REMOVED, True)
+    return made
 
 
-def is_stale(connection: Any, settings: Mapping[str, Any]) -> bool:
-    """Made by django.db.connections for a runtime alias that was removed since (and perhaps added again).
-
-    A wrapper made apart from django.db.connections with a copy of the settings (the
-    replica lag measurer's own connection) is not one of those.
-    """
-    if connection.alias not in _names or connection.settings_dict is settings.get(connection.alias):
-        return False
+def kept() -> dict[str, int]:
+    """How many runtime aliases and thread dicts are tracked, and the objects they hold (for tests)."""
     with _lock:
-        made = _made.get(connection.alias)
-        return made is not None and connection in made
+        threads = list(_every_thread)
+    return {
+        "aliases": len(_names | set(_made)),
+        "threads": len(threads),
+        "objects": sum(len(slots.made) for slots in threads),
+    }
+
+
+def is_stale(connection: Any) -> bool:
+    """A connection object that remove_database() took away (it may not connect again)."""
+    return bool(getattr(connection, REMOVED, False))
 
 
 class _TrackingMixin:
@@ -100,28 +142,84 @@ class _TrackingMixin:
 
     settings: dict[str, Any]
     _connections: Any
+    exception_class: type[Exception]
 
     def __getitem__(self, alias: str) -> Any:
-        connection = super().__getitem__(alias)  # type: ignore[misc]
-        if alias in _names and connection.settings_dict is not self.settings.get(alias):
-            # Made in this thread before the alias was removed: its session is already closed.
+        if alias not in _names:
+            return super().__getitem__(alias)  # type: ignore[misc]
+        slots = _slots().made
+        wanted = self.settings.get(alias)
+        connection = slots.get(alias)
+        if connection is not None:
+            if connection.settings_dict is wanted:
+                return connection
+            # Made before its alias was removed (and perhaps added again): already closed.
+            slots.pop(alias, None)
             close_here(connection)
-            with contextlib.suppress(AttributeError):
-                delattr(self._connections, alias)
-            connection = super().__getitem__(alias)  # type: ignore[misc]
+        if wanted is None:
+            raise self.exception_class(f"The connection '{alias}' doesn't exist.")
+        connection = self.create_connection(alias)
+        slots[alias] = connection
+        if self.settings.get(alias) is not wanted:
+            # Removed meanwhile, perhaps after take() visited this thread: drop it here.
+            slots.pop(alias, None)
+            raise self.exception_class(f"The connection '{alias}' doesn't exist.")
         return connection
 
     def create_connection(self, alias: str) -> Any:
         connection = super().create_connection(alias)  # type: ignore[misc]
         if alias in _names:
             with _lock:
-                _made.setdefault(alias, weakref.WeakSet()).add(connection)
+                if alias in _names:  # not removed meanwhile: take() has emptied its entry
+                    _made.setdefault(alias, weakref.WeakSet()).add(connection)
         return connection
+
+    def __setitem__(self, alias: str, value: Any) -> None:
+        if alias in _names:
+            _slots().made[alias] = value
+        else:
+            super().__setitem__(alias, value)  # type: ignore[misc]
+
+    def __delitem__(self, alias: str) -> None:
+        if alias in _names:
+            try:
+                del _slots().made[alias]
+            except KeyError:
+                raise AttributeError(alias) from None
+        else:
+            super().__delitem__(alias)  # type: ignore[misc]
+
+    def __iter__(self) -> Iterator[str]:
+        # A snapshot: another thread may add or remove a runtime alias meanwhile.
+        return iter(list(self.settings))
+
+    def __contains__(self, alias: object) -> bool:
+        return alias in self.settings
+
+    def all(self, initialized_only: bool = False) -> list[Any]:
+        """As Django's, but `initialized_only` visits only this thread's objects.
+
+        close_old_connections() calls it at every request's start and end: with
+        10,000 runtime aliases it must not look at each of them.
+        """
+        if not initialized_only:
+            return [self[alias] for alias in self]
+        static = [self[alias] for alias in _initialized(self._connections) if alias in self.settings]
+        runtime = [self[alias] for alias in list(_slots().made) if alias in self.settings]
+        return static + runtime
+
+
+def _initialized(local: Any) -> list[str]:
+    """The aliases of DATABASES with a connection object in this thread."""
+    storage = getattr(local, "_storage", None)
+    if isinstance(storage, threading.local):  # asgiref's Local(thread_critical=True)
+        return list(vars(storage))
+    return [alias for alias in list(connections.settings) if hasattr(local, alias)]
 
 
 def _refuse_stale(sender: Any, connection: Any, **kwargs: Any) -> None:
 
-    if not is_stale(connection, connections.settings):
+    if not is_stale(connection):
         return
     close_here(connection)
     raise DbConfigError(
@@ -198,6 +296,14 @@ def hang_up(raw: Any) -> None:
             sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         logger.debug("shutting down a driver socket failed", exc_info=True)
+
+
+def forget_alias(alias: str) -> None:
+    """Drop what Django keeps per alias name in the process: the set of aliases whose server
+    version was checked (Django 4.1+), which would otherwise grow by one name per alias."""
+    checked = getattr(sys.modules.get("django.db.backends.base.base"), "RAN_DB_VERSION_CHECK", None)
+    if isinstance(checked, set):
+        checked.discard(alias)
 
 
 def forget_pool(alias: str, engine: str) -> None:
