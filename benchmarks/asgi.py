@@ -1,18 +1,27 @@
-"""Connections held by an ASGI server under load, with each connection strategy (PostgreSQL).
+"""Connections held by an ASGI server under load, with each connection strategy (PostgreSQL),
+and the defaults under a threaded WSGI server against persistent connections.
 
     .venv/bin/python benchmarks/asgi.py [--requests 600] [--concurrency 20] [--max-connections 30]
+        [--rounds 3] [--only asgi|wsgi]
 
-uvicorn (one worker) serves a project whose view runs one query; ab sends
+ASGI: uvicorn (one worker) serves a project whose view runs one query; ab sends
 `--requests` requests, `--concurrency` at a time. A throwaway PostgreSQL with
 `--max-connections` counts the app's connections (pg_stat_activity, sampled every
-10 ms): the peak during the load, and what is left 1 to 5 s after it stopped. Each
-strategy runs with Python's garbage collector on (as in production) and off (what
-closes is then closed by code, not freed by a collection).
+10 ms): the peak during the load, the distinct server sessions seen (how often the
+app connected), and what is left 1 to 5 s after it stopped. Each strategy runs with
+Python's garbage collector on (as in production) and off (what closes is then
+closed by code, not freed by a collection). The ratio lines pair the defaults with
+`pool: true` run after run (`--rounds` pairs, in alternating order), median of the
+paired ratios.
+
+WSGI: gunicorn (one worker, 8 threads) serves the same project, ab at concurrency 8;
+the defaults are paired with persistent connections without health checks the same way.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -20,6 +29,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+DEFAULTS = "build_databases() defaults"
+POOL = "pool: true"
+PERSISTENT = "persistent, no health checks"
+WSGI_THREADS = 8
 
 
 def variants(server: Any) -> list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]]:
@@ -34,11 +48,50 @@ def variants(server: Any) -> list[tuple[str, dict[str, Any] | None, dict[str, An
         "PASSWORD": server.password,
     }
     return [
-        ("build_databases() defaults", {"databases": {"default": {"url": url}}}, None),
+        (DEFAULTS, {"databases": {"default": {"url": url}}}, None),
         ("Django's engine, CONN_MAX_AGE=60", None, {"default": {**django_own, "CONN_MAX_AGE": 60}}),
         ("Django's stock settings (CONN_MAX_AGE=0)", None, {"default": django_own}),
-        ("pool: true", {"databases": {"default": {"url": url, "pool": True}}}, None),
+        (POOL, {"databases": {"default": {"url": url, "pool": True}}}, None),
+        (
+            PERSISTENT,
+            {"databases": {"default": {"url": url, "pool": False, "conn_health_checks": False}}},
+            None,
+        ),
     ]
+
+
+def run(server: Any, variant: tuple[str, Any, Any], args: argparse.Namespace, **load: Any) -> Any:
+    from tests.asgi_load import serve_and_load, write_project
+
+    label, dbconfig, databases = variant
+    with tempfile.TemporaryDirectory() as tmp:
+        root = write_project(Path(tmp), dbconfig=dbconfig, databases=databases)
+        result = serve_and_load(server, root, label=label, requests=args.requests, **load)
+    # Let the server end what a variant left behind before the next one.
+    server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (server.user,))
+    return result
+
+
+def paired_ratio(
+    server: Any, ours: Any, baseline: Any, args: argparse.Namespace, **load: Any
+) -> tuple[float, list[float], list[float]]:
+    """Median over `--rounds` of ours/baseline requests/s, the two run back to back, order alternating."""
+    ratios, mine, theirs = [], [], []
+    for index in range(args.rounds):
+        order = (ours, baseline) if index % 2 == 0 else (baseline, ours)
+        results = {variant[0]: run(server, variant, args, settle_seconds=1, **load) for variant in order}
+        mine.append(results[ours[0]].requests_per_s)
+        theirs.append(results[baseline[0]].requests_per_s)
+        ratios.append(mine[-1] / theirs[-1])
+    return statistics.median(ratios), mine, theirs
+
+
+def row(label: str, gc: str, result: Any) -> str:
+    failed = result.failed + result.non_2xx
+    return (
+        f"{label:<42} {gc:<4} {failed:>7} {result.requests_per_s:>7.0f} {result.peak:>5} "
+        f"{result.sessions:>9}  {result.after}"
+    )
 
 
 def main() -> None:
@@ -48,42 +101,52 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=600)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--max-connections", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=("asgi", "wsgi"))
     args = parser.parse_args()
 
-    from tests.asgi_load import serve_and_load, write_project
     from tests.servers import PostgresServer
 
-    print(
-        f"{args.requests} requests, {args.concurrency} at a time; PostgreSQL max_connections "
-        f"{args.max_connections}; uvicorn, 1 worker\n"
-    )
-    header = f"{'strategy':<42} {'gc':<4} {'failed':>7} {'req/s':>7} {'peak':>5}  left after 1..5 s"
-    print(header)
-    print("-" * len(header))
+    columns = f"{'failed':>7} {'req/s':>7} {'peak':>5} {'sessions':>9}"
+    header = f"{'strategy':<42} {'gc':<4} {columns}  left after 1..5 s"
     with PostgresServer(settings={"max_connections": str(args.max_connections)}) as server:
-        for label, dbconfig, databases in variants(server):
+        every = {variant[0]: variant for variant in variants(server)}
+        if args.only != "wsgi":
+            print(
+                f"ASGI: {args.requests} requests, {args.concurrency} at a time; PostgreSQL "
+                f"max_connections {args.max_connections}; uvicorn, 1 worker\n"
+            )
+            print(header)
+            print("-" * len(header))
+            for variant in every.values():
+                for gc_off in (False, True):
+                    result = run(server, variant, args, concurrency=args.concurrency, gc_off=gc_off)
+                    print(row(variant[0], "off" if gc_off else "on", result), flush=True)
             for gc_off in (False, True):
-                with tempfile.TemporaryDirectory() as tmp:
-                    root = write_project(Path(tmp), dbconfig=dbconfig, databases=databases)
-                    result = serve_and_load(
-                        server,
-                        root,
-                        label=label,
-                        requests=args.requests,
-                        concurrency=args.concurrency,
-                        gc_off=gc_off,
-                    )
-                failed = result.failed + result.non_2xx
+                ratio, mine, theirs = paired_ratio(
+                    server, every[DEFAULTS], every[POOL], args, concurrency=args.concurrency, gc_off=gc_off
+                )
                 print(
-                    f"{label:<42} {'off' if gc_off else 'on':<4} {failed:>7} "
-                    f"{result.requests_per_s:>7.0f} {result.peak:>5}  {result.after}",
+                    f"defaults / pool: true, gc {'off' if gc_off else 'on'}: {ratio:.2f}x (median of "
+                    f"{args.rounds} pairs; req/s {[round(r) for r in mine]} / {[round(r) for r in theirs]})",
                     flush=True,
                 )
-                # Let the server end what a variant left behind before the next one.
-                server.psql(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
-                    (server.user,),
-                )
+        if args.only != "asgi":
+            print(
+                f"\nWSGI: {args.requests} requests, {WSGI_THREADS} at a time; gunicorn, 1 worker, "
+                f"{WSGI_THREADS} threads\n"
+            )
+            print(header)
+            print("-" * len(header))
+            wsgi = {"concurrency": WSGI_THREADS, "wsgi_threads": WSGI_THREADS, "gc_off": False}
+            for label in (DEFAULTS, PERSISTENT):
+                print(row(label, "on", run(server, every[label], args, **wsgi)), flush=True)
+            ratio, mine, theirs = paired_ratio(server, every[DEFAULTS], every[PERSISTENT], args, **wsgi)
+            print(
+                f"defaults / persistent without checks: {ratio:.2f}x (median of {args.rounds} pairs; "
+                f"req/s {[round(r) for r in mine]} / {[round(r) for r in theirs]})",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
