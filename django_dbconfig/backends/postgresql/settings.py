@@ -12,6 +12,7 @@ from django_dbconfig.backends.base.settings import (
     Backend,
     OptionConflict,
     RenderContext,
+    installed,
     keepalive,
     path_key,
     render_extra,
@@ -356,6 +357,21 @@ ASGI_POOL = {"min_size": 1, "max_size": 4, "num_workers": 1}
 # A runtime alias's pool (a tenant's), where its keys do not say: nothing held while
 # idle (a connection idle for a minute closes), at most 2 connections, one thread.
 RUNTIME_POOL = {"min_size": 0, "max_size": 2, "num_workers": 1, "max_idle": 60}
+
+
+def asgi_pool_missing(django_version: tuple[int, int]) -> tuple[str, str] | None:
+    """What `pool: "asgi"` lacks here to pool, and how to get it; None when it pools.
+
+    Without it, the connections of ASGI requests are not pooled: each request opens one.
+    """
+    install = 'pip install "django-dbconfig[postgresql]"'
+    if django_version < (5, 1):
+        return "Django 5.1 or later (no pool before)", "Upgrade Django to 5.1 or later."
+    if not installed("psycopg"):
+        return "psycopg 3 (Django pools with it only)", f"Install it: {install}."
+    if not installed("psycopg_pool"):
+        return "psycopg_pool", f"Install it: {install}."
+    return None
 
 
 class PostgreSQL(Backend):
