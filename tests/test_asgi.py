@@ -19,7 +19,7 @@ import django
 import pytest
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 
-from django_dbconfig.backends.postgresql.settings import ASGI_POOL
+from django_dbconfig.backends.postgresql.settings import ASGI_POOL, asgi_pool_missing
 from tests.asgi_load import serve_and_load, write_project
 from tests.servers import PostgresServer
 
@@ -53,6 +53,12 @@ def test_asgi_defaults_pool_connections_within_the_pools_bound(
     )
     print(result)
     assert (result.complete, result.failed, result.non_2xx) == (REQUESTS, 0, 0)
+    if asgi_pool_missing((django.VERSION[0], django.VERSION[1])) is not None:
+        # No pool to be had (Django 4.2): one connection per request in flight, closed
+        # just after its response is sent (ab's next request may overlap it briefly).
+        assert 1 <= result.peak <= CONCURRENCY + 3
+        assert result.remaining == 0, result.after
+        return
     # The default ASGI pool: at most max_size connections, reused request after request
     # (a session per request would show hundreds), kept open for the next requests.
     bound = ASGI_POOL["max_size"]

@@ -8,12 +8,15 @@ import types
 from pathlib import Path
 from typing import Any
 
+import django
+import pytest
 from django.core.management import call_command
 from django.test import override_settings
 
 from tests.test_checks import build, pg, static
 
 
+@pytest.mark.skipif(django.VERSION < (5, 1), reason="pool true and the ASGI pool need Django 5.1")
 def test_asgi_warns_only_for_aliases_whose_requests_each_open_a_connection(tmp_path: Path) -> None:
     databases = build(
         tmp_path,
@@ -37,6 +40,7 @@ def test_asgi_warns_only_for_aliases_whose_requests_each_open_a_connection(tmp_p
     ]
 
 
+@pytest.mark.skipif(django.VERSION < (5, 1), reason="Django before 5.1 is the first thing missing")
 def test_asgi_warns_where_the_default_pool_cannot_be_had(tmp_path: Path, monkeypatch: Any) -> None:
     databases = build(tmp_path, {"default": pg(sslmode="disable")})
     monkeypatch.setitem(sys.modules, "psycopg_pool", None)  # as if not installed
@@ -52,8 +56,6 @@ def test_asgi_warns_where_the_default_pool_cannot_be_had(tmp_path: Path, monkeyp
 
 
 def test_the_hint_says_what_to_do(tmp_path: Path, monkeypatch: Any) -> None:
-    import django
-
     databases = build(
         tmp_path, {"default": pg(sslmode="disable"), "unpooled": pg(sslmode="disable", pool=False)}
     )
