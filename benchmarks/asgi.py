@@ -10,12 +10,13 @@ ASGI: uvicorn (one worker) serves a project whose view runs one query; ab sends
 10 ms): the peak during the load, the distinct server sessions seen (how often the
 app connected), and what is left 1 to 5 s after it stopped. Each strategy runs with
 Python's garbage collector on (as in production) and off (what closes is then
-closed by code, not freed by a collection). The ratio lines pair the defaults with
-`pool: true` run after run (`--rounds` pairs, in alternating order), median of the
-paired ratios.
+closed by code, not freed by a collection). The ratio lines serve the defaults and
+`pool: true` side by side (two uvicorn processes loaded by two ab at once, so load on the
+machine falls on both alike), `--rounds` times, median of the paired ratios.
 
 WSGI: gunicorn (one worker, 8 threads) serves the same project, ab at concurrency 8;
-the defaults are paired with persistent connections without health checks the same way.
+the defaults are paired with persistent connections without health checks the same way
+(two gunicorn processes at once).
 """
 
 from __future__ import annotations
@@ -75,14 +76,27 @@ def run(server: Any, variant: tuple[str, Any, Any], args: argparse.Namespace, **
 def paired_ratio(
     server: Any, ours: Any, baseline: Any, args: argparse.Namespace, **load: Any
 ) -> tuple[float, list[float], list[float]]:
-    """Median over `--rounds` of ours/baseline requests/s, the two run back to back, order alternating."""
+    """Median over `--rounds` of ours/baseline requests/s, the two served and loaded at the same time."""
+    from tests.asgi_load import load_side_by_side, write_project
+
     ratios, mine, theirs = [], [], []
-    for index in range(args.rounds):
-        order = (ours, baseline) if index % 2 == 0 else (baseline, ours)
-        results = {variant[0]: run(server, variant, args, settle_seconds=1, **load) for variant in order}
-        mine.append(results[ours[0]].requests_per_s)
-        theirs.append(results[baseline[0]].requests_per_s)
-        ratios.append(mine[-1] / theirs[-1])
+    for _ in range(args.rounds):
+        with tempfile.TemporaryDirectory() as first, tempfile.TemporaryDirectory() as second:
+            roots = [
+                write_project(Path(folder), dbconfig=variant[1], databases=variant[2])
+                for folder, variant in ((first, ours), (second, baseline))
+            ]
+            (rate, failed), (base_rate, base_failed) = load_side_by_side(
+                roots, requests=args.requests, **load
+            )
+        if failed or base_failed:
+            print(f"  failed requests: {ours[0]} {failed}, {baseline[0]} {base_failed}")
+        server.psql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (server.user,)
+        )
+        mine.append(rate)
+        theirs.append(base_rate)
+        ratios.append(rate / base_rate)
     return statistics.median(ratios), mine, theirs
 
 
@@ -101,7 +115,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=600)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--max-connections", type=int, default=30)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", choices=("asgi", "wsgi"))
     args = parser.parse_args()
 

@@ -201,30 +201,8 @@ def serve_and_load(
 ) -> LoadResult:
     """Start uvicorn on the project in `root` (or gunicorn with `wsgi_threads` threads, one
     worker), run ab against it, and count connections."""
-    ab = shutil.which("ab")
-    if ab is None:
-        raise ServerUnavailable("ab (apache2-utils) is not installed: run scripts/setup.sh")
-    port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DBCONFIG_", "PG")) and "DATABASE_URL" not in k
-    }
-    env["LOAD_GC"] = "off" if gc_off else "on"
-    env["PYTHONPATH"] = os.pathsep.join([str(root), str(Path(__file__).resolve().parent.parent)])
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    log = (root / "server.log").open("wb")
-    if wsgi_threads:
-        command = [sys.executable, "-m", "gunicorn", "loadproject.wsgi:application", "--bind",
-                   f"127.0.0.1:{port}", "--workers", "1", "--threads", str(wsgi_threads),
-                   "--log-level", "warning"]  # fmt: skip
-    else:
-        command = [sys.executable, "-m", "uvicorn", "loadproject.asgi:application", "--host", "127.0.0.1",
-                   "--port", str(port), "--workers", "1", "--log-level", "warning", "--no-access-log"]  # fmt: skip
-    process = subprocess.Popen(
-        command, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}/{path}"
+    ab = _ab()
+    process, url, log = _serve(root, gc_off=gc_off, path=path, wsgi_threads=wsgi_threads)
     try:
         _wait_until_serving(process, url, root / "server.log")
         sampler = Sampler(server)
@@ -246,13 +224,83 @@ def serve_and_load(
         sampler.connection.close()
         return LoadResult(label, complete, failed, non_2xx, rate, sampler.peak, after, len(sampler.pids))
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(30)
-        log.close()
+        _stop(process, log)
+
+
+def load_side_by_side(
+    roots: list[Path], *, requests: int, concurrency: int, gc_off: bool = False, wsgi_threads: int = 0
+) -> list[tuple[float, int]]:
+    """Serve each project at once and load them all at the same time: (requests/s, failed) each.
+
+    Background load on the machine then falls on every project alike, so their ratio is fair.
+    """
+    ab = _ab()
+    served = [_serve(root, gc_off=gc_off, path="", wsgi_threads=wsgi_threads) for root in roots]
+    try:
+        for (process, url, _), root in zip(served, roots, strict=True):
+            _wait_until_serving(process, url, root / "server.log")
+        loads = [
+            subprocess.Popen(
+                [ab, "-q", "-r", "-s", "60", "-n", str(requests), "-c", str(concurrency), url],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _, url, _ in served
+        ]
+        results = []
+        for load in loads:
+            out, _ = load.communicate(timeout=600)
+            complete, failed, non_2xx, rate = _parse_ab(out)
+            results.append((rate, failed + non_2xx + (requests - complete)))
+        return results
+    finally:
+        for process, _, log in served:
+            _stop(process, log)
+
+
+def _ab() -> str:
+    ab = shutil.which("ab")
+    if ab is None:
+        raise ServerUnavailable("ab (apache2-utils) is not installed: run scripts/setup.sh")
+    return ab
+
+
+def _serve(
+    root: Path, *, gc_off: bool, path: str, wsgi_threads: int
+) -> tuple[subprocess.Popen[bytes], str, Any]:
+    """Start uvicorn (or gunicorn with threads) on the project in `root`: the process, URL and log."""
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DBCONFIG_", "PG")) and "DATABASE_URL" not in k
+    }
+    env["LOAD_GC"] = "off" if gc_off else "on"
+    env["PYTHONPATH"] = os.pathsep.join([str(root), str(Path(__file__).resolve().parent.parent)])
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    log = (root / "server.log").open("wb")
+    if wsgi_threads:
+        command = [sys.executable, "-m", "gunicorn", "loadproject.wsgi:application", "--bind",
+                   f"127.0.0.1:{port}", "--workers", "1", "--threads", str(wsgi_threads),
+                   "--log-level", "warning"]  # fmt: skip
+    else:
+        command = [sys.executable, "-m", "uvicorn", "loadproject.asgi:application", "--host", "127.0.0.1",
+                   "--port", str(port), "--workers", "1", "--log-level", "warning", "--no-access-log"]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+    )
+    return process, f"http://127.0.0.1:{port}/{path}", log
+
+
+def _stop(process: subprocess.Popen[bytes], log: Any) -> None:
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(30)
+    log.close()
 
 
 def _wait_until_serving(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
