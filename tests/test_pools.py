@@ -134,3 +134,33 @@ def test_a_runtime_alias_gets_a_small_pool_unless_it_says(
         assert (pool.min_size, pool.max_size, pool.num_workers) == (0, 5, 1)
     finally:
         remove_database(alias)
+
+
+def test_a_forked_child_forgets_the_parents_pool_and_makes_its_own(stoppable: PostgresServer) -> None:
+    import os
+
+    with configured(stoppable, True) as wrapper:
+        parent_pid = query(wrapper, asgi=False)
+        parent_pool = wrapper.pool
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # the child: report, then leave without running the parent's cleanup
+            try:
+                fresh = wrapper.pool is not parent_pool
+                pid = query(wrapper, asgi=False)
+                os.write(write, f"{fresh} {pid}".encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as answer:
+            fresh, child_pid = answer.read().split()
+        os.waitpid(child, 0)
+        # The child made a pool of its own and a session of its own; the parent's pool
+        # and its sessions were left alone (closing them in the child would have ended them).
+        assert fresh == "True"
+        alive = stoppable.psql("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [parent_pid])
+        assert alive == [(1,)]
+        assert wrapper.pool is parent_pool
+        parents = {query(wrapper, asgi=False) for _ in range(8)}
+        assert parent_pid in parents
+        assert int(child_pid) not in parents
