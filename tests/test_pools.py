@@ -164,3 +164,15 @@ def test_a_forked_child_forgets_the_parents_pool_and_makes_its_own(stoppable: Po
         parents = {query(wrapper, asgi=False) for _ in range(8)}
         assert parent_pid in parents
         assert int(child_pid) not in parents
+
+
+def test_close_pool_closes_the_asgi_pool_from_outside_a_request(stoppable: PostgresServer) -> None:
+    """As Django's test runner does before dropping a test database."""
+    with configured(stoppable, "asgi") as wrapper:
+        query(wrapper, asgi=True)
+        asgi_pool = wrapper._connection_pools[wrapper.alias]
+        assert wrapper.connection is None  # given back at the request's end
+        assert wrapper.pool is None  # outside a request the wrapper sees no pool
+        wrapper.close_pool()
+        assert asgi_pool.closed
+        assert wrapper.alias not in wrapper._connection_pools

@@ -157,6 +157,13 @@ class DatabaseWrapper(
         )
         super().connect()
 
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self.connection is None:
+                self.pooled_for_asgi = False  # decided again at the next connect
+
     def pool_keywords(self) -> dict[str, Any] | None:
         """psycopg_pool's keywords for this connection's pool, or None when it is not pooled."""
         if self.alias == NO_DB_ALIAS:
@@ -196,6 +203,15 @@ class DatabaseWrapper(
         )
         credentials.attach_to_pool(pool, self.alias, self.settings_dict)
         return pool
+
+    def close_pool(self) -> None:
+        """Close and forget the alias's pool, whichever kind: Django's own looks only at
+        `self.pool`, which is None for a connection that `pool: "asgi"` did not pool (a test
+        database dropped at teardown must not keep the ASGI pool's sessions)."""
+        pools: dict[str, Any] | None = getattr(django_postgresql.DatabaseWrapper, "_connection_pools", None)
+        pool = pools.pop(self.alias, None) if pools is not None else None
+        if pool is not None:
+            pool.close()
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         if not self.pool:
