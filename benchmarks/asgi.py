@@ -108,6 +108,61 @@ def row(label: str, gc: str, result: Any) -> str:
     )
 
 
+def mariadb(args: argparse.Namespace) -> None:
+    """MariaDB has no pool: the defaults under uvicorn (a connection per request) beside the same
+    project under gunicorn with threads (persistent connections), and beside Django's stock
+    settings under uvicorn, each pair served and loaded at the same time."""
+    from tests.asgi_load import load_side_by_side, write_project
+    from tests.servers import MariaDBServer
+
+    print(
+        f"MariaDB: {args.requests} requests, {WSGI_THREADS} at a time per server; pairs served side by side\n"
+    )
+    with MariaDBServer() as server:
+        url = server.url().replace("mysql://", "mariadb://", 1)
+        defaults = {"databases": {"default": {"url": url}}}
+        stock = {
+            "default": {
+                "ENGINE": "django.db.backends.mysql",
+                "HOST": server.host,
+                "PORT": server.port,
+                "NAME": server.dbname,
+                "USER": server.user,
+                "PASSWORD": server.password,
+            }
+        }
+        pairs = [
+            (
+                "uvicorn, defaults / gunicorn threads, defaults (persistent)",
+                (defaults, None),
+                (defaults, None),
+                [0, 8],
+            ),
+            ("uvicorn, defaults / uvicorn, Django's stock settings", (defaults, None), (None, stock), [0, 0]),
+        ]
+        for label, first, second, threads in pairs:
+            ratios, mine, theirs = [], [], []
+            for _ in range(args.rounds):
+                with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+                    roots = [
+                        write_project(Path(folder), dbconfig=dbconfig, databases=databases)
+                        for folder, (dbconfig, databases) in ((a, first), (b, second))
+                    ]
+                    (rate, failed), (base, base_failed) = load_side_by_side(
+                        roots, requests=args.requests, concurrency=WSGI_THREADS, wsgi_threads=threads
+                    )
+                if failed or base_failed:
+                    print(f"  failed requests: {failed} / {base_failed}")
+                mine.append(rate)
+                theirs.append(base)
+                ratios.append(rate / base)
+            print(
+                f"{label}: {statistics.median(ratios):.2f}x (median of {args.rounds} pairs; req/s "
+                f"{[round(r) for r in mine]} / {[round(r) for r in theirs]})",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -116,10 +171,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--max-connections", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--only", choices=("asgi", "wsgi"))
+    parser.add_argument("--only", choices=("asgi", "wsgi", "mariadb"))
     args = parser.parse_args()
 
     from tests.servers import PostgresServer
+
+    if args.only == "mariadb":
+        mariadb(args)
+        return
 
     columns = f"{'failed':>7} {'req/s':>7} {'peak':>5} {'sessions':>9}"
     header = f"{'strategy':<42} {'gc':<4} {columns}  left after 1..5 s"
@@ -159,6 +218,15 @@ def main() -> None:
             print(
                 f"defaults / persistent without checks: {ratio:.2f}x (median of {args.rounds} pairs; "
                 f"req/s {[round(r) for r in mine]} / {[round(r) for r in theirs]})",
+                flush=True,
+            )
+            # The same settings under both servers: what ASGI costs with the pool, for comparison
+            # with MariaDB's (--only mariadb), whose ASGI requests each connect.
+            both = {"concurrency": WSGI_THREADS, "wsgi_threads": [0, WSGI_THREADS], "gc_off": False}
+            ratio, mine, theirs = paired_ratio(server, every[DEFAULTS], every[DEFAULTS], args, **both)
+            print(
+                f"defaults under uvicorn / under gunicorn threads: {ratio:.2f}x (median of {args.rounds} "
+                f"pairs; req/s {[round(r) for r in mine]} / {[round(r) for r in theirs]})",
                 flush=True,
             )
 

@@ -50,7 +50,7 @@ from django.urls import path
 
 def query():
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_sleep(0.002)")
+        cursor.execute("SELECT pg_sleep(0.002)" if connection.vendor == "postgresql" else "SELECT SLEEP(0.002)")
 
 
 def one_query(request):
@@ -228,14 +228,24 @@ def serve_and_load(
 
 
 def load_side_by_side(
-    roots: list[Path], *, requests: int, concurrency: int, gc_off: bool = False, wsgi_threads: int = 0
+    roots: list[Path],
+    *,
+    requests: int,
+    concurrency: int,
+    gc_off: bool = False,
+    wsgi_threads: int | list[int] = 0,
 ) -> list[tuple[float, int]]:
     """Serve each project at once and load them all at the same time: (requests/s, failed) each.
 
     Background load on the machine then falls on every project alike, so their ratio is fair.
+    `wsgi_threads`: gunicorn with that many threads instead of uvicorn, for all or per project.
     """
     ab = _ab()
-    served = [_serve(root, gc_off=gc_off, path="", wsgi_threads=wsgi_threads) for root in roots]
+    threads = wsgi_threads if isinstance(wsgi_threads, list) else [wsgi_threads] * len(roots)
+    served = [
+        _serve(root, gc_off=gc_off, path="", wsgi_threads=count)
+        for root, count in zip(roots, threads, strict=True)
+    ]
     try:
         for (process, url, _), root in zip(served, roots, strict=True):
             _wait_until_serving(process, url, root / "server.log")
