@@ -233,7 +233,7 @@ class DatabaseWrapper(
 
     def socket_verdict(self) -> Verdict:
         """`idle_verdict` of this connection, with psycopg 3 and no pool."""
-        if not is_psycopg3 or self.pool_keywords() is not None:
+        if not is_psycopg3 or self.pooled_for_asgi or self.settings_dict["OPTIONS"].get("pool"):
             # With psycopg2, Django's check; with a pool, Django leaves
             # health to the pool's check.
             return Verdict.UNSURE
