@@ -56,6 +56,8 @@ def test_text_lists_values_and_sources(built: Any) -> None:
         ["password", "********", ".secrets/dbconfig.json:", "databases.default.password"],
         ["conn_max_age", "60", "default"],
         ["conn_health_checks", "true", "default"],
+        # The value and what it means.
+        "pool asgi (pooled when opened for an ASGI request, persistent otherwise) default".split(),
         ["statement_timeout", "30s", "dbconfig.json:", "defaults.statement_timeout"],
         ["connect_timeout", "5s", "default"],
         ["application_name", "shop", "override:", "databases.default.application_name"],
