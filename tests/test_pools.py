@@ -115,6 +115,7 @@ def test_a_pooled_request_fails_fast_naming_the_alias_and_the_first_after_the_re
     )
     message = str(failure.value)
     assert f'"{wrapper.alias}"' in message, message
+    assert "failed" in message.partition("the last: ")[2], message  # the driver's reason
     assert stoppable.password not in message
     assert failed_after <= CONNECT_TIMEOUT + 0.5
     assert recovered_after <= 1.0

@@ -22,8 +22,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.db.backends.postgresql import base as django_postgresql
-from psycopg import OperationalError
+from psycopg import Connection, OperationalError
 from psycopg_pool import ConnectionPool, PoolTimeout
+
+from django_dbconfig.backends.base.probe import scrub
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +43,26 @@ class AliasPool(ConnectionPool):
     """psycopg_pool's pool for one alias: a request fails when the server does, naming the alias."""
 
     def __init__(self, *, alias: str, **kwargs: Any) -> None:
-        super().__init__(name=alias, **kwargs)
+        pool = self
+        secret = str((kwargs.get("kwargs") or {}).get("password") or "")
+
+        base: type[Connection[Any]] = kwargs.pop("connection_class", None) or Connection
+
+        class RecordsFailures(base):  # type: ignore[valid-type,misc]
+            """psycopg's connection, remembering in the pool why the last connect failed."""
+
+            @classmethod
+            def connect(cls, *args: Any, **options: Any) -> Any:
+                try:
+                    return super().connect(*args, **options)
+                except Exception as exc:
+                    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    pool.last_failure = scrub(first_line, [secret])
+                    raise
+
+        super().__init__(name=alias, connection_class=RecordsFailures, **kwargs)
         self.alias = alias
+        self.last_failure = ""
         self._lent = 0
         self._lent_lock = threading.Lock()
 
@@ -60,8 +80,8 @@ class AliasPool(ConnectionPool):
                     forget(self)
                     raise OperationalError(
                         f'Alias "{self.alias}": could not connect to the server ({failed} attempt'
-                        f"{'s' if failed != 1 else ''} failed, the pool holds no connection). "
-                        "The next request connects anew."
+                        f"{'s' if failed != 1 else ''} failed, the pool holds no connection; the last: "
+                        f"{self.last_failure}). The next request connects anew."
                     ) from None
                 if time.monotonic() >= deadline:
                     raise PoolTimeout(
