@@ -1,4 +1,4 @@
-"""Serve a small Django project with uvicorn and load it with ab, counting the server's connections.
+"""Serve a small Django project with uvicorn (or gunicorn) and load it with ab, counting the server's connections.
 
 Used by tests/test_asgi.py (which asserts the bounds) and benchmarks/asgi.py (which
 prints the figures for several configurations). The project has one view that runs
@@ -50,7 +50,7 @@ from django.urls import path
 
 def query():
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_sleep(0.002)")
+        cursor.execute("SELECT pg_sleep(0.002)" if connection.vendor == "postgresql" else "SELECT SLEEP(0.002)")
 
 
 def one_query(request):
@@ -65,6 +65,18 @@ async def one_query_async(request):
 
 
 urlpatterns = [path("", one_query), path("async", one_query_async)]
+"""
+
+WSGI = """
+import gc
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loadproject.settings")
+if os.environ.get("LOAD_GC") == "off":
+    gc.disable()
+application = get_wsgi_application()
 """
 
 ASGI = """
@@ -83,7 +95,7 @@ application = get_asgi_application()
 
 @dataclass
 class LoadResult:
-    """What one run of ab against uvicorn did to the server's connections."""
+    """What one run of ab against uvicorn or gunicorn did to the server's connections."""
 
     label: str
     complete: int
@@ -93,6 +105,8 @@ class LoadResult:
     peak: int
     # Connections of the app's role, sampled each second after the load stopped.
     after: list[int] = field(default_factory=list)
+    # Distinct server sessions (backend pids) seen during the load: how often it connected.
+    sessions: int = 0
 
     @property
     def remaining(self) -> int:
@@ -104,7 +118,14 @@ def write_project(root: Path, *, dbconfig: dict[str, Any] | None, databases: dic
     package = root / "loadproject"
     package.mkdir(parents=True, exist_ok=True)
     settings = SETTINGS if databases is None else SETTINGS + f"DATABASES = {databases!r}\n"
-    for name, text in (("__init__.py", ""), ("settings.py", settings), ("urls.py", URLS), ("asgi.py", ASGI)):
+    files = (
+        ("__init__.py", ""),
+        ("settings.py", settings),
+        ("urls.py", URLS),
+        ("asgi.py", ASGI),
+        ("wsgi.py", WSGI),
+    )
+    for name, text in files:
         (package / name).write_text(textwrap.dedent(text))
     (root / "dbconfig.json").write_text(json.dumps(dbconfig or {}))
     return root
@@ -123,17 +144,23 @@ class Sampler(threading.Thread):
         )  # fmt: skip
         self.user = server.user
         self.peak = 0
+        self.pids: set[int] = set()
         self.stopped = threading.Event()
 
+    def sample(self) -> set[int]:
+        rows = self.connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE usename = %s", (self.user,)
+        ).fetchall()
+        return {int(row[0]) for row in rows}
+
     def count(self) -> int:
-        row = self.connection.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (self.user,)
-        ).fetchone()
-        return int(row[0]) if row else 0
+        return len(self.sample())
 
     def run(self) -> None:
         while not self.stopped.is_set():
-            self.peak = max(self.peak, self.count())
+            pids = self.sample()
+            self.pids |= pids
+            self.peak = max(self.peak, len(pids))
             time.sleep(0.01)
 
     def stop(self) -> None:
@@ -170,29 +197,14 @@ def serve_and_load(
     settle_seconds: int = 5,
     gc_off: bool = True,
     path: str = "",
+    wsgi_threads: int = 0,
 ) -> LoadResult:
-    """Start uvicorn on the project in `root`, run ab against it, and count connections."""
-    ab = shutil.which("ab")
-    if ab is None:
-        raise ServerUnavailable("ab (apache2-utils) is not installed: run scripts/setup.sh")
-    port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DBCONFIG_", "PG")) and "DATABASE_URL" not in k
-    }
-    env["LOAD_GC"] = "off" if gc_off else "on"
-    env["PYTHONPATH"] = os.pathsep.join([str(root), str(Path(__file__).resolve().parent.parent)])
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    log = (root / "uvicorn.log").open("wb")
-    uvicorn = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "loadproject.asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1", "--log-level", "warning", "--no-access-log"],
-        cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/{path}"
+    """Start uvicorn on the project in `root` (or gunicorn with `wsgi_threads` threads, one
+    worker), run ab against it, and count connections."""
+    ab = _ab()
+    process, url, log = _serve(root, gc_off=gc_off, path=path, wsgi_threads=wsgi_threads)
     try:
-        _wait_until_serving(uvicorn, url, root / "uvicorn.log")
+        _wait_until_serving(process, url, root / "server.log")
         sampler = Sampler(server)
         sampler.start()
         try:
@@ -210,26 +222,106 @@ def serve_and_load(
             time.sleep(1)
             after.append(sampler.count())
         sampler.connection.close()
-        return LoadResult(label, complete, failed, non_2xx, rate, sampler.peak, after)
+        return LoadResult(label, complete, failed, non_2xx, rate, sampler.peak, after, len(sampler.pids))
     finally:
-        uvicorn.terminate()
-        try:
-            uvicorn.wait(30)
-        except subprocess.TimeoutExpired:
-            uvicorn.kill()
-            uvicorn.wait(30)
-        log.close()
+        _stop(process, log)
+
+
+def load_side_by_side(
+    roots: list[Path],
+    *,
+    requests: int,
+    concurrency: int,
+    gc_off: bool = False,
+    wsgi_threads: int | list[int] = 0,
+) -> list[tuple[float, int]]:
+    """Serve each project at once and load them all at the same time: (requests/s, failed) each.
+
+    Background load on the machine then falls on every project alike, so their ratio is fair.
+    `wsgi_threads`: gunicorn with that many threads instead of uvicorn, for all or per project.
+    """
+    ab = _ab()
+    threads = wsgi_threads if isinstance(wsgi_threads, list) else [wsgi_threads] * len(roots)
+    served = [
+        _serve(root, gc_off=gc_off, path="", wsgi_threads=count)
+        for root, count in zip(roots, threads, strict=True)
+    ]
+    try:
+        for (process, url, _), root in zip(served, roots, strict=True):
+            _wait_until_serving(process, url, root / "server.log")
+        loads = [
+            subprocess.Popen(
+                [ab, "-q", "-r", "-s", "60", "-n", str(requests), "-c", str(concurrency), url],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _, url, _ in served
+        ]
+        results = []
+        for load in loads:
+            out, _ = load.communicate(timeout=600)
+            complete, failed, non_2xx, rate = _parse_ab(out)
+            results.append((rate, failed + non_2xx + (requests - complete)))
+        return results
+    finally:
+        for process, _, log in served:
+            _stop(process, log)
+
+
+def _ab() -> str:
+    ab = shutil.which("ab")
+    if ab is None:
+        raise ServerUnavailable("ab (apache2-utils) is not installed: run scripts/setup.sh")
+    return ab
+
+
+def _serve(
+    root: Path, *, gc_off: bool, path: str, wsgi_threads: int
+) -> tuple[subprocess.Popen[bytes], str, Any]:
+    """Start uvicorn (or gunicorn with threads) on the project in `root`: the process, URL and log."""
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DBCONFIG_", "PG")) and "DATABASE_URL" not in k
+    }
+    env["LOAD_GC"] = "off" if gc_off else "on"
+    env["PYTHONPATH"] = os.pathsep.join([str(root), str(Path(__file__).resolve().parent.parent)])
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    log = (root / "server.log").open("wb")
+    if wsgi_threads:
+        command = [sys.executable, "-m", "gunicorn", "loadproject.wsgi:application", "--bind",
+                   f"127.0.0.1:{port}", "--workers", "1", "--threads", str(wsgi_threads),
+                   "--log-level", "warning"]  # fmt: skip
+    else:
+        command = [sys.executable, "-m", "uvicorn", "loadproject.asgi:application", "--host", "127.0.0.1",
+                   "--port", str(port), "--workers", "1", "--log-level", "warning", "--no-access-log"]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+    )
+    return process, f"http://127.0.0.1:{port}/{path}", log
+
+
+def _stop(process: subprocess.Popen[bytes], log: Any) -> None:
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(30)
+    log.close()
 
 
 def _wait_until_serving(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"uvicorn exited with {process.returncode}:\n{log.read_text()[-2000:]}")
+            raise AssertionError(f"the server exited with {process.returncode}:\n{log.read_text()[-2000:]}")
         try:
             with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our own loopback server
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(0.2)
-    raise AssertionError(f"uvicorn did not answer on {url}:\n{log.read_text()[-2000:]}")
+    raise AssertionError(f"the server did not answer on {url}:\n{log.read_text()[-2000:]}")

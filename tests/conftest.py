@@ -74,6 +74,11 @@ def django_connection(settings: dict[str, Any], alias: str = "default") -> Itera
         yield connection
     finally:
         connection.close()
+        # A pool the test made (pool true, or the ASGI pool of a request) goes with it:
+        # pools are kept by alias, and the next test's alias of that name is another.
+        close_pool = getattr(connection, "close_pool", None)
+        if close_pool is not None:
+            close_pool()
 
 
 def query_one(connection: Any, sql: str) -> Any:

@@ -116,7 +116,7 @@ def test_the_provider_is_rendered_never_a_password(tmp_path: Path) -> None:
         },
     )
     assert "PASSWORD" not in databases["default"]
-    assert databases["default"]["DBCONFIG"] == {"password_provider": "myproject.db.token"}
+    assert databases["default"]["DBCONFIG"] == {"password_provider": "myproject.db.token", "asgi_pool": {}}
 
 
 def test_a_password_beside_a_provider_is_an_error(tmp_path: Path) -> None:

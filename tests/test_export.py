@@ -219,6 +219,7 @@ def test_hand_written_databases_round_trip_on_the_real_servers(
         "connect_timeout": "10s",
         "application_name": "legacy-web",
         "network_timeout": None,  # no keepalives in the hand-written settings
+        "pool": False,  # Django's engine has no pool for ASGI requests
         "options": {"options": "-c work_mem=8MB"},
         "test": {"NAME": "test_legacy"},
     }
@@ -321,6 +322,7 @@ def test_what_does_not_map_cleanly_stays_verbatim(tmp_path: Path) -> None:
         "sslcert": "client.pem",
         "connect_timeout": None,  # the 1 in options is what the driver gets
         "network_timeout": None,
+        "pool": False,
         "conn_max_age": 0,
         "conn_health_checks": False,
         "options": {"options": "-c search_path=app -e", "sslrootcert": "certs/ca.pem", "connect_timeout": 1},
@@ -752,6 +754,7 @@ def test_django_keys_export_where_they_differ_from_djangos_defaults(tmp_path: Pa
             "disable_server_side_cursors": True,
             "test": {"NAME": "test_app", "CHARSET": "UTF8"},
             "network_timeout": None,
+            "pool": False,
         },
         "plain": {
             "backend": "postgresql",
@@ -761,6 +764,7 @@ def test_django_keys_export_where_they_differ_from_djangos_defaults(tmp_path: Pa
             "connect_timeout": None,
             "autocommit": False,
             "network_timeout": None,
+            "pool": False,
         },
     }
     assert result.secrets == {"databases": {"default": {"password": "pw", "test": {"PASSWORD": "tpw"}}}}

@@ -218,3 +218,40 @@ def test_pool_from_a_variable_is_a_switch_or_a_json_object(text: str, pool: Any)
 
 def test_pool_text_in_a_file_is_no_json() -> None:
     assert refusal("pool", '{"min_size": 2}').startswith("expected")
+
+
+@pytest.mark.parametrize(
+    ("value", "from_env", "expected"),
+    [
+        ("asgi", False, "asgi"),
+        (" ASGI ", True, "asgi"),
+        (True, False, True),
+        ("off", True, False),
+        ({"when": "asgi", "max_size": 8}, False, {"when": "asgi", "max_size": 8}),
+        ('{"max_size": 8}', True, {"max_size": 8}),
+    ],
+)
+def test_pool_reads_asgi_a_bool_or_psycopg_pools_keywords(value: Any, from_env: bool, expected: Any) -> None:
+    assert coerce("pool", value, from_env=from_env) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "from_env", "message"),
+    [
+        (
+            "sometimes",
+            True,
+            'expected true, false, "asgi" (pooled for ASGI requests, persistent otherwise) or an object '
+            'of psycopg_pool\'s keywords, got "sometimes"',
+        ),
+        (
+            3,
+            False,
+            'expected true, false, "asgi" (pooled for ASGI requests, persistent otherwise) or an object '
+            "of psycopg_pool's keywords, got a number",
+        ),
+        ({"when": "wsgi"}, False, '"when" must be "asgi" or "always", got \'wsgi\''),
+    ],
+)
+def test_pool_refuses_other_values_listing_the_choices(value: Any, from_env: bool, message: str) -> None:
+    assert refusal("pool", value, from_env=from_env) == message

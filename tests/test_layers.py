@@ -427,6 +427,7 @@ def test_sources_of_every_kind_are_named(project: Any) -> None:
         "conn_health_checks": "default",
         "connect_timeout": "default",
         "network_timeout": "default",
+        "pool": "default",
         "application_name": "override: databases.default.application_name",
     }
 

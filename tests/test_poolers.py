@@ -117,10 +117,11 @@ def test_behind_a_pooler_no_setting_travels_in_the_startup_packet(tmp_path: Path
             "idle_in_transaction_session_timeout": "60000ms",
             "default_transaction_read_only": "on",
         },
+        "asgi_pool": {},  # pool "asgi", the default
     }
     assert databases["tx"]["DISABLE_SERVER_SIDE_CURSORS"] is True
     assert "DISABLE_SERVER_SIDE_CURSORS" not in databases["session"]
-    assert "DBCONFIG" not in databases["direct"]
+    assert databases["direct"]["DBCONFIG"] == {"asgi_pool": {}}
 
 
 def test_mysql_behind_a_pooler_keeps_init_command(tmp_path: Path) -> None:

@@ -79,6 +79,7 @@ def test_postgresql_renders_every_key(project: Any) -> None:
             "keepalives_count": 3,
             "tcp_user_timeout": 10000,
         },
+        "DBCONFIG": {"asgi_pool": {}},  # pool "asgi", the default (the engine reads it)
     }
     assert settings["ENGINE"] in ("django.db.backends.postgresql", "django_dbconfig.backends.postgresql")
 

@@ -95,6 +95,7 @@ def test_dbconfig_shows_each_inherited_value_with_its_source(project: Any) -> No
         "read_only": ("true", "default: a replica is read-only"),
         "replica_of": ("default", "dbconfig.json: databases.replica.replica_of"),
         "network_timeout": ("30s", "default"),
+        "pool": ("asgi (pooled when opened for an ASGI request, persistent otherwise)", "default"),
     }
 
 

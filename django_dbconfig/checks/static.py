@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import django
 from django.apps import apps
 from django.conf import settings
 from django.db import router
@@ -21,6 +22,7 @@ from django.db import router
 from django_dbconfig.backends import BACKENDS, families_taking, is_ours, vendor_of
 from django_dbconfig.backends.base.settings import installed, is_loopback
 from django_dbconfig.backends.mysql.settings import SSLMODE_OF
+from django_dbconfig.backends.postgresql.settings import asgi_pool_missing
 from django_dbconfig.checks.expected import expected_for
 from django_dbconfig.conf.config import DatabaseConfig, last_config
 from django_dbconfig.core.problems import (
@@ -370,39 +372,42 @@ def _alias_problems(alias: str, entry: Mapping[str, Any]) -> list[Problem]:
 
 
 def asgi_problems(databases: Mapping[str, Mapping[str, Any]]) -> list[tuple[str | None, Problem]]:
-    """W006 for each server alias with persistent connections and no pool, when served by ASGI.
+    """W006 for each PostgreSQL alias whose ASGI requests each open a connection, when served by ASGI.
 
-    Under ASGI no request reuses another's connection (each runs in its own context),
-    so CONN_MAX_AGE buys nothing there; a pool does.
+    Under ASGI no request reuses another's connection (each runs in its own context):
+    the default `pool: "asgi"` pools them. An alias loses that with `pool: false` and
+    persistent connections, or where the pool cannot be had (Django before 5.1,
+    psycopg2, no psycopg_pool). MySQL/MariaDB have no pool in Django: their
+    per-request connections are the documented default there, and no setting of the
+    alias would do better (docs/configuration.md, ASGI).
     """
     served_by = _asgi_in_use()
     if served_by is None:
         return []
     found: list[tuple[str | None, Problem]] = []
     for alias, entry in databases.items():
-        vendor = vendor_of(entry)
-        age = entry.get("CONN_MAX_AGE", 0)
-        if vendor not in ("postgresql", "mysql") or age == 0 or (entry.get("OPTIONS") or {}).get("pool"):
+        if vendor_of(entry) != "postgresql" or (entry.get("OPTIONS") or {}).get("pool"):
             continue
-        if vendor == "postgresql":
-            fix = f'Set pool to true for "{alias}" (pip install django-dbconfig[pool]), or conn_max_age to 0.'
-        else:
-            fix = (
-                f'Set conn_max_age for "{alias}" to 0, or put a connection pooler '
-                "(ProxySQL, MaxScale) in front of its server."
-            )
+        age = entry.get("CONN_MAX_AGE", 0)
         kept = "forever" if age is None else f"for {age} s"
-        found.append(
-            (
-                alias,
-                problem(
-                    W006,
-                    f'"{alias}" keeps connections {kept} without a pool, and the project is served by '
-                    f"ASGI ({served_by}): no request reuses another's connection, so each opens its own.",
-                    fix=fix,
-                ),
+        if "asgi_pool" in (entry.get("DBCONFIG") or {}):
+            missing = asgi_pool_missing((django.VERSION[0], django.VERSION[1]))
+            if missing is None:
+                continue
+            needed, fix = missing
+            message = (
+                f'"{alias}" has pool "asgi", but this process cannot pool: it needs {needed}. The '
+                f"project is served by ASGI ({served_by}): each request opens its own connection."
             )
-        )
+        elif age == 0:
+            continue  # a connection per request, as asked
+        else:
+            message = (
+                f'"{alias}" keeps connections {kept} without a pool, and the project is served by '
+                f"ASGI ({served_by}): no request reuses another's connection, so each opens its own."
+            )
+            fix = f'Remove pool: false from "{alias}" (its default pools ASGI requests\' connections).'
+        found.append((alias, problem(W006, message, fix=fix)))
     return found
 
 

@@ -41,7 +41,15 @@ from django_dbconfig.conf.sources import (
 )
 from django_dbconfig.core.durations import format_duration
 from django_dbconfig.core.errors import DbConfigError, ErrorCollector, did_you_mean, one_of
-from django_dbconfig.core.keys import DURATION_KEYS, KEYS, MASK, is_secret_option
+from django_dbconfig.core.keys import (
+    DURATION_KEYS,
+    KEYS,
+    MASK,
+    POOL_ALWAYS,
+    POOL_ASGI,
+    is_secret_option,
+    pool_mode,
+)
 from django_dbconfig.core.types import DatabaseSettings
 
 DEFAULT_ORIGIN = Origin("default")
@@ -505,7 +513,9 @@ def _alias_hint(alias: str, aliases: tuple[str, ...], values: Mapping[str, Value
 
 def _check_pool(alias: str, effective: dict[str, Value]) -> None:
     pool = effective.get("pool")
-    if not pool or not pool.value:
+    if not pool or pool_mode(pool.value) != POOL_ALWAYS:
+        # "asgi" keeps conn_max_age for the connections opened outside ASGI requests;
+        # the engine uses no pool where Django has none (before 5.1).
         return
 
     if django.VERSION < (5, 1):
@@ -662,10 +672,17 @@ def _merged_options(
 def display_value(key: str, value: Any) -> str:
     """A value as shown to people, with every secret masked."""
     shown = json_value(key, value)
+    if key == "pool" and pool_mode(value) == POOL_ASGI:
+        text = shown if isinstance(shown, str) else _json_text(shown)
+        return f"{text} (pooled when opened for an ASGI request, persistent otherwise)"
     if isinstance(shown, str):
         return shown
     if isinstance(value, tuple):
         return ", ".join(str(item) for item in value)
+    return _json_text(shown)
+
+
+def _json_text(shown: Any) -> str:
     import json  # only when explaining: not on the path of every settings.py
 
     return json.dumps(shown, default=str)

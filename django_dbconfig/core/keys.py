@@ -242,10 +242,47 @@ def _check_entries(value: Mapping[str, Any]) -> None:
             pending.extend((entry, depth + 1) for entry in item)
 
 
-def _bool_or_object(value: object, *, from_env: bool) -> bool | dict[str, Any]:
+# `pool: "asgi"` (and `"when": "asgi"` in a pool object): pooled when a connection is
+# opened for an ASGI request, persistent otherwise; `true` or an object: always pooled.
+POOL_ASGI = "asgi"
+POOL_ALWAYS = "always"
+POOL_WHEN = (POOL_ASGI, POOL_ALWAYS)
+
+
+def pool_mode(value: object) -> str | None:
+    """When an alias's connections come from a pool: "always", "asgi", or None (never)."""
+    if value is True:
+        return POOL_ALWAYS
+    if value == POOL_ASGI:
+        return POOL_ASGI
+    if isinstance(value, Mapping):
+        return str(value.get("when", POOL_ALWAYS))
+    return None
+
+
+def pool_keywords(value: object) -> dict[str, Any]:
+    """psycopg_pool's keywords of a `pool` value (its object without "when")."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {name: item for name, item in value.items() if name != "when"}
+
+
+def _pool(value: object, *, from_env: bool) -> bool | str | dict[str, Any]:
+    if isinstance(value, str) and value.strip().lower() == POOL_ASGI:
+        return POOL_ASGI
     if isinstance(value, dict) or (from_env and isinstance(value, str) and value.lstrip().startswith("{")):
-        return _object(value, from_env=from_env)
-    return _bool(value, from_env=from_env)
+        pool = _object(value, from_env=from_env)
+        if "when" in pool and pool["when"] not in POOL_WHEN:
+            raise ValueError(f'"when" must be {one_of(POOL_WHEN)}, got {shown(pool["when"])}')
+        return pool
+    try:
+        return _bool(value, from_env=from_env)
+    except ValueError:
+        got = quoted(value) if isinstance(value, str) else _kind(value)
+        raise ValueError(
+            f'expected true, false, "{POOL_ASGI}" (pooled for ASGI requests, persistent otherwise) '
+            f"or an object of psycopg_pool's keywords, got {got}"
+        ) from None
 
 
 # What `migrate` may change: how to reach and log in to the same database, and the
@@ -383,7 +420,7 @@ _KEYS = (
     Key("password", _password, secret=True, connection=True),
     Key("conn_max_age", _conn_max_age),
     Key("conn_health_checks", _bool),
-    Key("pool", _bool_or_object),
+    Key("pool", _pool),
     Key("sslmode", _choice(SSLMODES)),
     Key("sslrootcert", _nonempty, path=True),
     Key("sslcert", _nonempty, path=True),

@@ -26,7 +26,7 @@ from django_dbconfig.backends.postgresql.settings import parse_startup
 from django_dbconfig.conf.config import load_config
 from django_dbconfig.core.durations import format_duration
 from django_dbconfig.core.errors import DbConfigError
-from django_dbconfig.core.keys import KEYS, is_secret_option
+from django_dbconfig.core.keys import KEYS, POOL_ALWAYS, is_secret_option, pool_mode
 
 # Django's defaults for the keys an alias may leave out (django.db.utils.ConnectionHandler).
 _DJANGO_DEFAULTS: Mapping[str, tuple[str, Any]] = {
@@ -151,6 +151,8 @@ def _alias_keys(
     # What django-dbconfig's engines read (a DATABASES that build_databases() made).
     extra = settings.get("DBCONFIG") or {}
     keys.update({key: extra[key] for key in ("pooler", "password_provider") if extra.get(key)})
+    if extra.get("asgi_pool"):  # pool "asgi" (the default) with psycopg_pool's keywords
+        keys["pool"] = {"when": "asgi", **extra["asgi_pool"]}
     if isinstance(extra.get("network_timeout"), (int, float)):  # MySQL: seconds, for the engine
         keys["network_timeout"] = format_duration(round(extra["network_timeout"] * 1000))
     keys.update(backend.keys_from_session(extra.get("session_settings") or {}))
@@ -160,13 +162,17 @@ def _alias_keys(
     ):
         value = settings.get(django_key, default)
         # Written where this backend's default differs; a pool sets CONN_MAX_AGE itself.
-        if value != backend.defaults.get(key, default) and not (key == "conn_max_age" and "pool" in keys):
+        if value != backend.defaults.get(key, default) and not (
+            key == "conn_max_age" and pool_mode(keys.get("pool")) == POOL_ALWAYS
+        ):
             keys[key] = value
     # A default of django-dbconfig that these settings did not ask for (a connect timeout,
     # and any other that null turns off) is turned off, so rendering adds nothing.
     for key in backend.defaults.keys() - keys.keys() - _DECIDED:
         if _accepts_null(key):
             keys[key] = None
+        elif key == "pool" and "asgi_pool" not in extra:  # PostgreSQL's ASGI pool: not asked for
+            keys[key] = False
     for django_key, (key, default) in _DJANGO_DEFAULTS.items():
         if settings.get(django_key, default) != default:
             keys[key] = settings[django_key]

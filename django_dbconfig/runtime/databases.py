@@ -250,7 +250,7 @@ def _render(
     backend, effective = effective_values(alias, values, (*settings.DATABASES, alias), {})
     base_dir = config.base_dir if config is not None else Path.cwd()
     ctx = RenderContext(alias=alias, base_dir=base_dir, django_version=(django.VERSION[0], django.VERSION[1]))
-    rendered = render_alias(backend, effective, ctx)
+    rendered = backend.for_runtime_alias(render_alias(backend, effective, ctx))
     # Django fills its defaults (TIME_ZONE, TEST, ...) only into the DATABASES it read at
     # first access: fill them with its own code, so the entry is like any other.
     filled: DatabaseSettings = connections.configure_settings({"default": rendered})["default"]

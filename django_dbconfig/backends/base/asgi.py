@@ -43,6 +43,11 @@ def _asgi_request_thread() -> Opened | None:
     return opened
 
 
+def serving_asgi_request() -> bool:
+    """Whether this thread serves an ASGI request now (its connections end with the request)."""
+    return _asgi_request_thread() is not None
+
+
 def _in_thread_sensitive_context() -> bool:
     # In Django, only ASGIHandler runs requests in a ThreadSensitiveContext; its
     # sync code then runs in a thread of that context.

@@ -182,6 +182,10 @@ class Backend:
             settings["OPTIONS"] = options
         return settings
 
+    def for_runtime_alias(self, settings: DatabaseSettings) -> DatabaseSettings:
+        """A runtime alias's rendered settings: the same as a configured alias's, unless a backend says."""
+        return settings
+
     def render_common(self, values: Mapping[str, Any], ctx: RenderContext) -> DatabaseSettings:
         settings: DatabaseSettings = {"ENGINE": self.engine_of(values)}
         for key, django_key in (

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db.backends.base.base import NO_DB_ALIAS
 
 from django_dbconfig.backends.postgresql.settings import PostgreSQL
 
@@ -22,12 +24,22 @@ if is_psycopg3:
     from psycopg.pq import ConnStatus, TransactionStatus
 
 from django_dbconfig.backends.base import credentials
-from django_dbconfig.backends.base.asgi import ClosedAtAsgiRequestEnd
+from django_dbconfig.backends.base.asgi import ClosedAtAsgiRequestEnd, serving_asgi_request
 from django_dbconfig.backends.base.demotion import DropsDemotedWriter
 from django_dbconfig.backends.base.health import SocketHealthCheck, Verdict, socket_readable
 from django_dbconfig.backends.postgresql import pooler as poolers
 from django_dbconfig.backends.postgresql.client import DatabaseClient
 from django_dbconfig.backends.postgresql.connect import waiting_for_role
+from django_dbconfig.backends.postgresql.settings import ASGI_POOL
+
+# `pool: "asgi"` pools where a pool can be had: Django 5.1+ (which takes connections
+# from `self.pool`), psycopg 3 and psycopg_pool. Elsewhere its connections are
+# persistent, and those an ASGI request opens close when it ends.
+ASGI_POOL_AVAILABLE = (
+    is_psycopg3
+    and hasattr(django_postgresql.DatabaseWrapper, "_connection_pools")
+    and importlib.util.find_spec("psycopg_pool") is not None
+)
 
 # More reads than this without reaching the end means a chatty, live connection.
 _MAX_READS = 3
@@ -183,22 +195,78 @@ class DatabaseWrapper(
     family = PostgreSQL()
     django_is_usable = staticmethod(django_postgresql.DatabaseWrapper.is_usable)
 
+    # Whether this connection was opened for an ASGI request under `pool: "asgi"`:
+    # decided when it opens, kept until it closes (back to the pool).
+    pooled_for_asgi = False
+
+    def connect(self) -> None:
+        self.pooled_for_asgi = (
+            ASGI_POOL_AVAILABLE
+            and "asgi_pool" in (self.settings_dict.get("DBCONFIG") or {})
+            and serving_asgi_request()
+        )
+        super().connect()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self.connection is None:
+                self.pooled_for_asgi = False  # decided again at the next connect
+
+    def pool_keywords(self) -> dict[str, Any] | None:
+        """psycopg_pool's keywords for this connection's pool, or None when it is not pooled."""
+        if self.alias == NO_DB_ALIAS:
+            return None
+        always = self.settings_dict["OPTIONS"].get("pool")
+        if always:
+            return {} if always is True else dict(always)
+        if self.pooled_for_asgi:
+            return {**ASGI_POOL, **self.settings_dict["DBCONFIG"]["asgi_pool"]}
+        return None
+
     @property
     def pool(self) -> Any:
-        """Django's pool (5.1+), with a password asked for at each connection it opens and
-        each connection it hands out checked by `check_pooled_connection`.
+        """The alias's pool (Django 5.1+) when this connection is pooled: always with `pool`
+        true or an object, for connections opened by ASGI requests with `pool: "asgi"`.
 
-        Django builds the pool once with fixed keywords. With CONN_HEALTH_CHECKS it
-        gives the pool psycopg_pool's check, an empty query on every checkout; that
-        is swapped for the socket check. Should psycopg_pool ever keep its check
-        elsewhere, the pool keeps Django's.
+        Made as Django makes its own (see pools.py), with a password asked for at each
+        connection it opens, and each connection it hands out checked by
+        `check_pooled_connection` when CONN_HEALTH_CHECKS is on.
         """
-        pool = getattr(super(), "pool", None)
-        if pool is not None:
-            credentials.attach_to_pool(pool, self.alias, self.settings_dict)
-            if getattr(pool, "_check", None) is type(pool).check_connection:
-                pool._check = check_pooled_writer if self.meant_for_writes else check_pooled_connection
+        keywords = self.pool_keywords()
+        if keywords is None:
+            return None
+        try:
+            from django_dbconfig.backends.postgresql import pools  # optional: needs psycopg_pool
+        except ImportError as exc:
+            raise ImproperlyConfigured(
+                f'Alias "{self.alias}" has pool set, but psycopg_pool is not installed. '
+                'Install it: pip install "django-dbconfig[postgresql]"'
+            ) from exc
+        pool = pools.pool_for(
+            self.alias,
+            keywords,
+            connect_kwargs=self.get_connection_params,
+            configure=self._configure_connection,
+            check=self.pooled_check() if self.settings_dict["CONN_HEALTH_CHECKS"] else None,
+        )
+        credentials.attach_to_pool(pool, self.alias, self.settings_dict)
         return pool
+
+    def pooled_check(self) -> Callable[[Any], None]:
+        """The check each pooled connection passes at checkout: the socket check, and for a
+        write alias also whether its server now reports itself a standby or read-only."""
+        return check_pooled_writer if self.meant_for_writes else check_pooled_connection
+
+    def close_pool(self) -> None:
+        """Close and forget the alias's pool, whichever kind: Django's own looks only at
+        `self.pool`, which is None for a connection that `pool: "asgi"` did not pool (a test
+        database dropped at teardown must not keep the ASGI pool's sessions)."""
+        pools: dict[str, Any] | None = getattr(django_postgresql.DatabaseWrapper, "_connection_pools", None)
+        pool = pools.pop(self.alias, None) if pools is not None else None
+        if pool is not None:
+            pool.close()
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         if self.pool:
@@ -228,7 +296,7 @@ class DatabaseWrapper(
     def socket_verdict(self) -> Verdict:
         """`idle_verdict` of this connection, with psycopg 3 and no pool; demoted when the
         server of a write alias now reports itself a standby or read-only."""
-        if not is_psycopg3 or self.settings_dict["OPTIONS"].get("pool"):
+        if not is_psycopg3 or self.pooled_for_asgi or self.settings_dict["OPTIONS"].get("pool"):
             # With psycopg2, Django's check; with a pool, Django leaves
             # health to the pool's check.
             return Verdict.UNSURE

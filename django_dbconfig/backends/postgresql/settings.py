@@ -13,6 +13,7 @@ from django_dbconfig.backends.base.settings import (
     Backend,
     OptionConflict,
     RenderContext,
+    installed,
     keepalive,
     path_key,
     render_extra,
@@ -30,7 +31,15 @@ from django_dbconfig.backends.base.statements import (
     strings_in,
 )
 from django_dbconfig.core.durations import MAX_MS, format_duration
-from django_dbconfig.core.keys import LOAD_BALANCE_HOSTS, SSLMODES, TARGET_SESSION_ATTRS
+from django_dbconfig.core.keys import (
+    LOAD_BALANCE_HOSTS,
+    POOL_ALWAYS,
+    POOL_ASGI,
+    SSLMODES,
+    TARGET_SESSION_ATTRS,
+    pool_keywords,
+    pool_mode,
+)
 
 # Session settings sent with `-c name=value` at connection start, in this order.
 SESSION_SETTINGS = (
@@ -340,6 +349,32 @@ def session_keys(settings: list[tuple[str, str]]) -> tuple[dict[str, Any], list[
     return keys, rest
 
 
+# psycopg_pool's keywords for the pool of connections opened for ASGI requests
+# (`pool: "asgi"`, the default), where the alias does not say: one connection kept
+# warm, at most 4 per process and alias (PostgreSQL's default max_connections of 100
+# then serves 24 processes, with the 3 reserved for superusers to spare), one thread
+# opening connections.
+ASGI_POOL = {"min_size": 1, "max_size": 4, "num_workers": 1}
+# A runtime alias's pool (a tenant's), where its keys do not say: nothing held while
+# idle (a connection idle for a minute closes), at most 2 connections, one thread.
+RUNTIME_POOL = {"min_size": 0, "max_size": 2, "num_workers": 1, "max_idle": 60}
+
+
+def asgi_pool_missing(django_version: tuple[int, int]) -> tuple[str, str] | None:
+    """What `pool: "asgi"` lacks here to pool, and how to get it; None when it pools.
+
+    Without it, the connections of ASGI requests are not pooled: each request opens one.
+    """
+    install = 'pip install "django-dbconfig[postgresql]"'
+    if django_version < (5, 1):
+        return "Django 5.1 or later (no pool before)", "Upgrade Django to 5.1 or later."
+    if not installed("psycopg"):
+        return "psycopg 3 (Django pools with it only)", f"Install it: {install}."
+    if not installed("psycopg_pool"):
+        return "psycopg_pool", f"Install it: {install}."
+    return None
+
+
 class PostgreSQL(Backend):
     name = "postgresql"
     display = "PostgreSQL"
@@ -384,6 +419,7 @@ class PostgreSQL(Backend):
         "conn_health_checks": True,
         "connect_timeout": 5000,
         "network_timeout": 30_000,
+        "pool": "asgi",
     }
     driver_modules = ("psycopg", "psycopg2")
     install = 'pip install "django-dbconfig[postgresql]" (psycopg 3)'
@@ -444,8 +480,8 @@ class PostgreSQL(Backend):
         startup = "" if values.get("pooler") else session_options(values)
         if startup:
             options["options"] = startup
-        if values.get("pool"):
-            options["pool"] = values["pool"]
+        if pool_mode(values.get("pool")) == POOL_ALWAYS:
+            options["pool"] = pool_keywords(values["pool"]) or True
         return options
 
     def keys_from_options(
@@ -524,9 +560,21 @@ class PostgreSQL(Backend):
             raise OptionConflict(option, f"sets {', '.join(both)}, which the keys set too")
         return f"{generated} {given}"
 
+    def for_runtime_alias(self, settings: Any) -> Any:
+        """`RUNTIME_POOL` under the pool keywords a runtime alias gives: many tenants, small pools."""
+        options = settings.get("OPTIONS") or {}
+        if options.get("pool"):
+            given = options["pool"] if isinstance(options["pool"], dict) else {}
+            settings["OPTIONS"] = {**options, "pool": {**RUNTIME_POOL, **given}}
+        extra = settings.get("DBCONFIG") or {}
+        if "asgi_pool" in extra:
+            settings["DBCONFIG"] = {**extra, "asgi_pool": {**RUNTIME_POOL, **extra["asgi_pool"]}}
+        return settings
+
     def render(self, values: Mapping[str, Any], ctx: RenderContext) -> Any:
         settings = super().render(values, ctx)
-        if values.get("pool"):
+        mode = pool_mode(values.get("pool"))
+        if mode == POOL_ALWAYS:
             settings["CONN_MAX_AGE"] = 0
         # Several hosts (and ports) go to libpq as its comma-separated lists.
         if isinstance(values.get("host"), tuple):
@@ -534,6 +582,9 @@ class PostgreSQL(Backend):
         if isinstance(values.get("port"), tuple):
             settings["PORT"] = ",".join(str(port) for port in values["port"])
         extra = render_extra(values, session_settings(values))
+        if mode == POOL_ASGI:
+            # The engine pools the connections it opens for ASGI requests (base.py).
+            extra["asgi_pool"] = pool_keywords(values["pool"])
         if extra:
             settings["DBCONFIG"] = extra
         if values.get("pooler") == "transaction":
