@@ -274,7 +274,10 @@ def _prober(alias: str) -> _Prober:
 
 
 def _after_fork() -> None:
-    # A forked worker (gunicorn --preload) has none of its parent's threads.
+    # A forked worker (gunicorn --preload) has none of its parent's threads; their
+    # connections were dropped by the engines' fork hook (backends/base/forks.py).
+    global _lock  # noqa: PLW0603 - another thread may have held it at the fork
+    _lock = threading.Lock()
     _probers.clear()
     _cache.clear()
 

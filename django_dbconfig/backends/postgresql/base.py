@@ -23,6 +23,7 @@ if is_psycopg3:
 
 from django_dbconfig.backends.base import credentials
 from django_dbconfig.backends.base.asgi import ClosedAtAsgiRequestEnd
+from django_dbconfig.backends.base.forks import ForkSafe
 from django_dbconfig.backends.base.health import SocketHealthCheck, Verdict, socket_readable
 from django_dbconfig.backends.base.network import NamesAliasWhenLost
 from django_dbconfig.backends.postgresql import pooler as poolers
@@ -108,14 +109,19 @@ def check_pooled_connection(conn: Connection[Any]) -> None:
 
 
 class DatabaseWrapper(
-    SocketHealthCheck, NamesAliasWhenLost, ClosedAtAsgiRequestEnd, django_postgresql.DatabaseWrapper
+    SocketHealthCheck,
+    NamesAliasWhenLost,
+    ClosedAtAsgiRequestEnd,
+    ForkSafe,
+    django_postgresql.DatabaseWrapper,
 ):
     """Django's PostgreSQL `DatabaseWrapper`, with the health checks looking at the socket
     first (per request, and at each checkout from Django's pool), a password from
     `password_provider` for each new connection, and the session settings sent as SET
     behind a session pooler; dbshell runs with the alias's session settings, TLS and
-    read-only mode. A lost connection's error names the alias, and an ASGI request
-    closes the connections it opened. network_timeout needs nothing here: libpq's
+    read-only mode. A lost connection's error names the alias, an ASGI request
+    closes the connections it opened, and a forked child never uses its parent's
+    connection or pool. network_timeout needs nothing here: libpq's
     keepalive options are in OPTIONS.
     """
 
