@@ -163,3 +163,37 @@ def test_forked_child_uses_its_own_mariadb_sessions(shared_mariadb: dict[str, An
     assert settings["CONN_MAX_AGE"] > 0
     with handler_for(settings) as (handler, alias):
         check_fork(handler, alias)
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize(
+    ("worker_class", "threads", "pool"),
+    [("sync", 1, False), ("sync", 1, True), ("gthread", 4, False), ("gthread", 4, True)],
+    ids=["sync-persistent", "sync-pool", "gthread-persistent", "gthread-pool"],
+)
+def test_gunicorn_preload_workers_never_share_the_masters_sessions(
+    shared_postgres: dict[str, Any], tmp_path: Path, worker_class: str, threads: int, pool: bool
+) -> None:
+    from tests.gunicorn_load import serve_and_load
+    from tests.servers import free_port
+
+    url = "postgresql://{user}@{host}:{port}/{dbname}".format(**shared_postgres)
+    workers = 3
+    load = serve_and_load(
+        tmp_path, url=url, label=worker_class, pool=pool, worker_class=worker_class, workers=workers,
+        threads=threads, requests=600, clients=12, free_port=free_port,
+    )  # fmt: skip
+    assert (load.failed, load.errors) == (0, []), load.summary()
+    # Every worker served, each on sessions of its own, none of them the master's.
+    assert len(load.sessions) == workers, load.summary()
+    assert load.shared == 0, load.summary()
+    # A thread keeps its persistent session; a pool (max_size 4) may grow while a connection is
+    # being handed back.
+    per_worker = 4 if pool else threads
+    assert all(1 <= len(sessions) <= per_worker for sessions in load.sessions.values()), load.summary()
+    # The master's preloaded session was never used nor closed by a worker.
+    assert load.master_before is not None, load.summary()
+    assert (load.master_after, load.master_error) == (load.master_before, None), load.summary()
+    # On the server: the workers' sessions and the master's, nothing more (a pool keeps at most its max).
+    most = workers * per_worker + (4 if pool else 1)
+    assert workers + 1 <= load.sessions_on_server <= most, load.summary()
