@@ -14,6 +14,7 @@ import gc
 import json
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 
 from django_dbconfig import build_databases
+from tests.servers import PostgresServer
 
 SESSION_SQL = {"postgresql": "SELECT pg_backend_pid()", "mysql": "SELECT CONNECTION_ID()"}
 
@@ -87,7 +89,9 @@ class OtherThread:
         self.thread.join(10)
 
     def _run(self) -> None:
-        connection = self.handler[self.alias]
+        # No local variable holds the connection object: only the thread's storage in the
+        # handler does, as for a worker thread between requests. (A frame left in a thread
+        # that the fork did not copy is never freed, and would hide what the collector does.)
         try:
             while True:
                 self.asked.wait()
@@ -95,12 +99,12 @@ class OtherThread:
                 if self.stop:
                     return
                 try:
-                    self.answer = session_of(connection)
+                    self.answer = session_of(self.handler[self.alias])
                 except BaseException as exc:
                     self.answer = exc
                 self.answered.set()
         finally:
-            connection.close()
+            self.handler[self.alias].close()
 
 
 @contextlib.contextmanager
@@ -135,11 +139,10 @@ def check_fork(handler: Any, alias: str) -> None:
             return [first, session_of(handler[alias])]
 
         child_sessions = in_child(child)
-        gc.collect()
+        # The parent's sessions were neither closed (by the child's collection) nor used by the child.
+        assert (session_of(connection), other.session()) == (mine, theirs)
         assert child_sessions[0] == child_sessions[1]
         assert child_sessions[0] not in (mine, theirs)
-        # The parent's sessions were neither used nor closed by the child.
-        assert (session_of(connection), other.session()) == (mine, theirs)
     finally:
         other.close()
 
@@ -197,3 +200,74 @@ def test_gunicorn_preload_workers_never_share_the_masters_sessions(
     # On the server: the workers' sessions and the master's, nothing more (a pool keeps at most its max).
     most = workers * per_worker + (4 if pool else 1)
     assert workers + 1 <= load.sessions_on_server <= most, load.summary()
+
+
+class Heard:
+    """A lag subscriber (held weakly by the measurer: the test keeps it)."""
+
+    def __init__(self) -> None:
+        self.values: list[float | None] = []
+
+    def heard(self, alias: str, lag_s: float | None) -> None:
+        self.values.append(lag_s)
+
+    def wait(self, count: int, timeout: float = 20) -> bool:
+        deadline = time.monotonic() + timeout
+        while len(self.values) < count:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+
+def app_sessions(server: Any) -> set[int]:
+    """The server's sessions of the `app` user, seen by the superuser."""
+    if isinstance(server, PostgresServer):
+        rows = server.psql("SELECT pid FROM pg_stat_activity WHERE usename = %s", [server.user])
+    else:
+        rows = server.sql("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s", [server.user])
+    return {int(row[0]) for row in rows}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["postgresql", "mariadb"])
+def test_health_probes_and_lag_threads_start_afresh_in_a_forked_child(
+    request: pytest.FixtureRequest, django_db_blocker: Any, tmp_path: Path, family: str
+) -> None:
+    from django_dbconfig.health import status
+    from django_dbconfig.routers import lag
+    from tests.helpers import registered
+
+    server = request.getfixturevalue("pg_plain_server" if family == "postgresql" else "mariadb_plain_server")
+    url = server.url() if family == "postgresql" else server.url().replace("mysql://", "mariadb://", 1)
+    settings = dict(build_databases(tmp_path, environ={"DATABASE_URL": url})["default"])
+    alias = f"fork_{uuid.uuid4().hex[:8]}"
+    heard = Heard()
+    measurer = None
+    with django_db_blocker.unblock(), registered({alias: settings}):
+        try:
+            assert status.check_aliases([alias], max_age=0)[0].ok
+            if family == "postgresql":
+                # The lag measurer keeps a session of its own (any server answers: not a standby, lag 0).
+                measurer = lag.watch(alias, settings, heard.heard)
+                assert heard.wait(1)
+            before = app_sessions(server)
+
+            def child() -> list[Any]:
+                gc.collect()
+                probed = status.check_aliases([alias], max_age=0)[0]
+                measured = heard.wait(len(heard.values) + 1) if measurer is not None else None
+                gc.collect()
+                return [probed.ok, probed.error, measured]
+
+            probed_ok, probed_error, measured = in_child(child)
+            # Every session of the parent (its prober's, its lag thread's) outlived the child.
+            assert before <= app_sessions(server)
+            assert (probed_ok, probed_error) == (True, None)
+            assert measured in (True, None)
+            assert status.check_aliases([alias], max_age=0)[0].ok
+            assert before <= app_sessions(server)
+        finally:
+            if measurer is not None:
+                measurer.unsubscribe(heard.heard)
+                measurer.stop()
