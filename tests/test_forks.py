@@ -271,3 +271,19 @@ def test_health_probes_and_lag_threads_start_afresh_in_a_forked_child(
             if measurer is not None:
                 measurer.unsubscribe(heard.heard)
                 measurer.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["postgresql", "mariadb"])
+def test_forked_child_never_writes_on_its_parents_tls_sessions(
+    request: pytest.FixtureRequest, django_db_blocker: Any, tmp_path: Path, family: str
+) -> None:
+    """With TLS, one byte from the child on a shared socket would break the parent's stream."""
+    from tests.test_health import tls_environ
+
+    server = request.getfixturevalue("pg_tls_server" if family == "postgresql" else "mariadb_tls_server")
+    url = server.url() if family == "postgresql" else server.url().replace("mysql://", "mariadb://", 1)
+    environ = {"DATABASE_URL": url, **tls_environ(server, True)}
+    settings = dict(build_databases(tmp_path, environ=environ)["default"])
+    with django_db_blocker.unblock(), handler_for(settings) as (handler, alias):
+        check_fork(handler, alias)
