@@ -21,7 +21,14 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from tests.celery_worker import Streams, celery_worker, pin_stream, pooled_stream, restart_stream
+    from tests.celery_worker import (
+        HAS_POOL,
+        Streams,
+        celery_worker,
+        pin_stream,
+        pooled_stream,
+        restart_stream,
+    )
     from tests.servers import PostgresServer
 
     parser = argparse.ArgumentParser(
@@ -42,7 +49,7 @@ def main() -> None:
                 ):
                     pin_stream(worker, streams, pairs=args.pairs, check=False)
                     restart_stream(worker, server, streams)
-                    if pool == "threads":
+                    if pool == "threads" and HAS_POOL:
                         pooled_stream(worker, streams)
                 label = f"{pool} x{concurrency}, hooks {'on' if hooks else 'off'}"
                 print(f"{label}: {streams.summary()}")

@@ -7,7 +7,7 @@ alone; `CELERY_TEST_HOOKS=off` leaves it unconnected.
 
 The project has three aliases on one throwaway PostgreSQL: `default` (persistent
 connections), `replica` (a replica of `default`, for read-your-writes pins) and
-`pooled` (`pool`, max_size 2, timeout 3 s).
+`pooled` (`pool`, max_size 2, timeout 3 s; Django 5.1+).
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import django
+
 BROKER = "redis://127.0.0.1:6379/0"
+HAS_POOL = django.VERSION >= (5, 1)  # Django's pool
 
 SETTINGS = """
 from pathlib import Path
@@ -101,11 +104,12 @@ def write_project(root: Path, url: str) -> None:
     package.mkdir(parents=True, exist_ok=True)
     for name, text in (("__init__.py", ""), ("settings.py", SETTINGS), ("worker.py", WORKER)):
         (package / name).write_text(textwrap.dedent(text))
-    aliases = {
+    aliases: dict[str, Any] = {
         "default": {"url": url, "conn_max_age": 600},
         "replica": {"url": url, "replica_of": "default"},
-        "pooled": {"url": url, "pool": {"min_size": 0, "max_size": 2, "timeout": 3}},
     }
+    if HAS_POOL:
+        aliases["pooled"] = {"url": url, "pool": {"min_size": 0, "max_size": 2, "timeout": 3}}
     (root / "dbconfig.json").write_text(json.dumps({"databases": aliases}))
 
 

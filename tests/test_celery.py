@@ -13,7 +13,15 @@ from typing import Any
 
 import pytest
 
-from tests.celery_worker import BROKER, Streams, celery_worker, pin_stream, pooled_stream, restart_stream
+from tests.celery_worker import (
+    BROKER,
+    HAS_POOL,
+    Streams,
+    celery_worker,
+    pin_stream,
+    pooled_stream,
+    restart_stream,
+)
 from tests.conftest import server_missing
 from tests.servers import PostgresServer, serving
 
@@ -40,7 +48,7 @@ def test_celery_tasks_reset_pins_and_survive_a_database_restart(
         with celery_worker(tmp_path, url=server.url(), pool=pool, concurrency=concurrency) as worker:
             pin_stream(worker, streams)
             restart_stream(worker, server, streams)
-            if pool == "threads":
+            if pool == "threads" and HAS_POOL:
                 pooled_stream(worker, streams)
     assert streams.pinned_reads == 0, streams.summary()
     assert all(isinstance(outcome, dict) for outcome in streams.before_restart), streams.before_restart
