@@ -298,3 +298,29 @@ def test_forked_child_never_writes_on_its_parents_tls_sessions(
     settings = dict(build_databases(tmp_path, environ=environ)["default"])
     with django_db_blocker.unblock(), handler_for(settings) as (handler, alias):
         check_fork(handler, alias)
+
+
+def test_sqlite_connections_are_left_to_the_child(django_db_blocker: Any) -> None:
+    """No server session to share; Django's parallel test runner forks workers that inherit an
+    in-memory database."""
+    from django.db.utils import ConnectionHandler
+
+    from django_dbconfig.backends.base import forks
+
+    handler = ConnectionHandler({"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}})
+    with django_db_blocker.unblock():
+        connection = handler["default"]
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("CREATE TABLE inherited (n integer)")
+                cursor.execute("INSERT INTO inherited VALUES (42)")
+
+            def child() -> list[Any]:
+                with handler["default"].cursor() as cursor:
+                    cursor.execute("SELECT n FROM inherited")
+                    return [forks.forks_seen(), cursor.fetchone()[0]]
+
+            seen, value = in_child(child)
+            assert (seen, value) == (forks.forks_seen() + 1, 42)
+        finally:
+            connection.close()

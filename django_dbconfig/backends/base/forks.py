@@ -17,9 +17,9 @@ connects anew on its next query. Django's connection pools (PostgreSQL, Django 5
 kept on the backend's class by alias) are dropped the same way: their idle
 connections are detached, and the pool object is kept referenced but never used
 (its worker threads did not survive the fork, and its destructor would stop them);
-Django makes a new pool on first use. A connection without a socket (SQLite) is
-never closed in the child (SQLite must not close a connection inherited through a
-fork): the wrapper forgets it, and it is kept referenced so it is never freed.
+Django makes a new pool on first use. A connection without a socket (SQLite) is left
+as it is: it shares no server session, and Django's parallel test runner counts on a
+forked worker inheriting its parent's in-memory database.
 
 Which wrappers: every one this project's engines make (registered when made), and
 any other engine's once it connects (`connection_created`). The registry's lock is
@@ -50,7 +50,7 @@ _lock = threading.Lock()
 _wrappers: weakref.WeakSet[BaseDatabaseWrapper] = weakref.WeakSet()
 # Held from just before a fork until just after it, in both processes.
 _at_fork: list[BaseDatabaseWrapper] = []
-# What a child inherited and must never free: pools and socketless connections.
+# What a child inherited and must never free: pools, and sockets it could not detach.
 _kept: list[Any] = []
 _forks = 0  # forks this process has come from (for tests and logs)
 
@@ -79,20 +79,20 @@ def _on_connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwarg
         _register(connection)
 
 
-def detach(raw: Any) -> None:
+def detach(raw: Any) -> bool:
     """Free, in a forked child, a driver connection its parent may still be using, without
-    a byte reaching the parent's session."""
+    a byte reaching the parent's session. False (and nothing done) when it has no socket."""
     fd = _socket_of(raw)
     if fd is None:
-        _kept.append(raw)  # no socket (SQLite), or none we can find: never closed, never freed
-        return
+        return False  # no socket (SQLite), or closed already
     devnull = os.open(os.devnull, os.O_RDWR)
     try:
         os.dup2(devnull, fd, inheritable=False)
     except OSError:
-        logger.debug("could not detach an inherited socket; keeping it", exc_info=True)
+        # Never close it then, and never let the collector do so.
+        logger.warning("could not detach an inherited database socket; leaving it unused", exc_info=True)
         _kept.append(raw)
-        return
+        return True
     finally:
         os.close(devnull)
     try:
@@ -105,6 +105,7 @@ def detach(raw: Any) -> None:
             raw.close()
     except Exception:
         logger.debug("closing a detached connection failed", exc_info=True)
+    return True
 
 
 def _socket_of(raw: Any) -> int | None:
@@ -119,9 +120,8 @@ def _socket_of(raw: Any) -> int | None:
 def _drop(wrapper: BaseDatabaseWrapper) -> None:
     """Make the wrapper connect anew on its next use, as Django's close() would leave it."""
     raw = wrapper.connection
-    if raw is None:
+    if raw is None or not detach(raw):
         return
-    detach(raw)
     wrapper.connection = None
     wrapper.run_on_commit = []
     if wrapper.in_atomic_block:
