@@ -13,6 +13,7 @@ import contextlib
 import gc
 import json
 import os
+import signal
 import threading
 import time
 import uuid
@@ -339,3 +340,41 @@ def test_sqlite_connections_are_left_to_the_child(django_db_blocker: Any) -> Non
             assert (seen, value) == (forks.forks_seen() + 1, 42)
         finally:
             connection.close()
+
+
+_provider_entered = threading.Event()
+_provider_release = threading.Event()
+
+
+def slow_provider(alias: str, settings: Any) -> str:
+    """A password provider that hangs in the thread named "busy-provider" until released."""
+    if threading.current_thread().name == "busy-provider":
+        _provider_entered.set()
+        _provider_release.wait(30)
+    return "not-a-real-secret"
+
+
+def test_a_password_provider_busy_at_the_fork_does_not_hold_up_the_child() -> None:
+    from django_dbconfig.backends.base import credentials
+
+    settings = {
+        "HOST": "127.0.0.1",
+        "PORT": "5432",
+        "USER": "app",
+        "NAME": "app",
+        "DBCONFIG": {"password_provider": "tests.test_forks.slow_provider"},
+    }
+    alias = f"fork_{uuid.uuid4().hex[:8]}"
+    busy = threading.Thread(target=credentials.password_for, args=(alias, settings), name="busy-provider")
+    busy.start()
+    try:
+        assert _provider_entered.wait(10)
+
+        def child() -> str | None:
+            signal.alarm(10)  # a child stuck on its parent's lock dies and says nothing
+            return credentials.password_for(alias, settings)
+
+        assert in_child(child) == "not-a-real-secret"
+    finally:
+        _provider_release.set()
+        busy.join(10)
