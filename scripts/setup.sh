@@ -10,8 +10,9 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # mysqlclient compiles against MariaDB Connector/C, found through pkg-config.
 if ! { command -v pkg-config >/dev/null && pkg-config --exists libmariadb; }; then
     echo "setup: installing libmariadb-dev and pkg-config" >&2
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq libmariadb-dev pkg-config >/dev/null
+    as_root apt-get -o DPkg::Lock::Timeout=300 update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+        libmariadb-dev pkg-config >/dev/null
 fi
 
 # The pooler tests start their own PgBouncer from Debian's package (never the
@@ -62,6 +63,38 @@ if [ "${#gis[@]}" -gt 0 ]; then
     done
     DEBIAN_FRONTEND=noninteractive as_root apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
         "${packages[@]}" >/dev/null
+fi
+
+# The Galera suite (scripts/galera-suite.sh) runs three throwaway mariadbd nodes with
+# Debian's Galera provider; joining nodes copy the first one's data with rsync (SST).
+if [ ! -f /usr/lib/galera/libgalera_smm.so ] || ! command -v rsync >/dev/null; then
+    echo "setup: installing galera-4 and rsync" >&2
+    as_root apt-get -o DPkg::Lock::Timeout=300 update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+        galera-4 rsync >/dev/null
+fi
+
+# The Patroni suite (scripts/patroni-suite.sh) runs its own etcd, three Patroni nodes and an
+# HAProxy on loopback ports. Debian's packaged services are not used: whatever the packages
+# started is stopped and kept from starting again.
+if [ "${DBCONFIG_PATRONI:-}" = 1 ]; then
+    patroni_missing=()
+    has patroni || patroni_missing+=(patroni)
+    has etcd || patroni_missing+=(etcd-server)
+    has etcdctl || patroni_missing+=(etcd-client)
+    has haproxy || patroni_missing+=(haproxy)
+    if [ "${#patroni_missing[@]}" -gt 0 ]; then
+        echo "setup: installing ${patroni_missing[*]}" >&2
+        as_root apt-get -o DPkg::Lock::Timeout=300 update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+            --no-install-recommends "${patroni_missing[@]}" >/dev/null
+        for service in etcd haproxy patroni; do
+            if [ -x "/etc/init.d/$service" ]; then
+                as_root "/etc/init.d/$service" stop >/dev/null 2>&1 || true
+                as_root update-rc.d "$service" disable >/dev/null 2>&1 || true
+            fi
+        done
+    fi
 fi
 
 bash scripts/services.sh

@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.runtime_helpers",
     "tests.replication_servers",
     "tests.netns",
+    "tests.patroni_cluster",
 ]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"

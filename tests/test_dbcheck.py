@@ -151,6 +151,7 @@ def test_sqlite_aliases_pass_with_exit_status_0(tmp_path: Path) -> None:
         "settings": {},
         "server": None,
         "replication": None,
+        "cluster": None,
         "write_access": None,
         "problems": [],
         "error": None,

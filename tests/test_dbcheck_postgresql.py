@@ -338,6 +338,7 @@ def test_json_fields_one_by_one(tmp_path: Path, pg_tls_server: PostgresServer, t
         "settings",
         "server",
         "replication",
+        "cluster",
         "write_access",
         "problems",
         "error",

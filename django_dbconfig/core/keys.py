@@ -312,6 +312,28 @@ def _pooler(value: object, *, from_env: bool) -> str | None:
     return _choice(POOLERS)(value, from_env=from_env)
 
 
+# wsrep_sync_wait is a bit mask (1 reads, 2 updates and deletes, 4 inserts and replaces,
+# 8 SHOW); MariaDB 10.11 accepts 0 to 15.
+MAX_SYNC_WAIT = 15
+
+
+def _sync_wait(value: object, *, from_env: bool) -> int:
+    mask = _int_from(value, from_env=from_env)
+    if not 0 <= mask <= MAX_SYNC_WAIT:
+        raise ValueError(
+            f"expected Galera's mask from 0 to {MAX_SYNC_WAIT} (1: reads wait for "
+            f"the writes the cluster committed before them), got {shown(mask)}"
+        )
+    return mask
+
+
+def _cluster_size(value: object, *, from_env: bool) -> int:
+    size = _int_from(value, from_env=from_env)
+    if size < 1:
+        raise ValueError(f"expected the number of nodes of the Galera cluster (1 or more), got {shown(size)}")
+    return size
+
+
 def _dotted_callable(value: object, *, from_env: bool) -> str:
     text = _nonempty(value, from_env=from_env).strip()
     if "." not in text or not all(part.isidentifier() for part in text.split(".")):
@@ -387,6 +409,8 @@ _KEYS = (
     Key("target_session_attrs", _choice(TARGET_SESSION_ATTRS), connection=True),
     Key("load_balance_hosts", _choice(LOAD_BALANCE_HOSTS), connection=True),
     Key("network_timeout", _network_timeout),
+    Key("wsrep_sync_wait", _sync_wait),
+    Key("galera_cluster_size", _cluster_size),
 )
 
 KEYS: Mapping[str, Key] = {key.name: key for key in _KEYS}

@@ -46,6 +46,11 @@ W104 = "dbconfig.W104"
 E120 = "dbconfig.E120"
 E121 = "dbconfig.E121"
 W120 = "dbconfig.W120"
+# Live, Galera clusters.
+E170 = "dbconfig.E170"
+E171 = "dbconfig.E171"
+W170 = "dbconfig.W170"
+W171 = "dbconfig.W171"
 # Routing: models and aliases.
 E201 = "dbconfig.E201"
 E202 = "dbconfig.E202"
@@ -112,6 +117,17 @@ HINTS: Mapping[str, str] = {
     "recovery_min_apply_delay / MASTER_DELAY), or raise its max_replica_lag.",
     W120: 'Check that replication to "{alias}" is running (pg_stat_wal_receiver; SHOW REPLICA STATUS) '
     "and that its user may read the replication status (MariaDB: SLAVE MONITOR; MySQL: REPLICATION CLIENT).",
+    E170: 'Restore the network between the node of "{alias}" and the other nodes, or start the '
+    "missing nodes; if no component is primary, bootstrap the most advanced node "
+    "(SET GLOBAL wsrep_provider_options='pc.bootstrap=YES'). Point \"{alias}\" at a healthy node "
+    "(or a proxy that checks wsrep_ready) meanwhile.",
+    E171: 'Wait until the node of "{alias}" is Synced (after a state transfer, or SET GLOBAL '
+    'wsrep_desync=OFF after a backup), or point "{alias}" at a synced node (or a proxy that checks '
+    "wsrep_local_state_comment).",
+    W170: 'Start the missing nodes of the cluster of "{alias}" (check their error logs), or set '
+    "galera_cluster_size to the number of nodes the cluster is meant to have.",
+    W171: 'Point "{alias}" at a node of the Galera cluster, or remove wsrep_sync_wait and '
+    "galera_cluster_size from it.",
     E201: 'Route {model} to an alias of DATABASES (DBCONFIG_ROUTES or "routes" of dbconfig.json).',
     E202: "Make your routers' allow_migrate() allow {model} on one alias only (with DatabaseRouter: "
     'route them in DBCONFIG_ROUTES or "routes" of dbconfig.json).',

@@ -94,6 +94,27 @@ class ReplicationReport:
 
 
 @dataclass
+class ClusterReport:
+    """For a Galera node: its view of the cluster, as its wsrep status variables say."""
+
+    status: str | None  # wsrep_cluster_status: "Primary", "non-Primary", "Disconnected"
+    state: str | None  # wsrep_local_state_comment: "Synced", "Donor/Desynced", "Joining"...
+    ready: bool  # wsrep_ready: the node accepts queries
+    size: int | None  # wsrep_cluster_size: nodes in this node's component
+    expected_size: int | None = None  # galera_cluster_size, when configured
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kind": "galera",
+            "status": self.status,
+            "state": self.state,
+            "ready": self.ready,
+            "size": self.size,
+            "expected_size": self.expected_size,
+        }
+
+
+@dataclass
 class WriteAccess:
     """Whether the alias's role could write were its session's read-only mode lifted.
 
@@ -123,6 +144,7 @@ class AliasReport:
     settings: dict[str, SettingCheck] = field(default_factory=dict)
     server: ServerReport | None = None
     replication: ReplicationReport | None = None
+    cluster: ClusterReport | None = None
     write_access: WriteAccess | None = None
     problems: list[Problem] = field(default_factory=list)
     # Why the alias could not be checked at all (unreachable, timed out); never a secret.
@@ -152,6 +174,7 @@ class AliasReport:
             "settings": {name: check.as_json() for name, check in self.settings.items()},
             "server": self.server.as_json() if self.server is not None else None,
             "replication": self.replication.as_json() if self.replication is not None else None,
+            "cluster": self.cluster.as_json() if self.cluster is not None else None,
             "write_access": self.write_access.as_json() if self.write_access is not None else None,
             "problems": [p.as_json() for p in self.problems],
             "error": self.error,
@@ -210,6 +233,8 @@ def render_text(report: Report, style: Any) -> list[str]:
                 lines.append(
                     f"{pad}replica   of {db.replication.primary}: {_replication_text(db.replication, style)}"
                 )
+            if db.cluster is not None:
+                lines.append(f"{pad}cluster   {_cluster_text(db.cluster, style)}")
             if db.write_access is not None:
                 lines.append(f"{pad}writes    {_write_access_text(db.write_access, style)}")
         for problem in db.problems:
@@ -238,6 +263,15 @@ def _replication_text(replication: ReplicationReport, style: Any) -> str:
     lag = "unknown" if replication.lag_s is None else f"{replication.lag_s:g} s"
     limit = "" if replication.max_lag_s is None else f" (max {replication.max_lag_s:g} s)"
     return f"standby, lag {lag}{limit}"
+
+
+def _cluster_text(cluster: ClusterReport, style: Any) -> str:
+    size = f"{cluster.size} node{'s' if cluster.size != 1 else ''}" if cluster.size is not None else "size ?"
+    if cluster.expected_size is not None:
+        size += f" of {cluster.expected_size} expected"
+    healthy = cluster.status == "Primary" and cluster.state == "Synced" and cluster.ready
+    text = f"galera {cluster.status}, {cluster.state}, {'ready' if cluster.ready else 'not ready'}, {size}"
+    return str(style.SUCCESS(text) if healthy else style.ERROR(text))
 
 
 def _write_access_text(access: WriteAccess, style: Any) -> str:

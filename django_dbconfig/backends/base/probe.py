@@ -37,6 +37,8 @@ class Expected:
     read_only: bool | None = None
     replica_of: str | None = None  # the primary, for a replica
     max_replica_lag: int | None = None  # milliseconds
+    sync_wait: int | None = None  # Galera's wsrep_sync_wait mask
+    cluster_size: int | None = None  # the nodes a Galera cluster should have
 
 
 @dataclass

@@ -52,6 +52,15 @@ SERVER_KEYS = COMMON_KEYS | {
     "password_provider",
 }
 
+# Why another backend refuses Galera's keys (wsrep_sync_wait, galera_cluster_size).
+GALERA_ONLY = {
+    "wsrep_sync_wait": "It asks a MariaDB/MySQL Galera node for causal reads. On PostgreSQL, "
+    "reads that must see every committed write go to the primary (or the standbys run "
+    "synchronous_commit = remote_apply); remove it for this alias.",
+    "galera_cluster_size": "It is the node count of a MariaDB/MySQL Galera cluster, which dbcheck "
+    "compares with wsrep_cluster_size; remove it for this alias.",
+}
+
 
 class OptionConflict(ValueError):
     """A driver option in `options` that the alias's keys also generate, and that cannot be merged."""

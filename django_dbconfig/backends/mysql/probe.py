@@ -17,6 +17,7 @@ from django_dbconfig.backends.base.probe import (
     check_write_access,
     compare_duration,
     compare_read_only,
+    compare_text,
     fetch_one,
     round_trip_ms,
     scrub,
@@ -25,7 +26,7 @@ from django_dbconfig.backends.base.probe import (
 from django_dbconfig.backends.base.settings import whole_seconds
 from django_dbconfig.backends.mysql.settings import SSLMODE_OF, MariaDB, MySQL
 from django_dbconfig.core import problems
-from django_dbconfig.core.report import AliasReport, ServerReport, TlsReport, WriteAccess
+from django_dbconfig.core.report import AliasReport, ClusterReport, ServerReport, TlsReport, WriteAccess
 
 _ASSIGNMENT = re.compile(r"^\s*(?:@@)?(?:session\.)?([a-z_]+)\s*=\s*'?([^']*?)'?\s*$", re.IGNORECASE)
 
@@ -43,7 +44,13 @@ def expected_from_config(values: Mapping[str, Any], entry: Mapping[str, Any]) ->
         durations["statement_timeout"] = values["statement_timeout"]
     if "lock_timeout" in values:
         durations["lock_timeout"] = whole_seconds(values["lock_timeout"]) * 1000
-    return Expected(sslmode=values.get("sslmode"), durations=durations, read_only=values.get("read_only"))
+    return Expected(
+        sslmode=values.get("sslmode"),
+        durations=durations,
+        read_only=values.get("read_only"),
+        sync_wait=values.get("wsrep_sync_wait"),
+        cluster_size=values.get("galera_cluster_size"),
+    )
 
 
 def expected_from_settings(entry: Mapping[str, Any]) -> Expected:
@@ -61,7 +68,9 @@ def expected_from_settings(entry: Mapping[str, Any]) -> Expected:
     except ValueError:
         pass  # not a number we can compare: the server would refuse it anyway
     read_only = assignments.get(MariaDB.read_only_variable, assignments.get(MySQL.read_only_variable))
+    sync_wait = assignments.get("wsrep_sync_wait", "")
     return Expected(
+        sync_wait=int(sync_wait) if sync_wait.isdigit() else None,
         sslmode=SSLMODE_OF.get(str(options.get("ssl_mode", "")).upper()),
         durations=durations,
         read_only=read_only.lower() in ("1", "on", "true") if read_only is not None else None,
@@ -108,11 +117,15 @@ def probe(spec: ProbeSpec) -> AliasReport:
 
 
 def _inspect(cursor: Any, spec: ProbeSpec, report: AliasReport, params: Mapping[str, Any]) -> None:
-    version = str(fetch_one(cursor, "SELECT VERSION()")[0])
+    # SHOW first: a Galera node cut off from its cluster answers SHOW and refuses (or, with
+    # wsrep_sync_wait, holds until a timeout) every SELECT.
+    version = show_variable(cursor, "GLOBAL", "version") or ""
     mariadb = "mariadb" in version.lower()
     report.vendor = "mariadb" if mariadb else "mysql"
     # "10.11.6-MariaDB-0+deb12u1" -> "10.11.6-MariaDB": the distribution's suffix says nothing.
     report.server_version = version.split("-", maxsplit=1)[0] + ("-MariaDB" if mariadb else "")
+    if not check_galera(report, spec, cursor):
+        return  # the node refuses queries: nothing more can be read
     report.latency_ms = round_trip_ms(cursor)
     if spec.backend in ("mysql", "mariadb") and spec.backend != report.vendor:
         server = "MariaDB" if mariadb else "MySQL"
@@ -153,6 +166,9 @@ def _inspect(cursor: Any, spec: ProbeSpec, report: AliasReport, params: Mapping[
     if "lock_timeout" in expected.durations:
         actual = int(fetch_one(cursor, "SELECT @@session.innodb_lock_wait_timeout")[0]) * 1000
         compare_duration(report, "lock_timeout", expected.durations["lock_timeout"], actual)
+    if expected.sync_wait is not None:
+        sync_wait = show_variable(cursor, "SESSION", "wsrep_sync_wait")
+        compare_text(report, "wsrep_sync_wait", str(expected.sync_wait), sync_wait)
     variable = MariaDB.read_only_variable if mariadb else MySQL.read_only_variable
     read_only = bool(int(fetch_one(cursor, f"SELECT @@session.{variable}")[0]))
     compare_read_only(report, expected.read_only, read_only)
@@ -170,6 +186,89 @@ def _inspect(cursor: Any, spec: ProbeSpec, report: AliasReport, params: Mapping[
         check_write_access(
             report, write_access(cursor, str(params.get("db") or spec.settings.get("NAME") or ""))
         )
+
+
+def show_variable(cursor: Any, scope: str, name: str) -> str | None:
+    """A system variable by SHOW, which never fails: None where the server has no such variable
+    (MySQL without Galera has no wsrep_*)."""
+    cursor.execute(f"SHOW {scope} VARIABLES LIKE %s", [name])
+    row = cursor.fetchone()
+    return str(row[1]) if row else None
+
+
+# What dbcheck reads of a Galera node's view of its cluster.
+GALERA_STATUS = (
+    "wsrep_cluster_status",
+    "wsrep_local_state_comment",
+    "wsrep_ready",
+    "wsrep_cluster_size",
+)
+
+
+def check_galera(report: AliasReport, spec: ProbeSpec, cursor: Any) -> bool:
+    """Report a Galera node's cluster state: an error for a node that is not a synced member of
+    the primary component, a warning for a cluster smaller than galera_cluster_size.
+
+    False when the node refuses queries (not in the primary component, or not ready)."""
+    expected = spec.expected
+    galera_keys = expected.sync_wait is not None or expected.cluster_size is not None
+    if (show_variable(cursor, "GLOBAL", "wsrep_on") or "OFF").upper() != "ON":
+        if galera_keys:
+            report.add(
+                problems.problem(
+                    problems.W171,
+                    "Galera keys are set (wsrep_sync_wait or galera_cluster_size), but the server is not "
+                    "a Galera node (wsrep_on is OFF): reads are not causal and there is no cluster to check.",
+                    alias=spec.alias,
+                )
+            )
+        return True
+    names = ", ".join(f"'{name}'" for name in GALERA_STATUS)
+    cursor.execute(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})")
+    status = {str(name).lower(): str(value) for name, value in cursor.fetchall()}
+    size_text = status.get("wsrep_cluster_size", "")
+    cluster = ClusterReport(
+        status=status.get("wsrep_cluster_status"),
+        state=status.get("wsrep_local_state_comment"),
+        ready=status.get("wsrep_ready", "").upper() == "ON",
+        size=int(size_text) if size_text.isdigit() else None,
+        expected_size=expected.cluster_size,
+    )
+    report.cluster = cluster
+    if cluster.status != "Primary":
+        report.add(
+            problems.problem(
+                problems.E170,
+                f"The Galera node is cut off from the primary component (wsrep_cluster_status "
+                f"{cluster.status}, {cluster.size} node(s) in its view): it refuses queries, and "
+                "its data may be stale.",
+                alias=spec.alias,
+            )
+        )
+    elif not cluster.ready or cluster.state != "Synced":
+        report.add(
+            problems.problem(
+                problems.E171,
+                f"The Galera node is not a synced member of its cluster (wsrep_local_state_comment "
+                f"{cluster.state}, wsrep_ready {'ON' if cluster.ready else 'OFF'}): its reads may "
+                "lag behind the cluster, or it refuses queries.",
+                alias=spec.alias,
+            )
+        )
+    if (
+        cluster.status == "Primary"
+        and expected.cluster_size is not None
+        and (cluster.size or 0) < expected.cluster_size
+    ):
+        report.add(
+            problems.problem(
+                problems.W170,
+                f"The Galera cluster has {cluster.size} node(s), but galera_cluster_size is "
+                f"{expected.cluster_size}: losing more nodes may cost it its quorum.",
+                alias=spec.alias,
+            )
+        )
+    return cluster.status == "Primary" and cluster.ready
 
 
 # One line of SHOW GRANTS that grants privileges on tables: what, on which, to whom.

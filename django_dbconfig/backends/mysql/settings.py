@@ -81,7 +81,10 @@ _VARIABLES_OF = {
     "statement_timeout": ("max_execution_time", "max_statement_time"),
     "lock_timeout": ("innodb_lock_wait_timeout", "lock_wait_timeout"),
     "read_only": ("transaction_read_only", "tx_read_only"),
+    "wsrep_sync_wait": ("wsrep_sync_wait",),
 }
+# Galera's keys, for a MariaDB (or MySQL) node of a Galera cluster.
+GALERA_KEYS = frozenset({"wsrep_sync_wait", "galera_cluster_size"})
 _NO_SEARCH_PATH = "MySQL and MariaDB have no schema search path: a database is a schema. Set name instead."
 _POSTGRES_ONLY = "it is a PostgreSQL setting with no MySQL/MariaDB equivalent."
 _ONE_HOST = (
@@ -162,12 +165,12 @@ class MySQL(Backend):
     django_engine = "django.db.backends.mysql"
     driver_options = MYSQLCLIENT_PARAMETERS
     generated_by = {
-        "init_command": ("sslmode", "statement_timeout", "lock_timeout", "read_only"),
+        "init_command": ("sslmode", "statement_timeout", "lock_timeout", "read_only", "wsrep_sync_wait"),
         "ssl_mode": ("sslmode",),
         "ssl": ("sslrootcert", "sslcert", "sslkey"),
         "connect_timeout": ("connect_timeout",),
     }
-    keys = SERVER_KEYS
+    keys = SERVER_KEYS | GALERA_KEYS
     reasons = {
         "search_path": _NO_SEARCH_PATH,
         "pool": "Django's connection pool exists for PostgreSQL only; use conn_max_age.",
@@ -258,6 +261,8 @@ class MySQL(Backend):
             assignments.append(f"lock_wait_timeout={seconds}")
         if values.get("read_only"):
             assignments.append(f"{self.read_only_variable}=1")
+        if "wsrep_sync_wait" in values:
+            assignments.append(f"wsrep_sync_wait={values['wsrep_sync_wait']}")
         return assignments
 
     def render_options(self, values: Mapping[str, Any], ctx: RenderContext) -> dict[str, Any]:

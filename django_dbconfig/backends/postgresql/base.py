@@ -28,6 +28,7 @@ from django_dbconfig.backends.base.health import SocketHealthCheck, Verdict, soc
 from django_dbconfig.backends.base.network import NamesAliasWhenLost
 from django_dbconfig.backends.postgresql import pooler as poolers
 from django_dbconfig.backends.postgresql.client import DatabaseClient
+from django_dbconfig.backends.postgresql.connect import waiting_for_role
 
 # More reads than this without reaching the end means a chatty, live connection.
 _MAX_READS = 3
@@ -157,9 +158,16 @@ class DatabaseWrapper(
         return pool
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
-        if not self.pool:
-            conn_params = credentials.with_password(conn_params, self.alias, self.settings_dict)
-        return super().get_new_connection(conn_params)
+        if self.pool:
+            # The pool waits for a connection itself (its timeout), retrying in the background.
+            return super().get_new_connection(conn_params)
+        conn_params = credentials.with_password(conn_params, self.alias, self.settings_dict)
+        return waiting_for_role(
+            lambda: super(DatabaseWrapper, self).get_new_connection(conn_params),
+            conn_params,
+            alias=self.alias,
+            retry_on=self.Database.OperationalError,
+        )
 
     def _configure_connection(self, connection: Any) -> bool:
         # Django 5.1+: called for each new connection, its own or one the pool opens.

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from django_dbconfig.backends.base.settings import (
+    GALERA_ONLY,
     SERVER_KEYS,
     Backend,
     OptionConflict,
@@ -368,6 +369,7 @@ class PostgreSQL(Backend):
         **{name: ("network_timeout",) for name in KEEPALIVE_OPTIONS},
     }
     key_instead = {"pool": "pool"}
+    reasons = GALERA_ONLY
     keys = SERVER_KEYS | {
         "pool",
         "search_path",

@@ -8,6 +8,7 @@ from typing import Any
 
 from django_dbconfig.backends.base.settings import (
     COMMON_KEYS,
+    GALERA_ONLY,
     SERVER_KEYS,
     Backend,
     RenderContext,
@@ -26,6 +27,7 @@ class SQLite(Backend):
     keys = COMMON_KEYS | {"lock_timeout"}
     reasons = {
         **{key: _NO_SERVER for key in SERVER_KEYS - COMMON_KEYS},
+        **{key: "SQLite is a local file, not a node of a Galera cluster." for key in GALERA_ONLY},
         "pooler": "SQLite is a local file: there is no server for a pooler to stand in front of.",
         "password_provider": "SQLite is a local file: there is no password to provide.",
     }
