@@ -4,7 +4,7 @@
 
 For each pool (prefork, 2 processes; threads, 4 threads) and with the hooks on and off
 (Celery's own Django fix-up off in both), a throwaway PostgreSQL and the machine's Redis:
-write/read task pairs (reads still pinned to the primary by an earlier task's write),
+write/read task pairs (tasks that start pinned to the primary by an earlier task's write),
 a server restart in a stream of tasks (whether the first task after it succeeds), and
 16 pooled tasks at once on a pool of 2 (failed ones).
 """
