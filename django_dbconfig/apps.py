@@ -14,6 +14,8 @@ class DbConfigAppConfig(AppConfig):
     def ready(self) -> None:
         # Imported once the app registry is ready, as Django's own apps do: the checks
         # and the router reach django.db and the migrate command.
+        # The fork hooks, connected on import, also see wrappers of engines other than ours.
+        from django_dbconfig.backends.base import forks  # noqa: F401
         from django_dbconfig.checks import check_configuration, check_deploy, check_live
         from django_dbconfig.routers import connect_signals
 

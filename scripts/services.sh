@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start the machine's PostgreSQL and MariaDB when they are not running.
+# Start the machine's PostgreSQL, MariaDB and Redis when they are not running.
 # The tests' throwaway servers (TLS, replicas, restarts) start themselves.
 set -euo pipefail
 
@@ -25,4 +25,14 @@ if ! mariadb-admin --protocol=tcp -h 127.0.0.1 -P 3306 -uroot ping >/dev/null 2>
     echo "services: starting MariaDB" >&2
     as_root start-stop-daemon --start --oknodo --background --exec "$(command -v mariadbd)"
     wait_for MariaDB mariadb-admin --protocol=tcp -h 127.0.0.1 -P 3306 -uroot ping
+fi
+
+# The Celery tests' broker (tests/test_celery.py): the machine's Redis, without persistence.
+redis_up() { [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; }
+if ! redis_up; then
+    echo "services: starting Redis" >&2
+    as_root mkdir -p /var/lib/redis /var/log/redis
+    as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+        --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    wait_for Redis redis_up
 fi

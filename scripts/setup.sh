@@ -24,12 +24,14 @@ if ! command -v pgbouncer >/dev/null && [ ! -x /usr/sbin/pgbouncer ]; then
 fi
 
 # The lost-network tests put servers in network namespaces (ip, from iproute2) and drop
-# their packets (iptables); the ASGI test drives uvicorn with ab (apache2-utils).
+# their packets (iptables); the ASGI test drives uvicorn with ab (apache2-utils); the
+# Celery tests use Redis as their broker (redis-server, started by scripts/services.sh).
 missing=()
 has() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
 has ip || missing+=(iproute2)
 has iptables || missing+=(iptables)
 has ab || missing+=(apache2-utils)
+has redis-server || missing+=(redis-server)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing ${missing[*]}" >&2
     as_root apt-get -o DPkg::Lock::Timeout=300 update -qq

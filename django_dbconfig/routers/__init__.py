@@ -137,8 +137,9 @@ def reset_pins(**_: Any) -> None:
     """Forget the writes and the replica choices of this request or task.
 
     Reads go to replicas again, and the next read picks a replica afresh.
-    Connected to `request_started` and `request_finished`. Call it yourself at the
-    end of a unit of work outside a request (a task-queue job, a long-lived thread).
+    Connected to `request_started` and `request_finished`. Outside a request (a
+    task-queue job, a long-lived thread) `django_dbconfig.contrib.tasks.task_finished()`
+    calls it (Celery: `django_dbconfig.contrib.celery.connect(app)`), or call it yourself.
     Open `pin_to_primary()` and `use_database()` blocks are left as they are.
     """
     state = _state.get()

@@ -322,3 +322,14 @@ def forget_pool(alias: str, engine: str) -> None:
             pool.close()
         except Exception:
             logger.warning("closing the connection pool of %r failed", alias, exc_info=True)
+
+
+def _after_fork_in_child() -> None:
+    # Another thread may have held the lock at the fork; the child's connection objects
+    # were dropped by the engines' fork hook (backends/base/forks.py) and are made anew.
+    global _lock  # noqa: PLW0603 - the child's own lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

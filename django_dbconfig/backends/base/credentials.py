@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -91,8 +92,16 @@ class SecretCache:
         with self._guard:
             self._cached.clear()
 
+    def new_locks(self) -> None:
+        """Fresh locks, the secrets kept: for a forked child, whose parent's threads may have
+        held a lock (a provider call in flight) at the fork and will never release it there."""
+        self._locks = {}
+        self._guard = threading.Lock()
+
 
 _cache = SecretCache()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_cache.new_locks)
 
 
 def password_for(alias: str, settings: Mapping[str, Any]) -> str | None:

@@ -27,6 +27,7 @@ from django.db.backends.mysql import base as django_mysql
 from django_dbconfig.backends.base import credentials
 from django_dbconfig.backends.base.asgi import ClosedAtAsgiRequestEnd
 from django_dbconfig.backends.base.demotion import DropsDemotedWriter
+from django_dbconfig.backends.base.forks import ForkSafe
 from django_dbconfig.backends.base.health import SocketHealthCheck, Verdict
 from django_dbconfig.backends.base.network import TcpTimeoutsOnSocket
 from django_dbconfig.backends.mysql.client import DatabaseClient
@@ -45,14 +46,15 @@ class DatabaseWrapper(
     DropsDemotedWriter,
     TcpTimeoutsOnSocket,
     ClosedAtAsgiRequestEnd,
+    ForkSafe,
     django_mysql.DatabaseWrapper,
 ):
     """Django's MySQL `DatabaseWrapper`; the per-request health check differs, the session
     settings follow the server (MariaDB or MySQL) whatever the backend said, and a
     `password_provider` gives the password of each new connection. network_timeout is
     set on the socket, a lost connection's error names the alias, a write alias drops a
-    connection whose server turned read_only on, and an ASGI request closes the
-    connections it opened."""
+    connection whose server turned read_only on, an ASGI request closes the connections it
+    opened, and a forked child never uses its parent's connection."""
 
     def network_timeout_ms(self) -> int | None:
         seconds = (self.settings_dict.get("DBCONFIG") or {}).get("network_timeout")

@@ -26,6 +26,7 @@ if is_psycopg3:
 from django_dbconfig.backends.base import credentials
 from django_dbconfig.backends.base.asgi import ClosedAtAsgiRequestEnd, serving_asgi_request
 from django_dbconfig.backends.base.demotion import DropsDemotedWriter
+from django_dbconfig.backends.base.forks import ForkSafe
 from django_dbconfig.backends.base.health import SocketHealthCheck, Verdict, socket_readable
 from django_dbconfig.backends.postgresql import pooler as poolers
 from django_dbconfig.backends.postgresql.client import DatabaseClient
@@ -168,15 +169,20 @@ def check_pooled_writer(conn: Connection[Any]) -> None:
 
 
 class DatabaseWrapper(
-    SocketHealthCheck, DropsDemotedWriter, ClosedAtAsgiRequestEnd, django_postgresql.DatabaseWrapper
+    SocketHealthCheck,
+    DropsDemotedWriter,
+    ClosedAtAsgiRequestEnd,
+    ForkSafe,
+    django_postgresql.DatabaseWrapper,
 ):
     """Django's PostgreSQL `DatabaseWrapper`, with the health checks looking at the socket
     first (per request, and at each checkout from Django's pool), a password from
     `password_provider` for each new connection, and the session settings sent as SET
     behind a session pooler; dbshell runs with the alias's session settings, TLS and
     read-only mode. A lost connection's error names the alias, a write alias drops a
-    connection whose server became a standby or read-only, and an ASGI request closes
-    the connections it opened. network_timeout needs nothing here: libpq's
+    connection whose server became a standby or read-only, an ASGI request closes the
+    connections it opened, and a forked child never uses its parent's connection or pool.
+    network_timeout needs nothing here: libpq's
     keepalive options are in OPTIONS.
     """
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -34,9 +33,6 @@ _WAIT_SLICE = 0.1
 
 # Django 5.1+'s dict of pools by alias (the stubs do not know it yet).
 _pools: dict[str, Any] = getattr(django_postgresql.DatabaseWrapper, "_connection_pools")  # noqa: B009
-# Pools inherited from the parent process by a forked child: never used and never
-# collected, since freeing their connections would end the parent's server sessions.
-_inherited: list[Any] = []
 
 
 class AliasPool(ConnectionPool):
@@ -142,12 +138,5 @@ def _close_all_at_exit() -> None:
         _close(pool, timeout=1.0)
 
 
-def _forget_in_child() -> None:
-    # The parent's pools: their threads did not survive the fork and their sockets
-    # are the parent's sessions. Kept referenced, never closed; new ones are made on use.
-    _inherited.extend(_pools.values())
-    _pools.clear()
-
-
 atexit.register(_close_all_at_exit)
-os.register_at_fork(after_in_child=_forget_in_child)
+# A forked child: backends/base/forks.py forgets (never closes) Django's pools, where these live.
