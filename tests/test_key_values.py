@@ -37,6 +37,7 @@ def refusal(key: str, value: Any, *, from_env: bool = False) -> str:
         ("connect_timeout", " none ", True, None),
         ("conn_max_age", " none ", True, None),
         ("conn_max_age", "NULL", True, None),
+        ("conn_max_age", 86_400, False, 86_400),  # the largest allowed: one day
         ("connect_timeout", "2500ms", False, 2500),
         ("pooler", None, False, None),
         ("pooler", " none ", True, None),
