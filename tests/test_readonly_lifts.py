@@ -427,6 +427,7 @@ MYSQL_FORMS = {
     "SET tx_read_only = DEFAULT": "SET tx_read_only to anything but 1",
     "SET tx_read_only = 1 - 1": "SET tx_read_only to anything but 1",
     "SET @@session.`tx_read_only` = 0": "SET tx_read_only to anything but 1",
+    "SET `tx_read_only` = 0": "SET tx_read_only to anything but 1",
     "SET transaction_read_only = '0'": "SET transaction_read_only to anything but 1",
     "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ WRITE": "START TRANSACTION ... READ WRITE",
 }
@@ -440,6 +441,9 @@ MYSQL_NOT_LIFTING = [
     "SELECT 1 -- SET tx_read_only = 0",
     "SELECT 1--1",  # arithmetic, not a comment: nothing hidden
     "UPDATE t SET tx_read_only = 0",  # a column of a table
+    "`set` tx_read_only = 0",  # a quoted name, not the SET keyword: the server refuses it
+    "COMMIT",
+    "SET @@session.",  # cut short: the server reports the syntax error
 ]
 
 
