@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from django_dbconfig import DbConfigError
+from django_dbconfig.backends.base.settings import is_loopback
 
 PG = {"backend": "postgresql", "name": "app"}
 
@@ -166,3 +167,21 @@ def test_a_replica_does_not_inherit_the_primarys_host_list_or_session_attrs(proj
     )
     replica = project.databases()["replica"]
     assert [replica["HOST"], "target_session_attrs" in replica["OPTIONS"]] == ["pg-c", False]
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("", True),
+        ("localhost", True),
+        ("/var/run/postgresql", True),  # a Unix socket directory
+        ("127.0.0.1", True),
+        ("[::1]", True),
+        ("::1", True),
+        ("db.internal", False),
+        ("10.0.0.5", False),
+        ("[2001:db8::1]", False),
+    ],
+)
+def test_a_host_is_loopback_when_it_never_leaves_the_machine(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
