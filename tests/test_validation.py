@@ -648,3 +648,9 @@ def test_django_style_upper_case_keys_in_a_url_query_are_keys(tmp_path: Path) ->
     url = "postgresql://h/app?CONN_MAX_AGE=600&CONN_HEALTH_CHECKS=false"
     default = load_config(tmp_path, environ={"DATABASE_URL": url}).databases()["default"]
     assert (default["CONN_MAX_AGE"], default["CONN_HEALTH_CHECKS"]) == (600, False)
+
+
+def test_a_url_password_with_an_unencoded_at_sign_is_masked_whole(tmp_path: Path) -> None:
+    config = load_config(tmp_path, environ={"DATABASE_URL": f"postgresql://u:p@{SECRET}@h/app"})
+    assert config.databases()["default"]["PASSWORD"] == f"p@{SECRET}"
+    assert {row.key: row.value for row in config.explain("default")}["url"] == "postgresql://u:********@h/app"
