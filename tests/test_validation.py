@@ -612,11 +612,8 @@ def test_query_options_that_are_neither_keys_nor_driver_options_are_refused(
         ("postgresql://h/app?application_name=2024", {"application_name": ("2024", "DATABASE_URL")}),
         # Key names match in any case.
         ("postgresql://h/app?Connect_Timeout=9", {"connect_timeout": ("9s", "DATABASE_URL")}),
-        # A libpq option that is no key, and an `options` that sets no search_path, stay options.
-        (
-            "postgresql://h/app?keepalives_idle=7",
-            {"options.keepalives_idle": ("7", "DATABASE_URL: keepalives_idle")},
-        ),
+        # An `options` that sets no search_path stays a driver option.
+        ({"options.keepalives_idle": ("7", "DATABASE_URL: keepalives_idle")},),
         (
             "postgresql://h/app?options=-c%20geqo%3Doff",
             {"options.options": ("-c geqo=off", "DATABASE_URL: options")},
@@ -642,12 +639,6 @@ def test_query_options_of_a_url_become_alias_keys_where_they_name_one(
         if row.key not in common and row.source != "default"
     }
     assert shown == rows
-
-
-def test_django_style_upper_case_keys_in_a_url_query_are_keys(tmp_path: Path) -> None:
-    url = "postgresql://h/app?CONN_MAX_AGE=600&CONN_HEALTH_CHECKS=false"
-    default = load_config(tmp_path, environ={"DATABASE_URL": url}).databases()["default"]
-    assert (default["CONN_MAX_AGE"], default["CONN_HEALTH_CHECKS"]) == (600, False)
 
 
 def test_a_url_password_with_an_unencoded_at_sign_is_masked_whole(tmp_path: Path) -> None:
