@@ -57,6 +57,24 @@ def test_a_socket_parameter_with_a_nul_is_refused_naming_the_url_and_alias() -> 
     )
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "postgres://db/shop?sslmode=require&sslmode=disable",
+            'DATABASE_URL (alias "default"): the URL gives sslmode more than once.',
+        ),
+        (
+            "postgres://db/shop?connect_timeout=soon",
+            'DATABASE_URL (alias "default"): connect_timeout: expected a duration such as 30, "500ms", '
+            '"30s", "5min" or "1h", got \'soon\'.',
+        ),
+    ],
+)
+def test_a_bad_key_in_a_query_is_refused_naming_the_url_and_alias(url: str, message: str) -> None:
+    assert error(url) == message
+
+
 def test_a_socket_parameter_beside_a_host_is_refused_with_the_form_to_write() -> None:
     message = error(f"postgres://app@db.internal/shop?host={SOCKET}")
     assert "the URL has a host and a host query parameter" in message
