@@ -718,6 +718,38 @@ def test_a_server_database_name_is_kept_as_written_even_when_it_looks_like_a_pat
     assert export(databases, {"default": "postgresql"}, tmp_path)["default"]["name"] == name
 
 
+def test_a_third_party_engine_is_kept_beside_the_backend(tmp_path: Path) -> None:
+    databases = {"default": {"ENGINE": "django_prometheus.db.backends.postgresql", "NAME": "app"}}
+    keys = export(databases, {"default": "postgresql"}, tmp_path)["default"]
+    assert (keys["backend"], keys["engine"]) == ("postgresql", "django_prometheus.db.backends.postgresql")
+
+
+def test_libpq_failover_options_read_back_as_keys_and_an_unknown_value_stays_an_option(
+    tmp_path: Path,
+) -> None:
+    databases = {
+        "known": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "app",
+            "HOST": "a,b",
+            "OPTIONS": {"target_session_attrs": "read-write", "load_balance_hosts": "random"},
+        },
+        "unknown": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "app",
+            "OPTIONS": {"target_session_attrs": "read-only-please"},
+        },
+    }
+    keys = export(databases, dict.fromkeys(databases, "postgresql"), tmp_path)
+    assert (keys["known"]["target_session_attrs"], keys["known"]["load_balance_hosts"]) == (
+        "read-write",
+        "random",
+    )
+    assert "options" not in keys["known"]
+    assert keys["unknown"]["options"] == {"target_session_attrs": "read-only-please"}
+    assert "target_session_attrs" not in keys["unknown"]
+
+
 def test_test_entries_django_does_not_fill_in_are_kept_null_included(tmp_path: Path) -> None:
     databases = {
         "default": {

@@ -324,6 +324,20 @@ CASES = [
         id="url_query_key_its_backend_refuses",
     ),
     pytest.param(
+        {"databases": {"default": PG}, "environments": {"prod": {"environments": {}}}},
+        None,
+        {"DBCONFIG_ENV": "prod"},
+        "dbconfig.json: environments.prod.environments: environments are not allowed here. Put profiles in dbconfig.json.",
+        id="profile_with_environments",
+    ),
+    pytest.param(
+        '{"databases": ',
+        None,
+        {"DBCONFIG_ENV": "prod"},
+        "dbconfig.json: not valid JSON (Expecting value at line 1, column 15). Fix the syntax.",
+        id="malformed_json_with_a_profile_asked",
+    ),
+    pytest.param(
         {"databases": {"default": PG}, "environments": {"prod": [PG]}},
         None,
         {"DBCONFIG_ENV": "prod"},
@@ -613,7 +627,6 @@ def test_query_options_that_are_neither_keys_nor_driver_options_are_refused(
         # Key names match in any case.
         ("postgresql://h/app?Connect_Timeout=9", {"connect_timeout": ("9s", "DATABASE_URL")}),
         # An `options` that sets no search_path stays a driver option.
-        ({"options.keepalives_idle": ("7", "DATABASE_URL: keepalives_idle")},),
         (
             "postgresql://h/app?options=-c%20geqo%3Doff",
             {"options.options": ("-c geqo=off", "DATABASE_URL: options")},
