@@ -324,6 +324,19 @@ CASES = [
         id="url_query_key_its_backend_refuses",
     ),
     pytest.param(
+        {
+            "databases": {
+                "default": {"backend": "mysql", "name": "app", "host": "p"},
+                "r": {"replica_of": "default", "host": "r", "target_session_attrs": "read-write"},
+            }
+        },
+        None,
+        {},
+        # The backend the replica inherits comes from the same layer as its own key: refused, not ignored.
+        'dbconfig.json: databases.r.target_session_attrs (alias "r"): target_session_attrs is not supported on MySQL. Several hosts (libpq\'s failover) exist for PostgreSQL only: give MySQL/MariaDB one host, and put a proxy or a virtual IP in front of several servers. The backend "mysql" comes from inherited from default: dbconfig.json: databases.default.backend.',
+        id="replica_key_its_inherited_backend_refuses",
+    ),
+    pytest.param(
         {"databases": {"default": PG}, "environments": {"prod": {"environments": {}}}},
         None,
         {"DBCONFIG_ENV": "prod"},
