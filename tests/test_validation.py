@@ -337,6 +337,20 @@ CASES = [
         id="replica_key_its_inherited_backend_refuses",
     ),
     pytest.param(
+        None,
+        None,
+        {"DATABASE_URL": "postgres:/db/app"},
+        'DATABASE_URL (alias "default"): the URL does not start with scheme:// (e.g. postgresql://). Check the form scheme://user:password@host:port/name.',
+        id="url_without_scheme_slashes",
+    ),
+    pytest.param(
+        None,
+        None,
+        {"DATABASE_URL": "redis+hiredis://h/0"},
+        'DATABASE_URL (alias "default"): the URL scheme "redis+hiredis" names a driver django-dbconfig does not know. Known driver suffixes: postgresql+ psycopg, psycopg2, psycopg2cffi, asyncpg, pg8000; postgres+ psycopg, psycopg2, psycopg2cffi, asyncpg, pg8000; postgis+ psycopg, psycopg2, asyncpg; mysql+ mysqldb, pymysql, mysqlconnector, aiomysql, asyncmy, mariadbconnector, cymysql; mariadb+ mariadbconnector, mysqldb, pymysql, mysqlconnector, aiomysql, asyncmy; sqlite+ pysqlite, aiosqlite, pysqlcipher; spatialite+ pysqlite; or no suffix (postgresql://, postgres://, postgis://, mysql://, mariadb://, sqlite:// or spatialite://).',
+        id="url_unknown_scheme_with_a_driver",
+    ),
+    pytest.param(
         {"databases": {"default": PG}, "environments": {"prod": {"environments": {}}}},
         None,
         {"DBCONFIG_ENV": "prod"},
