@@ -69,6 +69,19 @@ def test_a_url_with_several_hosts_and_one_port_for_all(project: Any) -> None:
     }
 
 
+def test_a_url_with_several_hosts_keeps_its_user_password_and_query_apart(project: Any) -> None:
+    # An unencoded @ in the password, and a / in the query, do not move the host list.
+    url = "postgresql://Xavier:p@ss@pg-a:5432,pg-b:5433/app?sslrootcert=/etc/ssl/ca.pem"
+    default = project.databases({"DATABASE_URL": url})["default"]
+    assert (default["HOST"], default["PORT"], default["USER"], default["PASSWORD"]) == (
+        "pg-a,pg-b",
+        "5432,5433",
+        "Xavier",
+        "p@ss",
+    )
+    assert default["OPTIONS"]["sslrootcert"] == "/etc/ssl/ca.pem"
+
+
 def test_variables_take_comma_separated_hosts_and_ports(project: Any) -> None:
     project.write_config({"databases": {"default": PG}})
     environ = {
