@@ -339,6 +339,13 @@ CASES = [
     pytest.param(
         None,
         None,
+        {"DATABASE_URL": "postgresql://u:p/ss@h/app"},
+        'DATABASE_URL (alias "default"): the URL has an @ after the host part, so the user name or password holds a / ? or # that is not percent-encoded. Encode them (%2F, %3F, %23).',
+        id="url_password_with_an_unencoded_slash",
+    ),
+    pytest.param(
+        None,
+        None,
         {"DATABASE_URL": "postgres:/db/app"},
         'DATABASE_URL (alias "default"): the URL does not start with scheme:// (e.g. postgresql://). Check the form scheme://user:password@host:port/name.',
         id="url_without_scheme_slashes",
