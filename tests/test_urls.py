@@ -40,6 +40,11 @@ def test_a_cloud_sql_socket_is_the_host_in_every_form(url: str) -> None:
     assert (settings["HOST"], settings["NAME"]) == (SOCKET, "shop")
 
 
+def test_a_raw_socket_url_keeps_its_query() -> None:
+    settings = entry(f"postgres://app:pw@/{SOCKET}/shop?sslmode=disable")
+    assert (settings["HOST"], settings["NAME"], settings["OPTIONS"]["sslmode"]) == (SOCKET, "shop", "disable")
+
+
 def test_a_socket_parameter_is_the_host_and_the_url_its_source() -> None:
     config = load_config(environ={"DATABASE_URL": f"mysql://app@/shop?unix_socket={SOCKET}"})
     assert {row.key: (row.value, row.source) for row in config.explain("default")}["host"] == (
