@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from django_dbconfig import load_config, override
+from django_dbconfig import DbConfigError, load_config, override
 
 POSTGRES = {"backend": "postgresql", "name": "app"}
 # Highest first, as in the design.
@@ -504,3 +504,34 @@ def test_an_unknown_profile_without_any_profile_says_so_and_names_where_it_was_a
     with pytest.raises(DbConfigError) as caught:
         load_config(tmp_path, **arguments)
     assert str(caught.value) == message
+
+
+def test_an_unknown_alias_asked_of_the_config_names_the_known_ones(project: Any) -> None:
+    project.write_config({"databases": {"default": POSTGRES, "analytics": POSTGRES}})
+    with pytest.raises(DbConfigError) as caught:
+        project.load().explain("analytisc")
+    assert str(caught.value) == (
+        'There is no alias "analytisc". Known aliases: "default" or "analytics". Did you mean "analytics"?'
+    )
+
+
+def test_a_migrate_password_is_masked_and_its_user_shown(project: Any) -> None:
+    project.write_config(
+        {"databases": {"default": {**POSTGRES, "migrate": {"user": "owner", "password": "s3cret"}}}}
+    )
+    rows = {key: value for key, value in project.values().items() if key.startswith("migrate")}
+    assert rows == {"migrate.password": "********", "migrate.user": "owner"}
+
+
+def test_mysql_driver_options_stay_used_when_another_layer_chooses_mariadb(project: Any) -> None:
+    project.write_config(
+        {
+            "databases": {
+                "default": POSTGRES,
+                "analytics": {"backend": "mysql", "name": "a", "options": {"charset": "utf8mb4"}},
+            }
+        }
+    )
+    config = project.load({"DBCONFIG_ANALYTICS_BACKEND": "mariadb", "DBCONFIG_ANALYTICS_NAME": "a"})
+    assert config.databases()["analytics"]["OPTIONS"]["charset"] == "utf8mb4"
+    assert config.unused("analytics") == ()
