@@ -219,3 +219,54 @@ def test_pool_from_a_variable_is_a_switch_or_a_json_object(text: str, pool: Any)
 
 def test_pool_text_in_a_file_is_no_json() -> None:
     assert refusal("pool", '{"min_size": 2}').startswith("expected")
+
+
+@pytest.mark.parametrize(
+    ("value", "from_env", "expected"),
+    [
+        (" app , public ", True, ("app", "public")),
+        (["x" * 63], False, ("x" * 63,)),  # the longest name PostgreSQL keeps
+        ([], False, 'expected a non-empty list of schema names, e.g. ["app", "public"], got a list'),
+        ("app", False, 'expected a non-empty list of schema names, e.g. ["app", "public"], got a string'),
+        (["app", ""], False, "expected every schema name to be a non-empty string"),
+        (["app", 5], False, "expected every schema name to be a non-empty string"),
+        (["a\x00b"], False, "a schema name cannot contain a NUL character"),
+        (
+            ["a\tb"],
+            False,
+            "schema name 'a\\tb' contains a control character (a tab or a new line?): remove it",
+        ),
+        (
+            ["a\x7fb"],
+            False,
+            "schema name 'a\\x7fb' contains a control character (a tab or a new line?): remove it",
+        ),
+        (["x" * 64], False, f"schema name '{'x' * 20}' is longer than 63 bytes"),
+        (["é" * 32], False, f"schema name '{'é' * 20}' is longer than 63 bytes"),  # 64 bytes in UTF-8
+    ],
+)
+def test_a_search_path_is_a_list_of_schema_names_postgresql_accepts(
+    value: Any, from_env: bool, expected: Any
+) -> None:
+    if isinstance(expected, tuple):
+        assert coerce("search_path", value, from_env=from_env) == expected
+    else:
+        assert refusal("search_path", value, from_env=from_env) == expected
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"a": "b\x00"}, "contains a NUL character, which no database driver accepts"),
+        ({"a": ["x", "y\x00"]}, "contains a NUL character, which no database driver accepts"),
+        ({"a": ("x\x00",)}, "contains a NUL character, which no database driver accepts"),
+        ({"a": {"b": {"c": "\x00"}}}, "contains a NUL character, which no database driver accepts"),
+        ({1: "b"}, "every option name must be a string, got a number"),
+        ({"a": {2: "b"}}, "every option name must be a string, got a number"),
+        ({"a\x00": "b"}, "an option name contains a NUL character"),
+    ],
+)
+def test_options_refuse_a_nul_anywhere_and_names_that_are_no_strings(
+    options: dict[Any, Any], message: str
+) -> None:
+    assert refusal("options", options) == message
