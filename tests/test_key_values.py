@@ -270,3 +270,43 @@ def test_options_refuse_a_nul_anywhere_and_names_that_are_no_strings(
     options: dict[Any, Any], message: str
 ) -> None:
     assert refusal("options", options) == message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "from_env", "expected"),
+    [
+        ("read_only", " Yes ", True, True),
+        ("read_only", "on", True, True),
+        ("read_only", "1", True, True),
+        ("read_only", " OFF ", True, False),
+        ("read_only", "no", True, False),
+        ("read_only", "0", True, False),
+        ("read_only", "maybe", True, 'expected true or false (also 1/0, yes/no, on/off), got "maybe"'),
+        ("read_only", "true", False, "expected true or false, got a string"),  # JSON has true
+        ("read_only", 1, False, "expected true or false, got a number"),
+        ("port", "+5432", True, 5432),
+        ("port", " 5433 ", True, 5433),
+        ("port", 1, False, 1),
+        ("port", 65535, False, 65535),
+        ("port", "5432,5433", False, (5432, 5433)),
+        ("port", [5432, "5433"], False, (5432, 5433)),
+        ("port", "-1", True, "expected a port from 1 to 65535, got -1"),
+        ("port", 0, False, "expected a port from 1 to 65535, got 0"),
+        ("port", 65536, False, "expected a port from 1 to 65535, got 65536"),
+        ("port", "1" * 21, True, f'expected a whole number, got "{"1" * 21}"'),
+        ("port", "\uff15\uff14\uff13\uff12", True, 'expected a whole number, got "\uff15\uff14\uff13\uff12"'),
+        ("port", 5432.0, False, "expected a whole number, got a number"),
+        ("port", "5432", False, "expected a whole number, got a string"),
+        ("port", True, False, "expected a whole number, got a boolean"),
+        ("port", [], False, "expected a port or a non-empty list of ports, one per host"),
+        ("port", "5432,x", False, 'expected a whole number, got "x"'),
+        ("port", [True], False, "expected a whole number, got a boolean"),
+    ],
+)
+def test_switches_and_ports_read_as_json_or_variable_text(
+    key: str, value: Any, from_env: bool, expected: Any
+) -> None:
+    if isinstance(expected, str):
+        assert refusal(key, value, from_env=from_env) == expected
+    else:
+        assert coerce(key, value, from_env=from_env) == expected
