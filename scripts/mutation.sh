@@ -16,9 +16,10 @@
 #                                             'django_dbconfig.core.durations.x_parse_duration__mutmut_3'
 #
 # The layer is about 5,200 mutants. mutmut runs the quickest first: on two cores shared with
-# other work (nice -n 19), the first 3,356 took 39 minutes, half a second a mutant (median);
-# the rest sit in functions most tests reach (conf/config.py, layer.py, merge.py, sources.py)
-# and take longer, so --minutes bounds a run and --keep resumes it. (Before the property test
+# other work (nice -n 19), the first 3,356 took 39 minutes, half a second a mutant (median),
+# and the next 1,169 12 minutes; the last 700 or so sit in functions most tests reach
+# (conf/config.py, layer.py, sources.py) and take longer, so --minutes bounds a run and
+# --keep resumes it. (Before the property test
 # was left out, a surviving mutant of those functions took 13 to 29 s.)
 # Results stay in mutants/ (git-ignored): `.venv/bin/mutmut results` lists the survivors,
 # `.venv/bin/mutmut show NAME` shows one. scripts/mutation-equivalent.md lists the survivors
