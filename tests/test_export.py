@@ -713,6 +713,83 @@ def test_sqlite_names_that_are_no_path_are_kept_as_written(tmp_path: Path) -> No
     }
 
 
+def test_a_server_database_name_is_kept_as_written_even_when_it_looks_like_a_path(tmp_path: Path) -> None:
+    # Only SQLite's NAME is a file, written relative to base_dir; a server's is the database's name.
+    name = str(tmp_path / "app")
+    databases = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": name}}
+    assert export(databases, {"default": "postgresql"}, tmp_path)["default"]["name"] == name
+
+
+def test_a_third_party_engine_is_kept_beside_the_backend(tmp_path: Path) -> None:
+    databases = {"default": {"ENGINE": "django_prometheus.db.backends.postgresql", "NAME": "app"}}
+    keys = export(databases, {"default": "postgresql"}, tmp_path)["default"]
+    assert (keys["backend"], keys["engine"]) == ("postgresql", "django_prometheus.db.backends.postgresql")
+
+
+def test_libpq_failover_options_read_back_as_keys_and_an_unknown_value_stays_an_option(
+    tmp_path: Path,
+) -> None:
+    databases = {
+        "known": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "app",
+            "HOST": "a,b",
+            "OPTIONS": {"target_session_attrs": "read-write", "load_balance_hosts": "random"},
+        },
+        "unknown": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "app",
+            "OPTIONS": {"target_session_attrs": "read-only-please"},
+        },
+    }
+    keys = export(databases, dict.fromkeys(databases, "postgresql"), tmp_path)
+    assert (keys["known"]["target_session_attrs"], keys["known"]["load_balance_hosts"]) == (
+        "read-write",
+        "random",
+    )
+    assert "options" not in keys["known"]
+    assert keys["unknown"]["options"] == {"target_session_attrs": "read-only-please"}
+    assert "target_session_attrs" not in keys["unknown"]
+
+
+def test_test_entries_django_does_not_fill_in_are_kept_null_included(tmp_path: Path) -> None:
+    databases = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "app",
+            "TEST": {"NAME": "app_test", "TEMPLATE": None},
+        }
+    }
+    keys = export(databases, {"default": "postgresql"}, tmp_path)["default"]
+    assert keys["test"] == {"NAME": "app_test", "TEMPLATE": None}
+
+
+def test_the_round_trip_check_ignores_the_process_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The export is checked against what the documents alone render, whatever the shell sets.
+    monkeypatch.setenv("DBCONFIG_DEFAULT_HOST", "elsewhere")
+    databases = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": "app", "HOST": "db"}}
+    assert export(databases, {"default": "postgresql"}, tmp_path)["default"]["host"] == "db"
+
+
+def test_a_refused_export_names_every_setting_it_would_change(tmp_path: Path) -> None:
+    # Behind a pooler: a session setting that is no key cannot be written, and the export's
+    # pooler would turn server-side cursors off, a setting the original does not have at all.
+    databases = {
+        "default": {
+            "ENGINE": "django_dbconfig.backends.postgresql",
+            "NAME": "app",
+            "DBCONFIG": {"pooler": "transaction", "session_settings": {"work_mem": "64MB"}},
+        }
+    }
+    with pytest.raises(DbConfigError) as caught:
+        export(databases, {"default": "postgresql"}, tmp_path)
+    assert str(caught.value).startswith(
+        'DATABASES["default"]: the export would render DBCONFIG, DISABLE_SERVER_SIDE_CURSORS differently.'
+    )
+
+
 def test_django_keys_export_where_they_differ_from_djangos_defaults(tmp_path: Path) -> None:
     databases = {
         "default": {

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from django_dbconfig import DbConfigError
+from django_dbconfig.backends.base.settings import is_loopback
 
 PG = {"backend": "postgresql", "name": "app"}
 
@@ -66,6 +67,19 @@ def test_a_url_with_several_hosts_and_one_port_for_all(project: Any) -> None:
         "HOST": "pg-a,::1",
         "PORT": 6432,
     }
+
+
+def test_a_url_with_several_hosts_keeps_its_user_password_and_query_apart(project: Any) -> None:
+    # An unencoded @ in the password, and a / in the query, do not move the host list.
+    url = "postgresql://Xavier:p@ss@pg-a:5432,pg-b:5433/app?sslrootcert=/etc/ssl/ca.pem"
+    default = project.databases({"DATABASE_URL": url})["default"]
+    assert (default["HOST"], default["PORT"], default["USER"], default["PASSWORD"]) == (
+        "pg-a,pg-b",
+        "5432,5433",
+        "Xavier",
+        "p@ss",
+    )
+    assert default["OPTIONS"]["sslrootcert"] == "/etc/ssl/ca.pem"
 
 
 def test_variables_take_comma_separated_hosts_and_ports(project: Any) -> None:
@@ -166,3 +180,21 @@ def test_a_replica_does_not_inherit_the_primarys_host_list_or_session_attrs(proj
     )
     replica = project.databases()["replica"]
     assert [replica["HOST"], "target_session_attrs" in replica["OPTIONS"]] == ["pg-c", False]
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("", True),
+        ("localhost", True),
+        ("/var/run/postgresql", True),  # a Unix socket directory
+        ("127.0.0.1", True),
+        ("[::1]", True),
+        ("::1", True),
+        ("db.internal", False),
+        ("10.0.0.5", False),
+        ("[2001:db8::1]", False),
+    ],
+)
+def test_a_host_is_loopback_when_it_never_leaves_the_machine(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback

@@ -37,6 +37,7 @@ def refusal(key: str, value: Any, *, from_env: bool = False) -> str:
         ("connect_timeout", " none ", True, None),
         ("conn_max_age", " none ", True, None),
         ("conn_max_age", "NULL", True, None),
+        ("conn_max_age", 86_400, False, 86_400),  # the largest allowed: one day
         ("connect_timeout", "2500ms", False, 2500),
         ("pooler", None, False, None),
         ("pooler", " none ", True, None),
@@ -255,3 +256,94 @@ def test_pool_reads_asgi_a_bool_or_psycopg_pools_keywords(value: Any, from_env: 
 )
 def test_pool_refuses_other_values_listing_the_choices(value: Any, from_env: bool, message: str) -> None:
     assert refusal("pool", value, from_env=from_env) == message
+
+
+@pytest.mark.parametrize(
+    ("value", "from_env", "expected"),
+    [
+        (" app , public ", True, ("app", "public")),
+        (["x" * 63], False, ("x" * 63,)),  # the longest name PostgreSQL keeps
+        ([], False, 'expected a non-empty list of schema names, e.g. ["app", "public"], got a list'),
+        ("app", False, 'expected a non-empty list of schema names, e.g. ["app", "public"], got a string'),
+        (["app", ""], False, "expected every schema name to be a non-empty string"),
+        (["app", 5], False, "expected every schema name to be a non-empty string"),
+        (["a\x00b"], False, "a schema name cannot contain a NUL character"),
+        (
+            ["a\tb"],
+            False,
+            "schema name 'a\\tb' contains a control character (a tab or a new line?): remove it",
+        ),
+        (
+            ["a\x7fb"],
+            False,
+            "schema name 'a\\x7fb' contains a control character (a tab or a new line?): remove it",
+        ),
+        (["x" * 64], False, f"schema name '{'x' * 20}' is longer than 63 bytes"),
+        (["é" * 32], False, f"schema name '{'é' * 20}' is longer than 63 bytes"),  # 64 bytes in UTF-8
+    ],
+)
+def test_a_search_path_is_a_list_of_schema_names_postgresql_accepts(
+    value: Any, from_env: bool, expected: Any
+) -> None:
+    if isinstance(expected, tuple):
+        assert coerce("search_path", value, from_env=from_env) == expected
+    else:
+        assert refusal("search_path", value, from_env=from_env) == expected
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"a": "b\x00"}, "contains a NUL character, which no database driver accepts"),
+        ({"a": ["x", "y\x00"]}, "contains a NUL character, which no database driver accepts"),
+        ({"a": ("x\x00",)}, "contains a NUL character, which no database driver accepts"),
+        ({"a": {"b": {"c": "\x00"}}}, "contains a NUL character, which no database driver accepts"),
+        ({1: "b"}, "every option name must be a string, got a number"),
+        ({"a": {2: "b"}}, "every option name must be a string, got a number"),
+        ({"a\x00": "b"}, "an option name contains a NUL character"),
+    ],
+)
+def test_options_refuse_a_nul_anywhere_and_names_that_are_no_strings(
+    options: dict[Any, Any], message: str
+) -> None:
+    assert refusal("options", options) == message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "from_env", "expected"),
+    [
+        ("read_only", " Yes ", True, True),
+        ("read_only", "on", True, True),
+        ("read_only", "1", True, True),
+        ("read_only", " OFF ", True, False),
+        ("read_only", "no", True, False),
+        ("read_only", "0", True, False),
+        ("read_only", "maybe", True, 'expected true or false (also 1/0, yes/no, on/off), got "maybe"'),
+        ("read_only", "true", False, "expected true or false, got a string"),  # JSON has true
+        ("read_only", 1, False, "expected true or false, got a number"),
+        ("port", "+5432", True, 5432),
+        ("port", " 5433 ", True, 5433),
+        ("port", 1, False, 1),
+        ("port", 65535, False, 65535),
+        ("port", "5432,5433", False, (5432, 5433)),
+        ("port", [5432, "5433"], False, (5432, 5433)),
+        ("port", "-1", True, "expected a port from 1 to 65535, got -1"),
+        ("port", 0, False, "expected a port from 1 to 65535, got 0"),
+        ("port", 65536, False, "expected a port from 1 to 65535, got 65536"),
+        ("port", "1" * 21, True, f'expected a whole number, got "{"1" * 21}"'),
+        ("port", "\uff15\uff14\uff13\uff12", True, 'expected a whole number, got "\uff15\uff14\uff13\uff12"'),
+        ("port", 5432.0, False, "expected a whole number, got a number"),
+        ("port", "5432", False, "expected a whole number, got a string"),
+        ("port", True, False, "expected a whole number, got a boolean"),
+        ("port", [], False, "expected a port or a non-empty list of ports, one per host"),
+        ("port", "5432,x", False, 'expected a whole number, got "x"'),
+        ("port", [True], False, "expected a whole number, got a boolean"),
+    ],
+)
+def test_switches_and_ports_read_as_json_or_variable_text(
+    key: str, value: Any, from_env: bool, expected: Any
+) -> None:
+    if isinstance(expected, str):
+        assert refusal(key, value, from_env=from_env) == expected
+    else:
+        assert coerce(key, value, from_env=from_env) == expected

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from django_dbconfig import load_config, override
+from django_dbconfig import DbConfigError, load_config, override
 
 POSTGRES = {"backend": "postgresql", "name": "app"}
 # Highest first, as in the design.
@@ -356,6 +356,34 @@ def test_alias_url_variable_applies_only_to_declared_aliases(project: Any) -> No
     assert databases["analytics"]["NAME"] == "warehouse"
 
 
+def test_alias_url_variable_reaches_aliases_of_one_letter_and_with_underscores(project: Any) -> None:
+    project.write_config(
+        {"databases": {"default": POSTGRES, "x": {"name": "x.db"}, "eu_app": {"name": "eu.db"}}}
+    )
+    databases = project.databases(
+        {"X_DATABASE_URL": "postgresql://u@x-host/x", "EU_APP_DATABASE_URL": "postgresql://u@eu-host/eu"}
+    )
+    assert (databases["x"]["HOST"], databases["eu_app"]["HOST"]) == ("x-host", "eu-host")
+
+
+@pytest.mark.parametrize(
+    "variable", ["MY-APP_DATABASE_URL_FILE", "1X_DATABASE_URL_FILE", "_DATABASE_URL_FILE"]
+)
+def test_url_variables_that_name_no_possible_alias_are_never_read(project: Any, variable: str) -> None:
+    # Another program's variable: its file is not even opened (this one does not exist).
+    databases = project.databases(
+        {variable: str(project.root / "missing"), "DATABASE_URL": "postgresql://h/app"}
+    )
+    assert set(databases) == {"default"}
+
+
+def test_migrate_entries_from_variables_are_read_as_variables(project: Any) -> None:
+    config = project.load({"DATABASE_URL": "postgresql://app@h/app", "DBCONFIG_DEFAULT_MIGRATE_PORT": "6432"})
+    assert {
+        key: value.value for key, value in config.effective("default").items() if key.startswith("migrate")
+    } == {"migrate.port": 6432}
+
+
 def test_dbconfig_variable_declares_a_new_alias(project: Any) -> None:
     databases = project.databases(
         {
@@ -477,3 +505,34 @@ def test_an_unknown_profile_without_any_profile_says_so_and_names_where_it_was_a
     with pytest.raises(DbConfigError) as caught:
         load_config(tmp_path, **arguments)
     assert str(caught.value) == message
+
+
+def test_an_unknown_alias_asked_of_the_config_names_the_known_ones(project: Any) -> None:
+    project.write_config({"databases": {"default": POSTGRES, "analytics": POSTGRES}})
+    with pytest.raises(DbConfigError) as caught:
+        project.load().explain("analytisc")
+    assert str(caught.value) == (
+        'There is no alias "analytisc". Known aliases: "default" or "analytics". Did you mean "analytics"?'
+    )
+
+
+def test_a_migrate_password_is_masked_and_its_user_shown(project: Any) -> None:
+    project.write_config(
+        {"databases": {"default": {**POSTGRES, "migrate": {"user": "owner", "password": "s3cret"}}}}
+    )
+    rows = {key: value for key, value in project.values().items() if key.startswith("migrate")}
+    assert rows == {"migrate.password": "********", "migrate.user": "owner"}
+
+
+def test_mysql_driver_options_stay_used_when_another_layer_chooses_mariadb(project: Any) -> None:
+    project.write_config(
+        {
+            "databases": {
+                "default": POSTGRES,
+                "analytics": {"backend": "mysql", "name": "a", "options": {"charset": "utf8mb4"}},
+            }
+        }
+    )
+    config = project.load({"DBCONFIG_ANALYTICS_BACKEND": "mariadb", "DBCONFIG_ANALYTICS_NAME": "a"})
+    assert config.databases()["analytics"]["OPTIONS"]["charset"] == "utf8mb4"
+    assert config.unused("analytics") == ()

@@ -78,13 +78,53 @@ def test_an_init_command_setting_a_variable_the_keys_set_is_refused_naming_both(
     )
 
 
+def test_an_init_command_keeps_each_assignments_scope_but_session_which_the_set_gives(
+    project: Any,
+) -> None:
+    given = "set SESSION sql_mode = 'A', @@local.time_zone = '+00:00', @@global.max_connections = 10;"
+    settings = build(project, {**MARIADB, "statement_timeout": "5s", "options": {"init_command": given}})
+    assert settings["OPTIONS"]["init_command"] == (
+        "SET SESSION max_statement_time=5, sql_mode = 'A', time_zone = '+00:00', "
+        "@@global.max_connections = 10"
+    )
+
+
+def test_an_init_command_setting_several_variables_of_the_keys_names_each(project: Any) -> None:
+    given = "SET sql_mode = 'A', tx_read_only = 0, max_statement_time = 0"
+    message = error_of(
+        project, {**MARIADB, "read_only": True, "statement_timeout": "5s", "options": {"init_command": given}}
+    )
+    assert "options.init_command sets max_statement_time, tx_read_only, which the keys set too" in message
+
+
+def test_an_init_command_of_several_assignments_splits_only_on_top_level_commas(project: Any) -> None:
+    # Commas inside parentheses and quotes belong to one assignment; MAX_SORT_LENGTH in capitals.
+    given = (
+        "SET MAX_SORT_LENGTH = 2048, sql_mode = CONCAT(@@sql_mode, LOWER(','), 'STRICT_ALL_TABLES'), "
+        "time_zone = '+00:00'"
+    )
+    settings = build(project, {**MARIADB, "statement_timeout": "5s", "options": {"init_command": given}})
+    assert settings["OPTIONS"]["init_command"] == (
+        "SET SESSION max_statement_time=5, " + given.removeprefix("SET ")
+    )
+
+
 @pytest.mark.parametrize(
     "command",
-    ["SET NAMES utf8mb4", "SELECT 1", "SET sql_mode='A'; SET autocommit=1", "SET sql_mode='unterminated"],
+    [
+        "SET NAMES utf8mb4",
+        "SELECT 1",
+        "SET sql_mode='A'; SET autocommit=1",
+        "SET sql_mode='unterminated",
+        "SET sql_mode = CONCAT(@@sql_mode, ',ANSI'",  # a parenthesis left open
+    ],
 )
 def test_an_init_command_that_is_not_one_set_of_assignments_is_refused(project: Any, command: str) -> None:
     message = error_of(project, {**MARIADB, "statement_timeout": "5s", "options": {"init_command": command}})
-    assert "is not one SET statement of name = value assignments" in message
+    assert (
+        "options.init_command is not one SET statement of name = value assignments, so it cannot run "
+        "in the same statement as the session settings the keys generate"
+    ) in message
     # Without generated assignments there is nothing to merge: the command is the user's own.
     assert (
         build(project, {**MARIADB, "options": {"init_command": command}})["OPTIONS"]["init_command"]
@@ -101,6 +141,17 @@ def test_options_ssl_merges_with_the_certificate_keys_part_by_part(project: Any,
         project, {**MARIADB, "sslrootcert": "/etc/ssl/ca.pem", "options": {"ssl": {"ca": "/x"}}}
     )
     assert "options.ssl sets ca differently; the keys generate it: sslrootcert" in message
+    message = error_of(
+        project,
+        {
+            **MARIADB,
+            "sslrootcert": "/etc/ssl/ca.pem",
+            "sslcert": "/etc/ssl/c.pem",
+            "sslkey": "/etc/ssl/k.pem",
+            "options": {"ssl": {"ca": "/x", "cert": "/y"}},
+        },
+    )
+    assert "options.ssl sets ca, cert differently" in message
 
 
 def test_an_option_contradicting_a_key_is_an_error_and_an_equal_one_is_not(project: Any) -> None:
@@ -141,7 +192,36 @@ def test_a_libpq_options_string_adds_its_switches_after_the_generated_ones(proje
     )
     assert "options.options sets default_transaction_read_only, which the keys set too" in message
     message = error_of(project, {**PG, "statement_timeout": "1s", "options": {"options": "-e"}})
-    assert "options.options is not only -c name=value switches" in message
+    assert (
+        "options.options is not only -c name=value switches, so it cannot be combined with the "
+        "session settings the keys send in the same startup option"
+    ) in message
+
+
+def test_a_libpq_options_string_naming_several_settings_of_the_keys_names_each(project: Any) -> None:
+    options = "-c default_transaction_read_only=off -c statement_timeout=0"
+    message = error_of(
+        project, {**PG, "read_only": True, "statement_timeout": "1s", "options": {"options": options}}
+    )
+    assert (
+        "options.options sets default_transaction_read_only, statement_timeout, which the keys set too"
+        in message
+    )
+
+
+@pytest.mark.parametrize(
+    ("keys", "option"),
+    [
+        ({**PG, "statement_timeout": "1s"}, {"options": ["-c", "work_mem=8MB"]}),  # not a string
+        ({**PG, "sslmode": "require"}, {"sslmode": {"mode": "require"}}),  # an object for a string
+        ({**MARIADB, "statement_timeout": "1s"}, {"init_command": ["SET autocommit = 1"]}),
+    ],
+)
+def test_an_option_of_another_shape_than_the_generated_one_gives_another_value(
+    project: Any, keys: dict[str, Any], option: dict[str, Any]
+) -> None:
+    name = next(iter(option))
+    assert f"options.{name} gives another value" in error_of(project, {**keys, "options": option})
 
 
 # ------------------------------------------------------------------------ options belong to a backend

@@ -407,6 +407,17 @@ PG_FORMS = {
         "set_config() of a read-only setting"
     ),
     "RESET transaction_read_only": "RESET transaction_read_only",
+    "START TRANSACTION READ WRITE": "START TRANSACTION ... READ WRITE",
+    # Cut short: refused all the same (the server would report the syntax error).
+    "SET default_transaction_read_only": "SET default_transaction_read_only to anything but on",
+    "SELECT set_config('transaction_read_only'": "set_config('transaction_read_only', ...) to anything but on",
+    # The second call of a statement lifts it.
+    "SELECT set_config('statement_timeout', '1s', false), set_config('transaction_read_only', 'off', false)": (
+        "set_config('transaction_read_only', ...) to anything but on"
+    ),
+    "SELECT set_config('transaction_read_only', 'on', false), set_config('transaction_read_only', 'off', false)": (
+        "set_config('transaction_read_only', ...) to anything but on"
+    ),
 }
 PG_NOT_LIFTING = [
     "SET default_transaction_read_only = on",
@@ -420,6 +431,15 @@ PG_NOT_LIFTING = [
     "SELECT set_config('statement_timeout', '1s', false)",
     "RESET ALL",  # without pooler: session, back to the startup settings
     "DISCARD ALL",
+    "COMMIT",
+    "SET statement_timeout = 0",
+    "SELECT current_setting('transaction_read_only')",  # reads it
+    "SELECT set_config('transaction_read_only', 'on', false)",
+    "SELECT set_config(name, 'on', false) FROM settings_to_apply",  # names no read-only setting
+    '"set" default_transaction_read_only = off',  # a quoted name, not the SET keyword
+    "SET 'default_transaction_read_only' = off",  # a string, not a setting's name
+    "SET LOCAL",  # cut short
+    "SELECT set_config(",  # cut short
 ]
 MYSQL_FORMS = {
     "SET GLOBAL TRANSACTION READ WRITE": "SET GLOBAL TRANSACTION READ WRITE",
@@ -427,6 +447,14 @@ MYSQL_FORMS = {
     "SET tx_read_only = DEFAULT": "SET tx_read_only to anything but 1",
     "SET tx_read_only = 1 - 1": "SET tx_read_only to anything but 1",
     "SET @@session.`tx_read_only` = 0": "SET tx_read_only to anything but 1",
+    "SET `tx_read_only` = 0": "SET tx_read_only to anything but 1",
+    "SET SESSION tx_read_only = 1 - 1": "SET tx_read_only to anything but 1",
+    "SET tx_read_only := 0": "SET tx_read_only to anything but 1",
+    "SET autocommit = 1, tx_read_only = 0": "SET tx_read_only to anything but 1",
+    "SET autocommit = @@tx_read_only, tx_read_only = 0": "SET tx_read_only to anything but 1",
+    "SET TRANSACTION READ WRITE": "SET TRANSACTION READ WRITE",
+    "SET SESSION TRANSACTION READ WRITE": "SET SESSION TRANSACTION READ WRITE",
+    "SET LOCAL TRANSACTION READ WRITE": "SET LOCAL TRANSACTION READ WRITE",
     "SET transaction_read_only = '0'": "SET transaction_read_only to anything but 1",
     "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ WRITE": "START TRANSACTION ... READ WRITE",
 }
@@ -440,6 +468,12 @@ MYSQL_NOT_LIFTING = [
     "SELECT 1 -- SET tx_read_only = 0",
     "SELECT 1--1",  # arithmetic, not a comment: nothing hidden
     "UPDATE t SET tx_read_only = 0",  # a column of a table
+    "`set` tx_read_only = 0",  # a quoted name, not the SET keyword: the server refuses it
+    "COMMIT",
+    "SET @@session.",  # cut short: the server reports the syntax error
+    "SET tx_read_only",  # cut short
+    "SET tx_read_only = 1, autocommit = 0",
+    "SET STATEMENT tx_read_only = 1 FOR SELECT 1",  # MariaDB: read-only for one statement
 ]
 
 
@@ -471,7 +505,10 @@ def test_postgresql_statements_that_do_not_lift_read_only_pass(sql: str) -> None
 @pytest.mark.parametrize("sql", ["RESET ALL", "discard all", "DISCARD ALL; SELECT 1"])
 def test_postgresql_resets_are_lifting_under_a_session_pooler_only(sql: str) -> None:
     form = f"{sql.split(maxsplit=1)[0].upper()} ALL, under pooler: session"
-    assert guard_reads("postgresql", sql, session_pooler=True)
+    assert (guard_reads("postgresql", sql, session_pooler=True), guard_reads("postgresql", sql)) == (
+        True,
+        False,
+    )
     assert (lift("postgresql", sql, session_pooler=True), lift("postgresql", sql)) == (form, None)
 
 

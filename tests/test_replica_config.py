@@ -294,3 +294,18 @@ def test_a_replica_with_its_own_password_does_not_take_the_primarys_password_pro
 
 def token(alias: str, settings: Any) -> str:
     return "a-token"
+
+
+def test_a_sqlite_replica_has_no_read_only_mode_and_nothing_unused(project: Any) -> None:
+    # Read-only is a replica's default, weak like one: SQLite has no such mode and ignores it.
+    project.write_config(
+        {
+            "databases": {
+                "default": {"backend": "sqlite", "name": "app.db"},
+                "r": {"replica_of": "default", "name": "r.db"},
+            }
+        }
+    )
+    config = project.load()
+    assert "read_only" not in project.values("r")
+    assert config.unused("r") == ()

@@ -40,6 +40,46 @@ def test_a_cloud_sql_socket_is_the_host_in_every_form(url: str) -> None:
     assert (settings["HOST"], settings["NAME"]) == (SOCKET, "shop")
 
 
+def test_a_raw_socket_url_keeps_its_query() -> None:
+    settings = entry(f"postgres://app:pw@/{SOCKET}/shop?sslmode=disable")
+    assert (settings["HOST"], settings["NAME"], settings["OPTIONS"]["sslmode"]) == (SOCKET, "shop", "disable")
+
+
+def test_a_socket_parameter_is_the_host_and_the_url_its_source() -> None:
+    config = load_config(environ={"DATABASE_URL": f"mysql://app@/shop?unix_socket={SOCKET}"})
+    assert {row.key: (row.value, row.source) for row in config.explain("default")}["host"] == (
+        SOCKET,
+        "DATABASE_URL",
+    )
+    # Only a socket parameter names a host: another path in the query stays what it is.
+    certificate = load_config(environ={"DATABASE_URL": "postgres://db/shop?sslrootcert=/etc/ssl/ca.pem"})
+    assert certificate.databases()["default"]["OPTIONS"]["sslrootcert"] == "/etc/ssl/ca.pem"
+
+
+def test_a_socket_parameter_with_a_nul_is_refused_naming_the_url_and_alias() -> None:
+    assert error("postgres://app@/shop?host=/cloud%00sql") == (
+        'DATABASE_URL (alias "default"): host: contains a NUL character, which no database driver accepts.'
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "postgres://db/shop?sslmode=require&sslmode=disable",
+            'DATABASE_URL (alias "default"): the URL gives sslmode more than once.',
+        ),
+        (
+            "postgres://db/shop?connect_timeout=soon",
+            'DATABASE_URL (alias "default"): connect_timeout: expected a duration such as 30, "500ms", '
+            '"30s", "5min" or "1h", got \'soon\'.',
+        ),
+    ],
+)
+def test_a_bad_key_in_a_query_is_refused_naming_the_url_and_alias(url: str, message: str) -> None:
+    assert error(url) == message
+
+
 def test_a_socket_parameter_beside_a_host_is_refused_with_the_form_to_write() -> None:
     message = error(f"postgres://app@db.internal/shop?host={SOCKET}")
     assert "the URL has a host and a host query parameter" in message

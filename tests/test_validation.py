@@ -295,6 +295,114 @@ CASES = [
         'dbconfig.json: routes.a: route "a" goes to the replica "r". Route to its primary: reads are sent to replicas automatically.',
         id="route_replica",
     ),
+    pytest.param(
+        None,
+        None,
+        {"DBCONFIG_ANALYTISC_HOST": "x", "DBCONFIG_ANALYTISC_NAME": "a"},
+        'Alias "analytisc" has no backend: set "backend" or "url" for it (e.g. DBCONFIG_ANALYTISC_URL or databases.analytisc.url). Its settings come from: DBCONFIG_ANALYTISC_HOST, DBCONFIG_ANALYTISC_NAME.',
+        id="no_backend_two_sources",
+    ),
+    pytest.param(
+        {"databases": {"default": {"backend": "mysql", "name": "app", "host": "db", "port": [3306, 3307]}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.port (alias "default"): port lists several ports, but several hosts (libpq\'s failover) exist for PostgreSQL only: give MySQL/MariaDB one host, and put a proxy or a virtual IP in front of several servers.',
+        id="mysql_port_list",
+    ),
+    pytest.param(
+        {"databases": {"default": PG}, "routes": {"reports": "Bad-Alias"}},
+        None,
+        {},
+        'dbconfig.json: routes.reports: alias "Bad-Alias" is not a valid alias name. Use lowercase letters, digits and underscores, starting with a letter (e.g. "analytics", "read_replica"), so that it maps to environment variables.',
+        id="route_bad_alias",
+    ),
+    pytest.param(
+        None,
+        None,
+        {"DATABASE_URL": "sqlite:////tmp/app.db?sslmode=require"},
+        'DATABASE_URL (alias "default"): sslmode is not supported on SQLite. SQLite is a local file: there is no server, network, TLS or user. The backend "sqlite" comes from DATABASE_URL.',
+        id="url_query_key_its_backend_refuses",
+    ),
+    pytest.param(
+        {
+            "databases": {
+                "default": {"backend": "mysql", "name": "app", "host": "p"},
+                "r": {"replica_of": "default", "host": "r", "target_session_attrs": "read-write"},
+            }
+        },
+        None,
+        {},
+        # The backend the replica inherits comes from the same layer as its own key: refused, not ignored.
+        'dbconfig.json: databases.r.target_session_attrs (alias "r"): target_session_attrs is not supported on MySQL. Several hosts (libpq\'s failover) exist for PostgreSQL only: give MySQL/MariaDB one host, and put a proxy or a virtual IP in front of several servers. The backend "mysql" comes from inherited from default: dbconfig.json: databases.default.backend.',
+        id="replica_key_its_inherited_backend_refuses",
+    ),
+    pytest.param(
+        None,
+        None,
+        {"DATABASE_URL": "postgresql://u:p/ss@h/app"},
+        'DATABASE_URL (alias "default"): the URL has an @ after the host part, so the user name or password holds a / ? or # that is not percent-encoded. Encode them (%2F, %3F, %23).',
+        id="url_password_with_an_unencoded_slash",
+    ),
+    pytest.param(
+        None,
+        None,
+        {"DATABASE_URL": "postgres:/db/app"},
+        'DATABASE_URL (alias "default"): the URL does not start with scheme:// (e.g. postgresql://). Check the form scheme://user:password@host:port/name.',
+        id="url_without_scheme_slashes",
+    ),
+    pytest.param(
+        None,
+        None,
+        {"DATABASE_URL": "redis+hiredis://h/0"},
+        'DATABASE_URL (alias "default"): the URL scheme "redis+hiredis" names a driver django-dbconfig does not know. Known driver suffixes: postgresql+ psycopg, psycopg2, psycopg2cffi, asyncpg, pg8000; postgres+ psycopg, psycopg2, psycopg2cffi, asyncpg, pg8000; postgis+ psycopg, psycopg2, asyncpg; mysql+ mysqldb, pymysql, mysqlconnector, aiomysql, asyncmy, mariadbconnector, cymysql; mariadb+ mariadbconnector, mysqldb, pymysql, mysqlconnector, aiomysql, asyncmy; sqlite+ pysqlite, aiosqlite, pysqlcipher; spatialite+ pysqlite; or no suffix (postgresql://, postgres://, postgis://, mysql://, mariadb://, sqlite:// or spatialite://).',
+        id="url_unknown_scheme_with_a_driver",
+    ),
+    pytest.param(
+        {"databases": {"default": PG}, "environments": {"prod": {"environments": {}}}},
+        None,
+        {"DBCONFIG_ENV": "prod"},
+        "dbconfig.json: environments.prod.environments: environments are not allowed here. Put profiles in dbconfig.json.",
+        id="profile_with_environments",
+    ),
+    pytest.param(
+        '{"databases": ',
+        None,
+        {"DBCONFIG_ENV": "prod"},
+        "dbconfig.json: not valid JSON (Expecting value at line 1, column 15). Fix the syntax.",
+        id="malformed_json_with_a_profile_asked",
+    ),
+    pytest.param(
+        {"databases": {"default": PG}, "environments": {"prod": [PG]}},
+        None,
+        {"DBCONFIG_ENV": "prod"},
+        "dbconfig.json: environments.prod: expected an object shaped like dbconfig.json.",
+        id="profile_not_object",
+    ),
+    pytest.param(
+        {"databases": {"default": PG}, "environments": {"prod": {"databases": {"default": {"port": "x"}}}}},
+        None,
+        {"DBCONFIG_ENV": "prod"},
+        'dbconfig.json: environments.prod.databases.default.port (alias "default"): port: expected a whole number, got a string.',
+        id="profile_bad_value",
+    ),
+    pytest.param(
+        None,
+        {
+            "databases": {"default": {"backend": "sqlite", "name": "app.db"}},
+            "environments": {"prod": {"databases": {"default": {"sslmode": "require"}}}},
+        },
+        {"DBCONFIG_ENV": "prod"},
+        # The secrets file and its profile are one layer: the key is refused, not ignored.
+        '.secrets/dbconfig.json: environments.prod.databases.default.sslmode (alias "default"): sslmode is not supported on SQLite. SQLite is a local file: there is no server, network, TLS or user. The backend "sqlite" comes from .secrets/dbconfig.json: databases.default.backend.',
+        id="secrets_profile_key_its_backend_refuses",
+    ),
+    pytest.param(
+        None,
+        None,
+        {"DBCONFIG_DEFAULT_PASSWORD_FILE": "/tmp/" + "x" * 300},
+        f"DBCONFIG_DEFAULT_PASSWORD_FILE: the file /tmp/{'x' * 300} cannot be read (OSError). Check that the path is a readable file.",
+        id="file_twin_name_too_long",
+    ),
 ]
 
 
@@ -546,6 +654,17 @@ def test_query_options_that_are_neither_keys_nor_driver_options_are_refused(
             {"sslmode": ("verify-ca", "DATABASE_URL"), "sslrootcert": ("/etc/ca.pem", "DATABASE_URL")},
         ),
         ("mysql://u@h/app?ssl_mode=disabled", {"sslmode": ("disable", "DATABASE_URL")}),
+        ("mysql://u@h/app?ssl-mode=REQUIRED", {"sslmode": ("require", "DATABASE_URL")}),
+        ("mysql://u@h/app?ssl_mode=VERIFY_IDENTITY", {"sslmode": ("verify-full", "DATABASE_URL")}),
+        # The parser reads 2024 as a number; the key takes the text as written.
+        ("postgresql://h/app?application_name=2024", {"application_name": ("2024", "DATABASE_URL")}),
+        # Key names match in any case.
+        ("postgresql://h/app?Connect_Timeout=9", {"connect_timeout": ("9s", "DATABASE_URL")}),
+        # An `options` that sets no search_path stays a driver option.
+        (
+            "postgresql://h/app?options=-c%20geqo%3Doff",
+            {"options.options": ("-c geqo=off", "DATABASE_URL: options")},
+        ),
         (
             "postgresql://h/app?connect_timeout=7&application_name=x&sslmode=require",
             {
@@ -567,3 +686,9 @@ def test_query_options_of_a_url_become_alias_keys_where_they_name_one(
         if row.key not in common and row.source != "default"
     }
     assert shown == rows
+
+
+def test_a_url_password_with_an_unencoded_at_sign_is_masked_whole(tmp_path: Path) -> None:
+    config = load_config(tmp_path, environ={"DATABASE_URL": f"postgresql://u:p@{SECRET}@h/app"})
+    assert config.databases()["default"]["PASSWORD"] == f"p@{SECRET}"
+    assert {row.key: row.value for row in config.explain("default")}["url"] == "postgresql://u:********@h/app"
