@@ -8,7 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import django
+import pytest
+
 from django_dbconfig import DatabaseConfig, load_config
+
+# `pool` needs Django's connection pool (5.1+): before, the key is refused, whatever the server.
+needs_django_pool = pytest.mark.skipif(
+    django.VERSION < (5, 1), reason="Django's connection pool exists from 5.1"
+)
 
 
 class Project:

@@ -21,6 +21,7 @@ from asgiref.sync import ThreadSensitiveContext, sync_to_async
 
 from django_dbconfig.backends.postgresql.settings import ASGI_POOL, asgi_pool_missing
 from tests.asgi_load import serve_and_load, write_project
+from tests.helpers import needs_django_pool
 from tests.servers import PostgresServer
 
 MAX_CONNECTIONS = 30
@@ -106,6 +107,7 @@ def test_wsgi_requests_keep_their_persistent_connection(shared_postgres: dict[st
         assert query_one(connection, "SELECT pg_backend_pid()") == backend
 
 
+@needs_django_pool
 @pytest.mark.slow
 @pytest.mark.postgresql
 def test_asgi_with_pool_holds_only_the_pools_connections(

@@ -23,6 +23,7 @@ import pytest
 from django_dbconfig import DbConfigError, load_config
 from django_dbconfig.operations.export import export_databases
 from tests.conftest import django_connection, query_one
+from tests.helpers import needs_django_pool
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "example_project"
@@ -387,6 +388,7 @@ def test_unknown_settings_keys_are_refused_by_name(tmp_path: Path) -> None:
     )
 
 
+@needs_django_pool
 def test_a_pool_exports_without_conn_max_age_which_the_pool_sets(tmp_path: Path) -> None:
     databases = {
         "default": {

@@ -19,9 +19,10 @@ import pytest
 from django_dbconfig import build_databases
 from django_dbconfig.backends.base.health import socket_readable
 from tests.conftest import query_one
+from tests.helpers import needs_django_pool
 from tests.test_health import DJANGO, pg_gone, tls_environ, wait_for
 
-pytestmark = pytest.mark.postgresql
+pytestmark = [pytest.mark.postgresql, needs_django_pool]
 
 # One pooled session, so the connection checked out is always the one under test.
 ONE_SESSION = {"min_size": 1, "max_size": 1, "timeout": 20}

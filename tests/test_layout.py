@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import django_connection, query_one
+from tests.helpers import needs_django_pool
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "django_dbconfig"
@@ -137,6 +138,7 @@ def test_every_function_level_import_says_why() -> None:
     assert silent == []
 
 
+@needs_django_pool
 def test_building_the_settings_loads_no_database_code(tmp_path: Path) -> None:
     """What settings.py runs: no django.db, no driver, no engine, whatever the backends."""
     (tmp_path / "dbconfig.json").write_text(

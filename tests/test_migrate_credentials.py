@@ -26,6 +26,7 @@ from django_dbconfig import build_databases
 from django_dbconfig.core.errors import DbConfigError
 from django_dbconfig.operations.admin import admin_settings
 from tests.conftest import django_connection
+from tests.helpers import needs_django_pool
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = """\
@@ -295,6 +296,7 @@ def test_dbconfig_shows_the_migrate_keys_masked_with_their_sources(project: Any)
     assert "owner-secret-pw" not in out.getvalue()
 
 
+@needs_django_pool
 def test_admin_settings_put_the_migrate_keys_over_the_alias_and_drop_read_only(
     project: Any, settings: Any
 ) -> None:

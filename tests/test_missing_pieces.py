@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import needs_django_pool
 from tests.test_example_project import EXAMPLE
 
 RUN_HIDDEN = """
@@ -69,11 +70,13 @@ POOL_AND_MYSQL = {
 }
 
 
+@needs_django_pool
 def test_with_every_piece_installed_check_passes(example: Path) -> None:
     result = check_hiding(example, [], POOL_AND_MYSQL)
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
 
 
+@needs_django_pool
 def test_pool_without_psycopg_pool_is_e003_and_a_missing_driver_e002(example: Path) -> None:
     result = check_hiding(example, ["psycopg_pool", "MySQLdb"], POOL_AND_MYSQL)
     assert result.returncode == 1

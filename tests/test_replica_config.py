@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from django_dbconfig import DbConfigError
+from tests.helpers import needs_django_pool
 
 PRIMARY = {
     "backend": "postgresql",
@@ -99,6 +100,7 @@ def test_dbconfig_shows_each_inherited_value_with_its_source(project: Any) -> No
     }
 
 
+@needs_django_pool
 def test_host_port_pool_and_url_are_not_inherited(project: Any) -> None:
     project.write_config(
         {
