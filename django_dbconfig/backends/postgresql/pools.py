@@ -25,6 +25,7 @@ from psycopg import Connection, OperationalError
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from django_dbconfig.backends.base.probe import scrub
+from django_dbconfig.backends.postgresql.connect import waiting_for_role
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,15 @@ class AliasPool(ConnectionPool):
             @classmethod
             def connect(cls, *args: Any, **options: Any) -> Any:
                 try:
-                    return super().connect(*args, **options)
+                    # While the servers change role (a switchover), tried again within
+                    # connect_timeout, as the engine's own connections are; a refused or
+                    # unreachable server still fails at once, and the pool with it.
+                    return waiting_for_role(
+                        lambda: super(RecordsFailures, cls).connect(*args, **options),
+                        options,
+                        alias=alias,
+                        retry_on=OperationalError,
+                    )
                 except Exception as exc:
                     first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                     pool.last_failure = scrub(first_line, [secret])
