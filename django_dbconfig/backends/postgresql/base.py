@@ -243,6 +243,14 @@ class DatabaseWrapper(
         keywords = self.pool_keywords()
         if keywords is None:
             return None
+        if (
+            self.settings_dict["OPTIONS"].get("pool")
+            and self.settings_dict.get("CONN_MAX_AGE", 0) != 0
+            and self.alias not in getattr(django_postgresql.DatabaseWrapper, "_connection_pools", {})
+        ):
+            # As Django's engine: a pool for every connection hands them back at the end of
+            # each request, which CONN_MAX_AGE would contradict (build_databases() sets it to 0).
+            raise ImproperlyConfigured("Pooling doesn't support persistent connections.")
         try:
             from django_dbconfig.backends.postgresql import pools  # optional: needs psycopg_pool
         except ImportError as exc:
