@@ -138,6 +138,9 @@ def test_removal_closes_the_sessions_of_every_thread_so_the_database_can_be_drop
             assert [f.result(timeout=30) for f in [idle.submit(use_and_stay) for _ in range(4)]] == [name] * 4
             sleeping = other.submit(busy)
             assert wait_for(lambda: sessions(server, datname=name) == 5)
+            # The busy thread past connecting, inside its query: a removal while a thread still
+            # connects is another case (its connect then fails, naming the removal).
+            assert wait_for(lambda: sessions(server, query="SELECT pg_sleep(60)") == 1)
 
             started = time.monotonic()
             remove_database("tenant")
