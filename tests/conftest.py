@@ -103,3 +103,26 @@ def _live_servers_unblocked(request: pytest.FixtureRequest, django_db_blocker: A
             yield
     else:
         yield
+
+
+@pytest.fixture
+def register() -> Iterator[Any]:
+    """Add aliases to Django's connections for one test; close them (and their pools) after."""
+    added: list[str] = []
+
+    from django.db import connections  # after pytest-django has set Django up
+
+    def add(name: str, entry: dict[str, Any]) -> Any:
+        full = connections.configure_settings({"default": connections.settings["default"], name: entry})
+        connections.settings[name] = full[name]
+        added.append(name)
+        return connections[name]
+
+    yield add
+    for name in added:
+        connection = connections[name]
+        connection.close()
+        if hasattr(connection, "close_pool"):
+            connection.close_pool()
+        del connections[name]
+        del connections.settings[name]

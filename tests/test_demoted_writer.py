@@ -62,27 +62,6 @@ def pair() -> Iterator[Switch]:
         yield servers
 
 
-@pytest.fixture
-def register() -> Iterator[Any]:
-    """Add aliases to Django's connections for one test; close them (and their pools) after."""
-    added: list[str] = []
-
-    def add(name: str, entry: dict[str, Any]) -> Any:
-        full = connections.configure_settings({"default": connections.settings["default"], name: entry})
-        connections.settings[name] = full[name]
-        added.append(name)
-        return connections[name]
-
-    yield add
-    for name in added:
-        connection = connections[name]
-        connection.close()
-        if hasattr(connection, "close_pool"):
-            connection.close_pool()
-        del connections[name]
-        del connections.settings[name]
-
-
 def write_alias(tmp_path: Path, pair: Switch, *, pool: bool, engine: str | None = None) -> dict[str, Any]:
     entry = {
         "backend": "postgresql",

@@ -61,23 +61,6 @@ def flip() -> Iterator[Flip]:
         yield servers
 
 
-@pytest.fixture
-def register() -> Iterator[Any]:
-    added: list[str] = []
-
-    def add(name: str, entry: dict[str, Any]) -> Any:
-        full = connections.configure_settings({"default": connections.settings["default"], name: entry})
-        connections.settings[name] = full[name]
-        added.append(name)
-        return connections[name]
-
-    yield add
-    for name in added:
-        connections[name].close()
-        del connections[name]
-        del connections.settings[name]
-
-
 def write_alias(tmp_path: Path, flip: Flip, *, engine: str | None = None) -> dict[str, Any]:
     entry = {
         "backend": "mariadb",
