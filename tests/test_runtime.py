@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -388,3 +389,37 @@ def test_like_with_another_backend_takes_only_what_that_backend_uses(
     )
     assert "sslmode" not in entry["OPTIONS"]
     assert entry["CONN_MAX_AGE"] == 30  # the config's defaults still apply
+
+
+def test_system_checks_and_dbcheck_read_a_snapshot_while_tenants_come_and_go(tmp_path: Path) -> None:
+    """`manage.py check` iterates the aliases while another thread adds and removes tenants."""
+    from django_dbconfig.checks import check_configuration, check_deploy
+    from django_dbconfig.checks.dbcheck import verify
+
+    for n in range(100):
+        add_database(f"kept_{n}", sqlite(tmp_path / f"kept_{n}.sqlite3"))
+    stop = threading.Event()
+
+    def churn() -> None:
+        n = 0
+        while not stop.is_set():
+            alias = f"churn_{n % 50}"
+            add_database(alias, sqlite(tmp_path / f"{alias}.sqlite3"))
+            remove_database(alias)
+            n += 1
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    worker = threading.Thread(target=churn)
+    worker.start()
+    try:
+        for _ in range(200):
+            check_configuration()
+            check_deploy()
+            verify([])
+    finally:
+        stop.set()
+        worker.join()
+        sys.setswitchinterval(interval)
+        for n in range(100):
+            remove_database(f"kept_{n}")

@@ -13,9 +13,8 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 from django.core.management.commands.migrate import Command as Migrate
-from django.db import connections
 
-from django_dbconfig.checks.dbcheck import probe_aliases
+from django_dbconfig.checks.dbcheck import databases_now, probe_aliases
 from django_dbconfig.checks.static import (
     configured_aliases,
     deploy_problems,
@@ -28,12 +27,12 @@ from django_dbconfig.core.report import Problem
 
 def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Static checks of every alias: no connection is opened."""
-    return [_message(p, None) for _, p in static_problems(connections.settings)]
+    return [_message(p, None) for _, p in static_problems(databases_now())]
 
 
 def check_deploy(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """`check --deploy`: the built-in SQLite default serving a project with DEBUG off."""
-    return [_message(p, None) for p in deploy_problems(connections.settings, debug=settings.DEBUG)]
+    return [_message(p, None) for p in deploy_problems(databases_now(), debug=settings.DEBUG)]
 
 
 def check_live(
@@ -43,7 +42,7 @@ def check_live(
     if databases is None:
         return []
     report = probe_aliases(list(databases))
-    report.problems.extend(routing_problems(configured_aliases(connections.settings)))
+    report.problems.extend(routing_problems(configured_aliases(databases_now())))
     # migrate runs these checks before it creates the database files W102 is about.
     quiet = {W102} if _running_migrate() else set()
     messages = [_message(p, db.alias) for db in report.databases for p in db.problems if p.id not in quiet]

@@ -33,6 +33,15 @@ from django_dbconfig.operations.admin import admin_settings, over
 logger = logging.getLogger(__name__)
 
 
+def databases_now() -> dict[str, Any]:
+    """A copy of every alias's settings, to iterate while runtime aliases come and go.
+
+    Runtime databases change `connections.settings` in place from other threads; copying a
+    dict is one step for the interpreter, so the copy is never half-changed.
+    """
+    return dict(connections.settings)
+
+
 def probe_aliases(
     aliases: Sequence[str],
     *,
@@ -41,7 +50,7 @@ def probe_aliases(
     create_schemas: bool = False,
 ) -> Report:
     """Probe the aliases at once, each bounded by its timeout."""
-    settings = connections.settings
+    settings = databases_now()
     specs = []
     for alias in aliases:
         entry = copy.deepcopy(settings[alias])
@@ -225,7 +234,7 @@ def verify(
     create_schemas: bool = False,
 ) -> Report:
     """dbcheck's report: the live probes of `aliases`, plus routing and static problems."""
-    settings = connections.settings
+    settings = databases_now()
     report = probe_aliases(aliases, timeout=timeout, require_tls=require_tls, create_schemas=create_schemas)
     report.problems.extend(routing_problems(configured_aliases(settings)))
     by_alias = {db.alias: db for db in report.databases}
