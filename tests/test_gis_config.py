@@ -141,11 +141,27 @@ def test_another_engine_on_postgresql_warns_naming_each_lost_feature_and_its_key
             "each new connection, asked by password_provider: myproject.db.token (dbconfig.json: "
             "databases.default.password_provider); 2) the session settings (statement_timeout, "
             "default_transaction_read_only) sent as SET behind the pooler, asked by pooler: session "
-            "(dbconfig.json: databases.default.pooler); 3) the close of the connections an ASGI request "
+            "(dbconfig.json: databases.default.pooler); 3) the pool of the connections an ASGI request "
+            "opens (requests would open their own), asked by pool: asgi (pooled when opened for an ASGI "
+            "request, persistent otherwise) (default); 4) the close of the connections an ASGI request "
             "opened, at its end (each request would leave its connection open), asked by conn_max_age: 60 "
             "(default).",
         )
     ]
+
+
+def test_another_engine_on_postgresql_loses_the_asgi_pool_of_the_default(tmp_path: Path) -> None:
+    databases = build(
+        tmp_path,
+        {"default": {"backend": "postgresql", "engine": "django_prometheus.db.backends.postgresql", **PG}},
+    )
+    assert "asgi_pool" in databases["default"]["DBCONFIG"]  # what the other engine does not read
+    (found,) = [message for check, message in static(databases) if check == "dbconfig.W012"]
+    assert (
+        "2) the pool of the connections an ASGI request opens (requests would open their own), asked by "
+        "pool: asgi (pooled when opened for an ASGI request, persistent otherwise) (default); 3) the close "
+        "of the connections an ASGI request opened"
+    ) in found
 
 
 def test_another_engine_on_mariadb_warns_about_network_timeout_and_the_socket_health_check(

@@ -297,6 +297,11 @@ def lost_features(alias: str, entry: Mapping[str, Any]) -> list[str]:
             "the socket health check (Django's query per request instead), "
             f"asked by {asked('conn_health_checks')}"
         )
+    if "asgi_pool" in (entry.get("DBCONFIG") or {}):
+        lost.append(
+            "the pool of the connections an ASGI request opens (requests would open their own), "
+            f"asked by {asked('pool')}"
+        )
     if values.get("conn_max_age") != 0 and not (entry.get("OPTIONS") or {}).get("pool"):
         lost.append(
             "the close of the connections an ASGI request opened, at its end (each request "
