@@ -335,11 +335,12 @@ def give_back_memory() -> None:
 def _malloc_trim() -> Any:
     if not sys.platform.startswith("linux"):
         return None
+    # Only once a drain of aliases asks for it: not on the path of every settings.py.
     import ctypes
-    import ctypes.util
 
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        # The process's own symbols, where the C library's are (no search for its file).
+        return ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
         return None
 
