@@ -1,6 +1,7 @@
 """The cost of a runtime database: `runtime_database()` enter plus exit, beside a raw psycopg connection.
 
     .venv/bin/python benchmarks/runtime.py [--rounds 15] [--per-round 20] [--part ops|scale|cycles|all]
+        [--runs 3] [--cycles 5] [--cycle-size 1000] [--trim]
 
 Variants, each timed per operation:
 
@@ -20,12 +21,17 @@ connection) and removes them all, timing each operation: it prints the median
 per-operation cost of the first and the last 1,000 (or all, below 1,000) and the
 ratio last/first, for add and for remove.
 
-`--part cycles` runs five cycles of: add 1,000 aliases, touch each (one `SELECT 1`)
-from a pool of 16 threads that stays alive, remove them all from the main thread.
+`--part cycles` runs five cycles (`--cycles`) of: add 1,000 aliases, touch each (one
+`SELECT 1`) from a pool of 16 threads that stays alive, remove them all from the main thread.
 After each cycle (and a gc.collect()) it prints the live DatabaseWrapper and psycopg
-Connection objects of runtime aliases, what the tracking module still holds, the
-process's RSS (as read, and after glibc's malloc_trim hands free memory back), the
-server's sessions, and the time the 1,000 removals took.
+Connection objects of runtime aliases, what the tracking module still holds, the process's
+RSS, the memory the interpreter and the C allocator hold for live data (Python's allocated
+blocks, glibc's bytes in use), the server's sessions, and the time the 1,000 removals took.
+Each run is a fresh process (`--runs`, default 3), and every run is made twice, interleaved:
+with glibc's defaults and with `MALLOC_ARENA_MAX=2`. The summary gives, per variant, the RSS
+after the last cycle against the first cycle's in each run and their median. With `--trim`,
+glibc's malloc_trim(0) runs after each cycle's reading and the RSS after it is shown too
+(it hands free memory back, so it changes what later cycles read).
 
 The variants run interleaved, `--per-round` operations of each in turn per round, so
 background load falls on all of them alike. The table shows, per variant, the median
@@ -104,17 +110,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-round", type=int, default=20)
     parser.add_argument("--part", choices=("ops", "scale", "cycles", "all"), default="all")
     parser.add_argument("--cycle-size", type=int, default=1000)
+    parser.add_argument("--cycles", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=3, help="fresh processes per variant (--part cycles)")
+    parser.add_argument("--trim", action="store_true", help="malloc_trim(0) after each cycle's reading")
+    parser.add_argument("--one-run", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.part != "ops":
         from tests.servers import PostgresServer
 
-        settings = {"max_connections": str(args.cycle_size + 100)}
-        with PostgresServer(settings=settings) as server, tempfile.TemporaryDirectory() as base_dir:
-            configure_django(server.url(), base_dir)
-            if args.part in ("scale", "all"):
+        if args.part in ("scale", "all") or args.one_run:
+            settings = {"max_connections": str(args.cycle_size + 100)}
+            with PostgresServer(settings=settings) as server, tempfile.TemporaryDirectory() as base_dir:
+                configure_django(server.url(), base_dir)
+                if args.one_run:
+                    cycles(server, args.cycle_size, args.cycles, trim=args.trim)
+                    return 0
                 scale()
-            if args.part in ("cycles", "all"):
-                cycles(server, args.cycle_size)
+        if args.part in ("cycles", "all"):
+            cycle_runs(args)
         if args.part == "all":
             # Django is configured once per process: the per-operation variants run in another.
             return subprocess.call([sys.executable, __file__, "--part", "ops", *_rest(args)])
@@ -185,8 +198,64 @@ def scale() -> None:
     print(f"(first/last: medians of the first and last {1_000} operations, or of all below 1,000)")
 
 
-def cycles(server: object, size: int, count: int = 5) -> None:
-    """Five add/touch/remove cycles with 16 threads alive; what is left after each."""
+# The allocator settings each run of --part cycles is made with (environment variables).
+ALLOCATORS = {"glibc defaults": {}, "MALLOC_ARENA_MAX=2": {"MALLOC_ARENA_MAX": "2"}}
+RESULT = "cycles result: "
+
+
+def cycle_runs(args: argparse.Namespace) -> None:
+    """`--runs` fresh processes per allocator setting, interleaved; the RSS of the last cycle
+    against the first's in each, and their median."""
+    import os
+
+    command = [
+        sys.executable,
+        __file__,
+        "--part",
+        "cycles",
+        "--one-run",
+        "--cycles",
+        str(args.cycles),
+        "--cycle-size",
+        str(args.cycle_size),
+        *(["--trim"] if args.trim else []),
+    ]
+    results: dict[str, list[dict[str, list[float]]]] = {label: [] for label in ALLOCATORS}
+    for run in range(1, args.runs + 1):
+        for label, extra in ALLOCATORS.items():
+            environ = {key: value for key, value in os.environ.items() if key != "MALLOC_ARENA_MAX"}
+            print(f"run {run}, {label} (load average {os.getloadavg()[0]:.1f}):", flush=True)
+            done = subprocess.run(
+                command, env={**environ, **extra}, capture_output=True, text=True, check=True
+            )
+            for line in done.stdout.splitlines():
+                if line.startswith(RESULT):
+                    results[label].append(json.loads(line[len(RESULT) :]))
+                else:
+                    print(f"  {line}", flush=True)
+    last = args.cycles
+    print(f"RSS after cycle {last} against cycle 1 ({args.runs} fresh processes per variant):")
+    for label, runs in results.items():
+        ratios = [run["rss"][-1] / run["rss"][0] for run in runs]
+        figures = ", ".join(
+            f"{run['rss'][0]:.1f} -> {run['rss'][-1]:.1f} MB ({ratio - 1:+.1%})"
+            for run, ratio in zip(runs, ratios, strict=True)
+        )
+        print(f"  {label}: {figures}; median {statistics.median(ratios) - 1:+.1%}")
+        live = [
+            (run["python_blocks"][-1] / run["python_blocks"][0], run["c_heap"][-1] - run["c_heap"][0])
+            for run in runs
+        ]
+        print(
+            f"  {'':{len(label)}}  live data, cycle {last} against 1: Python's allocated blocks "
+            + ", ".join(f"{blocks - 1:+.2%}" for blocks, _ in live)
+            + "; glibc's bytes in use "
+            + ", ".join(f"{heap:+.2f} MB" for _, heap in live)
+        )
+
+
+def cycles(server: object, size: int, count: int = 5, *, trim: bool = False) -> None:
+    """`count` add/touch/remove cycles with 16 threads alive; what is left after each."""
     import gc
     from concurrent.futures import ThreadPoolExecutor
 
@@ -215,8 +284,19 @@ def cycles(server: object, size: int, count: int = 5) -> None:
         return int(rows[0][0])
 
     print(f"{count} cycles: add {size}, touch each from 16 threads (alive throughout), remove all")
-    columns = ("wrappers", "psycopg", "tracked", "RSS MB", "trimmed", "sessions", "remove s")
-    print("cycle  " + "  ".join(f"{name:>8}" for name in columns))
+    columns = (
+        "wrappers",
+        "psycopg",
+        "tracked",
+        "RSS MB",
+        *(("trimmed",) if trim else ()),
+        "py blocks",
+        "C heap MB",
+        "sessions",
+        "remove s",
+    )
+    print("cycle  " + "  ".join(f"{name:>9}" for name in columns))
+    found: dict[str, list[float]] = {"rss": [], "python_blocks": [], "c_heap": []}
     with ThreadPoolExecutor(16) as pool:
         for cycle in range(1, count + 1):
             names = [f"cycle_{cycle}_{i}" for i in range(size)]
@@ -227,6 +307,7 @@ def cycles(server: object, size: int, count: int = 5) -> None:
             for name in names:
                 remove_database(name)
             removing = time.perf_counter() - started
+            del names
             gc.collect()
             objects = gc.get_objects()
             wrappers = sum(
@@ -235,10 +316,52 @@ def cycles(server: object, size: int, count: int = 5) -> None:
                 if issubclass(type(o), BaseDatabaseWrapper) and o.alias.startswith("cycle_")
             )
             drivers = sum(1 for o in objects if issubclass(type(o), psycopg.Connection))
+            del objects
+            rss, blocks, heap = rss_mb(), sys.getallocatedblocks(), c_heap_mb()
+            found["rss"].append(rss)
+            found["python_blocks"].append(blocks)
+            found["c_heap"].append(heap)
+            trimmed = f"{trimmed_rss_mb():>9.1f}  " if trim else ""
             print(
-                f"{cycle:>5}  {wrappers:>8}  {drivers:>8}  {held():>8}  {rss_mb():>8.1f}  "
-                f"{trimmed_rss_mb():>8.1f}  {sessions():>8}  {removing:>8.2f}"
+                f"{cycle:>5}  {wrappers:>9}  {drivers:>9}  {held():>9}  {rss:>9.1f}  {trimmed}{blocks:>9}  "
+                f"{heap:>9.2f}  {sessions():>9}  {removing:>9.2f}",
+                flush=True,
             )
+    print(f"RSS after the threads ended: {rss_mb():.1f} MB; after malloc_trim(0): {trimmed_rss_mb():.1f} MB")
+    print(RESULT + json.dumps(found))
+
+
+def c_heap_mb() -> float:
+    """Bytes glibc's allocator has handed out and not been given back (mallinfo2), in MB; NaN
+    where there is no mallinfo2 (not glibc, or glibc before 2.33)."""
+    import ctypes
+    import ctypes.util
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [
+            (name, ctypes.c_size_t)
+            for name in (
+                "arena",
+                "ordblks",
+                "smblks",
+                "hblks",
+                "hblkhd",
+                "usmblks",
+                "fsmblks",
+                "uordblks",
+                "fordblks",
+                "keepcost",
+            )
+        ]
+
+    try:
+        mallinfo2 = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return float("nan")
+    mallinfo2.restype = MallInfo2
+    info = mallinfo2()
+    # In use: the main heap's and the thread arenas' allocated chunks plus mmapped ones.
+    return int(info.uordblks + info.hblkhd) / 2**20
 
 
 def trimmed_rss_mb() -> float:

@@ -11,6 +11,8 @@ Costs at 10,000 aliases are measured by benchmarks/runtime.py, not here.
 from __future__ import annotations
 
 import gc
+import platform
+import sys
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -104,3 +106,71 @@ def test_adding_and_removing_never_copy_the_settings(built_config: Any, tmp_path
         False,
         ["default", "first"],
     )
+
+
+def test_registries_are_rebuilt_at_their_size_once_three_quarters_of_the_aliases_are_gone(
+    built_config: Any, tmp_path: Any
+) -> None:
+    from django_dbconfig.runtime import databases
+
+    built_config({"databases": {"default": {"backend": "sqlite", "name": str(tmp_path / "d.sqlite3")}}})
+    names = [f"tenant_{n}" for n in range(1_000)]
+    for name in names:
+        add_database(name, {}, like="default")
+        connections[name].ensure_connection()  # Django notes each alias whose version it checked
+    kept = {name: connections[name] for name in names[-10:]}
+    settings = connections.settings
+    for name in names[:700]:
+        remove_database(name)
+    # 300 of 1,000 left: no copy yet (copies are paid once per three quarters of the peak).
+    assert connections.settings is settings
+    for name in names[700:750]:
+        remove_database(name)
+
+    def registries() -> dict[str, Any]:
+        return {
+            "connections.settings": connections.settings,
+            "runtime": databases._runtime,
+            "tracked names": tracking._names,
+            "tracked objects": tracking._made,
+            "version checked": django_base.RAN_DB_VERSION_CHECK,
+        }
+
+    # Each takes the room a fresh copy of its present keys takes, not the room of 1,000 keys.
+    sizes = {label: sys.getsizeof(found) for label, found in registries().items()}
+    assert sizes == {label: sys.getsizeof(found.copy()) for label, found in registries().items()}
+    assert connections.settings is not settings
+    # 250 left: the ten kept are served as before, by the same connection objects.
+    for name, connection in kept.items():
+        assert connections[name] is connection
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            assert cursor.fetchone() == (1,)
+    for name in names[750:]:
+        remove_database(name)
+    assert list(connections) == ["default"]
+
+
+def test_free_memory_is_handed_back_once_per_three_quarters_of_the_aliases_removed(
+    built_config: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    built_config({"databases": {"default": {"backend": "sqlite", "name": str(tmp_path / "d.sqlite3")}}})
+    given_back: list[int] = []
+    trim = tracking.give_back_memory
+    monkeypatch.setattr(
+        tracking, "give_back_memory", lambda: (given_back.append(len(connections.settings)), trim())
+    )
+    names = [f"tenant_{n}" for n in range(400)]
+    for name in names:
+        add_database(name, {}, like="default")
+    for name in names:
+        remove_database(name)
+    # Once, when 100 of 400 were left (plus default): not per removal, and not when so few
+    # were added that what they took is a few kilobytes (COMPACT_FROM).
+    assert given_back == [101]
+    for name in names[:100]:
+        add_database(name, {}, like="default")
+        remove_database(name)
+    assert given_back == [101]
+    # On glibc the hand-back is glibc's malloc_trim, not a silent no-op.
+    assert (tracking._malloc_trim() is not None) == (platform.libc_ver()[0] == "glibc")

@@ -14,6 +14,9 @@ The aliases of DATABASES stay in Django's own storage, untouched.
 `connections.settings` is updated in place under a lock (never copied per call: adding
 and removing cost the same at the 10,000th alias as at the first); iterating
 `connections` iterates a snapshot, so a thread may add while another iterates.
+A dict or set keeps the table of the most keys it ever held; once most runtime aliases
+are gone (compact()), the process-wide ones are rebuilt at their present size, so what
+10,000 removed aliases needed is given back.
 
 An object held across the removal and used without going through `connections`
 cannot open a session: it is marked removed, and the `connection_created` receiver
@@ -22,6 +25,7 @@ closes it and raises.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -296,6 +300,49 @@ def hang_up(raw: Any) -> None:
             sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         logger.debug("shutting down a driver socket failed", exc_info=True)
+
+
+def compact() -> None:
+    """Rebuild the process-wide dicts and sets that runtime aliases grew, at their present size.
+
+    Python never shrinks a dict or set when keys are deleted: after 10,000 aliases came and
+    went, each would keep a table for 10,000. Each is replaced by a copy in one assignment,
+    so a thread reading it meanwhile sees the old one or the new one, whole. Call under the
+    caller's lock (no alias added or removed meanwhile), seldom: it costs a copy of each.
+    The threads' own dicts (_Slots) stay: their threads write them without a lock.
+    """
+    global _names, _made  # noqa: PLW0603 - replaced whole, read without the lock
+
+    connections.__dict__["settings"] = dict(connections.settings)
+    with _lock:
+        _names = set(_names)
+        _made = dict(_made)
+    module = sys.modules.get("django.db.backends.base.base")
+    checked = getattr(module, "RAN_DB_VERSION_CHECK", None)
+    if isinstance(checked, set):
+        # Django reads it as a module global at each connection: the copy is what it sees next.
+        module.RAN_DB_VERSION_CHECK = set(checked)  # type: ignore[union-attr]
+
+
+def give_back_memory() -> None:
+    """Hand the C allocator's free memory back to the system (glibc's malloc_trim; elsewhere nothing)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    # Only once a drain of aliases asks for it: not on the path of every settings.py.
+    import ctypes
+
+    try:
+        # The process's own symbols, where the C library's are (no search for its file).
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return None
 
 
 def forget_alias(alias: str) -> None:
