@@ -50,6 +50,9 @@ ASGI_POOL_AVAILABLE = (
     and importlib.util.find_spec("psycopg_pool") is not None
 )
 
+# Django 5.1+'s pools by alias (an empty dict before: nothing is pooled there).
+_connection_pools: dict[str, Any] = getattr(django_postgresql.DatabaseWrapper, "_connection_pools", {})
+
 # More reads than this without reaching the end means a chatty, live connection.
 _MAX_READS = 3
 
@@ -225,6 +228,9 @@ class DatabaseWrapper(
     # Whether the per-request health check looks at this connection's socket (psycopg 3,
     # not pooled: a pool checks its connections itself). Decided when it opens.
     judged_by_socket = False
+    # The pool this wrapper last found in Django's dict and made ready (credentials);
+    # while the dict still holds it, `pool` answers with it at once.
+    _ready_pool: Any = None
 
     def connect(self) -> None:
         self.pooled_for_asgi = (
@@ -263,6 +269,19 @@ class DatabaseWrapper(
         connection it opens, and each connection it hands out checked by
         `check_pooled_connection` when CONN_HEALTH_CHECKS is on.
         """
+        # Django asks for it several times per checkout: the pool found last time, while
+        # it is still the alias's, needs no more work. A pool dropped or replaced (a failed
+        # server, close_pool(), a fork, a test changing settings) is looked up again.
+        if not (self.pooled_for_asgi or self.settings_dict["OPTIONS"].get("pool")):
+            return None
+        ready = self._ready_pool
+        if ready is not None and _connection_pools.get(self.alias) is ready:
+            return ready
+        self._ready_pool = pool = self.find_pool()
+        return pool
+
+    def find_pool(self) -> Any:
+        """`pool` the long way: the alias's pool, made on first use, ready for this wrapper."""
         keywords = self.pool_keywords()
         if keywords is None:
             return None
