@@ -67,15 +67,15 @@ class AliasPool(ConnectionPool):
                         pool.last_failure = scrub(first_line, [secret])
                     raise
 
-        super().__init__(name=alias, connection_class=RecordsFailures, **kwargs)
         self.alias = alias
         # Failed connection attempts so far, and why the last one failed. Counted here
         # rather than read from get_stats(), which builds a dict under the pool's lock:
-        # getconn() looks at the count at every checkout.
+        # getconn() looks at the count at every checkout. Set before the pool may connect.
         self.failures = 0
         self.last_failure = ""
         self._lent = 0
         self._count_lock = threading.Lock()
+        super().__init__(name=alias, connection_class=RecordsFailures, **kwargs)
 
     def getconn(self, timeout: float | None = None) -> Any:
         """A connection within `timeout` (the pool's), or an error once the server is seen failing."""
