@@ -12,7 +12,13 @@ background load on the machine falls on all of them alike. Only the variant whos
 slice it is has its connection visible to Django, since the request signals visit
 every open connection. The table shows, per variant, the median over the rounds
 of requests/s and the ratio to the fastest; the last line is the median over the
-rounds of the paired ratio that the target is about.
+rounds of the paired ratio that the target is about. The CPU column is the time
+this process's thread spent per request (`time.thread_time`: its own work and the
+driver's, not the server's, and not the time it waited for a core), median over the
+rounds; the paired lines add the median per-round difference. On a machine shared
+with other work the ratios move by several hundredths from run to run, while the
+CPU figures move by tenths of a microsecond: they show what a change in the
+engine's per-request path costs.
 
 The PgBouncer section compares, on one throwaway PostgreSQL, persistent connections
 straight to the server with the same through a throwaway PgBouncer in transaction mode
@@ -51,6 +57,10 @@ TARGET = 0.95
 # that a variant never runs alone through a burst of load.
 SLICE_SECONDS = 0.005
 WARMUP_CYCLES = 20
+
+
+# Per alias, one value per round.
+Results = dict[str, list[float]]
 
 
 @dataclass(frozen=True)
@@ -153,10 +163,13 @@ class Bench:
         finally:
             request_finished.send(sender=None)
 
-    def slice(self, alias: str) -> tuple[int, float]:
-        """Run cycles for one slice; return how many and how long they took."""
+    def slice(self, alias: str) -> tuple[int, float, float]:
+        """Run cycles for one slice; return how many, how long they took, and the CPU time
+        this thread spent on them (the process's own work: what load on the machine adds
+        to the elapsed time, waiting for a core, it does not add here)."""
         count = 0
         with self.visible(alias):
+            cpu = time.thread_time()
             start = time.perf_counter()
             deadline = start + SLICE_SECONDS
             while True:
@@ -164,7 +177,7 @@ class Bench:
                 count += 1
                 now = time.perf_counter()
                 if now >= deadline:
-                    return count, now - start
+                    return count, now - start, time.thread_time() - cpu
 
     def close(self) -> None:
         for wrapper in self.wrappers.values():
@@ -173,56 +186,68 @@ class Bench:
                 wrapper.close_pool()
 
 
-def measure(aliases: list[str], *, rounds: int, seconds: float) -> dict[str, list[float]]:
-    """Requests/s of each alias in each round, the aliases taking turns slice by slice."""
+def measure(aliases: list[str], *, rounds: int, seconds: float) -> tuple[Results, Results]:
+    """Requests/s of each alias in each round, the aliases taking turns slice by slice;
+    and the CPU microseconds this process spent per request, by round."""
     bench = Bench(aliases)
-    results: dict[str, list[float]] = {alias: [] for alias in aliases}
+    rates: Results = {alias: [] for alias in aliases}
+    cpu_us: Results = {alias: [] for alias in aliases}
     try:
         for index in range(rounds):
             counts = dict.fromkeys(aliases, 0)
             spent = dict.fromkeys(aliases, 0.0)
+            cpu = dict.fromkeys(aliases, 0.0)
             # Each alias gets the same time: the next slice goes to the one that had least.
             while min(spent.values()) < seconds / len(aliases):
                 alias = min(aliases, key=spent.__getitem__)
-                count, elapsed = bench.slice(alias)
+                count, elapsed, used = bench.slice(alias)
                 counts[alias] += count
                 spent[alias] += elapsed
+                cpu[alias] += used
             for alias in aliases:
-                results[alias].append(counts[alias] / spent[alias])
+                rates[alias].append(counts[alias] / spent[alias])
+                cpu_us[alias].append(cpu[alias] / counts[alias] * 1e6)
             print(f"  round {index + 1}/{rounds} done", file=sys.stderr)
     finally:
         bench.close()
-    return results
+    return rates, cpu_us
 
 
-def table(title: str, variants: dict[str, Variant], results: dict[str, list[float]]) -> str:
-    """One server's variants: median requests/s, ratio to the fastest, and the target."""
+def table(title: str, variants: dict[str, Variant], results: Results, cpu_us: Results) -> str:
+    """One server's variants: median requests/s, ratio to the fastest, CPU per request, and the target."""
     medians = {alias: statistics.median(values) for alias, values in results.items()}
     fastest = max(medians.values())
     width = max(len(variant.label) for variant in variants.values())
     lines = [
         title,
-        f"  {'configuration':<{width}}  {'requests/s':>10}  {'vs fastest':>10}",
+        f"  {'configuration':<{width}}  {'requests/s':>10}  {'vs fastest':>10}  {'CPU µs/request':>14}",
     ]
     for alias, median in medians.items():
         label = variants[alias].label
-        lines.append(f"  {label:<{width}}  {median:>10,.0f}  {median / fastest:>9.2f}x")
+        cpu = statistics.median(cpu_us[alias])
+        lines.append(f"  {label:<{width}}  {median:>10,.0f}  {median / fastest:>9.2f}x  {cpu:>14.1f}")
     by_label = {variant.label: alias for alias, variant in variants.items()}
 
     def paired(ours: str, baseline: str) -> float:
         pairs = zip(results[by_label[ours]], results[by_label[baseline]], strict=True)
         return statistics.median(a / b for a, b in pairs)
 
+    def cpu_added(ours: str, baseline: str) -> float:
+        pairs = zip(cpu_us[by_label[ours]], cpu_us[by_label[baseline]], strict=True)
+        return statistics.median(a - b for a, b in pairs)
+
     ratio = paired(DEFAULT_VARIANT, PERSISTENT_VARIANT)
     verdict = "meets" if ratio >= TARGET else "MISSES"
     lines.append(
         f"  {DEFAULT_VARIANT} vs {PERSISTENT_VARIANT}, median of per-round ratios: "
-        f"{ratio:.2f}x ({verdict} the {TARGET:.2f}x target)"
+        f"{ratio:.2f}x ({verdict} the {TARGET:.2f}x target); CPU per request "
+        f"{cpu_added(DEFAULT_VARIANT, PERSISTENT_VARIANT):+.1f} µs"
     )
     if OUR_POOL_VARIANT in by_label:
         lines.append(
             f"  {OUR_POOL_VARIANT} (health checks on) vs {POOL_VARIANT}, median of per-round ratios: "
-            f"{paired(OUR_POOL_VARIANT, POOL_VARIANT):.2f}x; "
+            f"{paired(OUR_POOL_VARIANT, POOL_VARIANT):.2f}x (CPU per request "
+            f"{cpu_added(OUR_POOL_VARIANT, POOL_VARIANT):+.1f} µs); "
             f"vs {POOL_CHECKS_VARIANT}: {paired(OUR_POOL_VARIANT, POOL_CHECKS_VARIANT):.2f}x"
         )
     return "\n".join(lines)
@@ -280,7 +305,7 @@ def pgbouncer_variants(stack: contextlib.ExitStack) -> tuple[str, dict[str, Vari
     }
 
 
-def pgbouncer_table(title: str, variants: dict[str, Variant], results: dict[str, list[float]]) -> str:
+def pgbouncer_table(title: str, variants: dict[str, Variant], results: Results) -> str:
     medians = {alias: statistics.median(values) for alias, values in results.items()}
     width = max(len(variant.label) for variant in variants.values())
     by_label = {variant.label: alias for alias, variant in variants.items()}
@@ -342,11 +367,11 @@ def main(argv: list[str] | None = None) -> int:
         reports = []
         for name, (title, variants) in groups.items():
             print(f"measuring: {title}...", file=sys.stderr)
-            results = measure(list(variants), rounds=args.rounds, seconds=args.seconds)
+            results, cpu_us = measure(list(variants), rounds=args.rounds, seconds=args.seconds)
             if name == "pgbouncer":
                 reports.append(pgbouncer_table(title, variants, results))
                 continue
-            reports.append(table(title, variants, results))
+            reports.append(table(title, variants, results, cpu_us))
     print("\n\n".join(reports))
     return 0
 

@@ -177,3 +177,33 @@ def test_close_pool_closes_the_asgi_pool_from_outside_a_request(stoppable: Postg
         wrapper.close_pool()
         assert asgi_pool.closed
         assert wrapper.alias not in wrapper._connection_pools
+
+
+@pytest.mark.parametrize("pool", [True, "asgi"], ids=["pool true", "ASGI pool"])
+def test_a_wrapper_uses_the_pool_that_replaced_the_one_it_used(stoppable: PostgresServer, pool: Any) -> None:
+    """The wrapper keeps the pool it last used, but only while the alias still has it."""
+    asgi = pool == "asgi"
+
+    def served_by(wrapper: Any) -> Any:
+        """The pool that served one request of `wrapper`."""
+        pools = wrapper._connection_pools
+        before = {id(p): p.get_stats().get("requests_num", 0) for p in pools.values()}
+        query(wrapper, asgi=asgi)
+        (used,) = [p for p in pools.values() if p.get_stats().get("requests_num", 0) != before.get(id(p), 0)]
+        return used
+
+    with configured(stoppable, pool) as wrapper:
+        first = served_by(wrapper)
+        assert served_by(wrapper) is first
+        wrapper.close_pool()  # as a test changing settings, or a fork, drops it
+        assert first.closed
+        second = served_by(wrapper)
+        assert (second is not first, second.closed) == (True, False)
+        # A pool put in the alias's place by another wrapper (another thread's) is used too.
+        settings = dict(wrapper.settings_dict)
+        other = ConnectionHandler({"default": settings, wrapper.alias: settings})[wrapper.alias]
+        other.close_pool()
+        assert second.closed
+        third = served_by(other)
+        assert served_by(wrapper) is third
+        assert third not in (first, second)

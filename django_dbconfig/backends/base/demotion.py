@@ -76,6 +76,9 @@ class DemotedWriterErrors(LostConnectionErrors):
     wrapper: DropsDemotedWriter
 
     def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        if exc_type is None:
+            # Every query passes here (its execute and its fetches): no frame more than Django's.
+            return
         try:
             super().__exit__(exc_type, exc_value, traceback)
         except DatabaseError as error:

@@ -33,6 +33,11 @@ class Verdict(enum.Enum):
     DEMOTED = "demoted"
 
 
+# The members as plain names for the per-request path: before Python 3.12, reading a
+# member off its class goes through the enum's descriptor (about 70 ns each).
+HEALTHY, DEAD, UNSURE, DEMOTED = Verdict.HEALTHY, Verdict.DEAD, Verdict.UNSURE, Verdict.DEMOTED
+
+
 def socket_readable(fd: int) -> bool:
     """Whether the server has sent anything (data, a close, an error) on `fd`; never waits."""
     if hasattr(select, "poll"):
@@ -106,14 +111,17 @@ class SocketHealthCheck(BaseDatabaseWrapper):
         except Exception:
             # The check must never be the reason a request fails: ask the server instead.
             logger.debug("socket check of %r failed; using Django's check", self.alias, exc_info=True)
-            verdict = Verdict.UNSURE
-        if verdict is Verdict.UNSURE:
+            verdict = UNSURE
+        if verdict is HEALTHY:
+            self.health_check_done = True
+            return
+        if verdict is UNSURE:
             self.round_trip_check()
             return
-        if verdict is Verdict.DEAD:
+        if verdict is DEAD:
             logger.info("database %r: the server closed the idle connection; reconnecting", self.alias)
             self.close()
-        elif verdict is Verdict.DEMOTED:
+        elif verdict is DEMOTED:
             logger.warning(
                 "database %r: the server now refuses writes (a demoted primary); reconnecting", self.alias
             )

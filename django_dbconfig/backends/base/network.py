@@ -42,6 +42,8 @@ class LostConnectionErrors(DatabaseErrorWrapper):
     wrapper: NamesAliasWhenLost
 
     def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        if exc_type is None:
+            return
         try:
             super().__exit__(exc_type, exc_value, traceback)
         except OperationalError as error:

@@ -27,7 +27,15 @@ from django_dbconfig.backends.base import credentials
 from django_dbconfig.backends.base.asgi import ClosedAtAsgiRequestEnd, serving_asgi_request
 from django_dbconfig.backends.base.demotion import DropsDemotedWriter
 from django_dbconfig.backends.base.forks import ForkSafe
-from django_dbconfig.backends.base.health import SocketHealthCheck, Verdict, socket_readable
+from django_dbconfig.backends.base.health import (
+    DEAD,
+    DEMOTED,
+    HEALTHY,
+    UNSURE,
+    SocketHealthCheck,
+    Verdict,
+    socket_readable,
+)
 from django_dbconfig.backends.postgresql import pooler as poolers
 from django_dbconfig.backends.postgresql.client import DatabaseClient
 from django_dbconfig.backends.postgresql.connect import waiting_for_role
@@ -42,8 +50,17 @@ ASGI_POOL_AVAILABLE = (
     and importlib.util.find_spec("psycopg_pool") is not None
 )
 
+# Django 5.1+'s pools by alias (an empty dict before: nothing is pooled there).
+_connection_pools: dict[str, Any] = getattr(django_postgresql.DatabaseWrapper, "_connection_pools", {})
+
 # More reads than this without reaching the end means a chatty, live connection.
 _MAX_READS = 3
+
+if is_psycopg3:
+    # libpq's codes as plain ints: comparing with an enum member costs its lookup.
+    _IDLE = int(TransactionStatus.IDLE)
+    _UNKNOWN = int(TransactionStatus.UNKNOWN)
+    _CONNECTION_OK = int(ConnStatus.OK)
 
 
 def idle_verdict(conn: Connection[Any], readable: Callable[[int], bool]) -> Verdict:
@@ -61,41 +78,45 @@ def idle_verdict(conn: Connection[Any], readable: Callable[[int], bool]) -> Verd
     connection never has its reply read here. When another thread holds the lock
     (a query in flight), the answer is unsure: Django's `SELECT 1` then waits its
     turn, as it does with Django's engine.
+
+    It runs before the first query of every request: the common case (idle, nothing
+    to read) costs one libpq call, one poll and the lock, and nothing else.
     """
-    if conn.broken:
-        return Verdict.DEAD
-    if not conn.lock.acquire(blocking=False):
-        return Verdict.UNSURE
+    lock = conn.lock
+    if not lock.acquire(blocking=False):
+        return DEAD if conn.broken else UNSURE
     try:
-        return _locked_verdict(conn, readable)
-    finally:
-        conn.lock.release()
-
-
-def _locked_verdict(conn: Connection[Any], readable: Callable[[int], bool]) -> Verdict:
-    pgconn = conn.pgconn
-    state = pgconn.transaction_status
-    if state == TransactionStatus.UNKNOWN:
-        # libpq's answer for a connection that is closed or broken.
-        return Verdict.DEAD
-    if state != TransactionStatus.IDLE:
+        pgconn = conn.pgconn
+        # libpq answers UNKNOWN for a connection that is closed or broken.
+        state = pgconn.transaction_status
+        if state == _IDLE:
+            if not readable(pgconn.socket):
+                return HEALTHY
+            return _read_pending(conn, readable)
         # In a transaction, or a query or COPY in progress: not for us to judge.
-        return Verdict.UNSURE
-    for reads in range(_MAX_READS):
-        if not readable(pgconn.socket):
-            # Nothing was pending (healthy), or messages were read (unsure).
-            return Verdict.HEALTHY if reads == 0 else Verdict.UNSURE
+        return DEAD if state == _UNKNOWN else UNSURE
+    finally:
+        lock.release()
+
+
+def _read_pending(conn: Connection[Any], readable: Callable[[int], bool]) -> Verdict:
+    """An idle connection whose socket has something to read: a close, or messages."""
+    pgconn = conn.pgconn
+    for _ in range(_MAX_READS):
         try:
             pgconn.consume_input()
         except OperationalError:
             # libpq read the end of the stream: the server has closed the session.
             # What it read before the end is still buffered: deliver the notifications.
             _deliver_notifications(conn)
-            return Verdict.DEAD
+            return DEAD
         _deliver_notifications(conn)
-        if pgconn.status != ConnStatus.OK:
-            return Verdict.DEAD
-    return Verdict.UNSURE
+        if pgconn.status != _CONNECTION_OK:
+            return DEAD
+        if not readable(pgconn.socket):
+            # Messages were read, and nothing more is pending.
+            return UNSURE
+    return UNSURE
 
 
 def _deliver_notifications(conn: Connection[Any]) -> None:
@@ -204,6 +225,12 @@ class DatabaseWrapper(
     # Whether this connection was opened for an ASGI request under `pool: "asgi"`:
     # decided when it opens, kept until it closes (back to the pool).
     pooled_for_asgi = False
+    # Whether the per-request health check looks at this connection's socket (psycopg 3,
+    # not pooled: a pool checks its connections itself). Decided when it opens.
+    judged_by_socket = False
+    # The pool this wrapper last found in Django's dict and made ready (credentials);
+    # while the dict still holds it, `pool` answers with it at once.
+    _ready_pool: Any = None
 
     def connect(self) -> None:
         self.pooled_for_asgi = (
@@ -211,6 +238,7 @@ class DatabaseWrapper(
             and "asgi_pool" in (self.settings_dict.get("DBCONFIG") or {})
             and serving_asgi_request()
         )
+        self.judged_by_socket = is_psycopg3 and self.pool_keywords() is None
         super().connect()
 
     def close(self) -> None:
@@ -218,7 +246,8 @@ class DatabaseWrapper(
             super().close()
         finally:
             if self.connection is None:
-                self.pooled_for_asgi = False  # decided again at the next connect
+                # Decided again at the next connect.
+                self.pooled_for_asgi = self.judged_by_socket = False
 
     def pool_keywords(self) -> dict[str, Any] | None:
         """psycopg_pool's keywords for this connection's pool, or None when it is not pooled."""
@@ -240,6 +269,19 @@ class DatabaseWrapper(
         connection it opens, and each connection it hands out checked by
         `check_pooled_connection` when CONN_HEALTH_CHECKS is on.
         """
+        # Django asks for it several times per checkout: the pool found last time, while
+        # it is still the alias's, needs no more work. A pool dropped or replaced (a failed
+        # server, close_pool(), a fork, a test changing settings) is looked up again.
+        if not (self.pooled_for_asgi or self.settings_dict["OPTIONS"].get("pool")):
+            return None
+        ready = self._ready_pool
+        if ready is not None and _connection_pools.get(self.alias) is ready:
+            return ready
+        self._ready_pool = pool = self.find_pool()
+        return pool
+
+    def find_pool(self) -> Any:
+        """`pool` the long way: the alias's pool, made on first use, ready for this wrapper."""
         keywords = self.pool_keywords()
         if keywords is None:
             return None
@@ -310,17 +352,19 @@ class DatabaseWrapper(
     def socket_verdict(self) -> Verdict:
         """`idle_verdict` of this connection, with psycopg 3 and no pool; demoted when the
         server of a write alias now reports itself a standby or read-only."""
-        if not is_psycopg3 or self.pooled_for_asgi or self.settings_dict["OPTIONS"].get("pool"):
+        if not self.judged_by_socket:
             # With psycopg2, Django's check; with a pool, Django leaves
             # health to the pool's check.
-            return Verdict.UNSURE
-        verdict = idle_verdict(self.connection, self.socket_watch.readable)
-        if verdict is Verdict.DEAD or not self.meant_for_writes:
+            return UNSURE
+        connection = self.connection
+        verdict = idle_verdict(connection, self.socket_watch.readable)
+        if verdict is DEAD or not self.meant_for_writes:
             return verdict
         # Unsure may mean a transaction or a query in progress (another thread's): not to be closed.
-        idle = self.connection.pgconn.transaction_status == TransactionStatus.IDLE
-        if (verdict is Verdict.HEALTHY or idle) and demotion_reason(self.connection):
-            return Verdict.DEMOTED
+        if (verdict is HEALTHY or connection.pgconn.transaction_status == _IDLE) and demotion_reason(
+            connection
+        ):
+            return DEMOTED
         return verdict
 
     def server_demoted(self, error: BaseException | None) -> str | None:

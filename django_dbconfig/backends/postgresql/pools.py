@@ -62,25 +62,31 @@ class AliasPool(ConnectionPool):
                     )
                 except Exception as exc:
                     first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    pool.last_failure = scrub(first_line, [secret])
+                    with pool._count_lock:
+                        pool.failures += 1
+                        pool.last_failure = scrub(first_line, [secret])
                     raise
 
-        super().__init__(name=alias, connection_class=RecordsFailures, **kwargs)
         self.alias = alias
+        # Failed connection attempts so far, and why the last one failed. Counted here
+        # rather than read from get_stats(), which builds a dict under the pool's lock:
+        # getconn() looks at the count at every checkout. Set before the pool may connect.
+        self.failures = 0
         self.last_failure = ""
         self._lent = 0
-        self._lent_lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        super().__init__(name=alias, connection_class=RecordsFailures, **kwargs)
 
     def getconn(self, timeout: float | None = None) -> Any:
         """A connection within `timeout` (the pool's), or an error once the server is seen failing."""
         total = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + total
-        errors = self.get_stats().get("connections_errors", 0)
+        errors = self.failures
         while True:
             try:
                 connection = super().getconn(max(0.001, min(_WAIT_SLICE, deadline - time.monotonic())))
             except PoolTimeout:
-                failed = self.get_stats().get("connections_errors", 0) - errors
+                failed = self.failures - errors
                 if failed and self.holds_nothing():
                     forget(self)
                     raise OperationalError(
@@ -94,12 +100,12 @@ class AliasPool(ConnectionPool):
                         f"(all {self.max_size} in use). Raise its pool's max_size or timeout."
                     ) from None
                 continue
-            with self._lent_lock:
+            with self._count_lock:
                 self._lent += 1
             return connection
 
     def putconn(self, conn: Any) -> None:
-        with self._lent_lock:
+        with self._count_lock:
             self._lent = max(0, self._lent - 1)
         super().putconn(conn)
 
