@@ -262,9 +262,33 @@ def test_an_unreadable_file_twin_gets_the_permission_hint(project: Any) -> None:
     )
 
 
-def test_did_you_mean_keeps_the_file_suffix(project: Any) -> None:
-    message = load_error(project, {"DBCONFIG_DEFAULT_PASWORD_FILE": "/run/secrets/db"})
-    assert message.endswith('Did you mean "DBCONFIG_DEFAULT_PASSWORD_FILE"?')
+@pytest.mark.parametrize(
+    ("variable", "meant"),
+    [
+        ("DBCONFIG_DEFAULT_PASWORD_FILE", "DBCONFIG_DEFAULT_PASSWORD_FILE"),
+        # Matched without its suffix: with it, DBCONFIG_DEFAULT_URL would come closer.
+        ("DBCONFIG_DEFAULT_UER_FILE", "DBCONFIG_DEFAULT_USER_FILE"),
+        # No alias known yet: the variables of "default" are the candidates.
+        ("DBCONFIG_DEFAULT_HSOT", "DBCONFIG_DEFAULT_HOST"),
+    ],
+)
+def test_did_you_mean_keeps_the_file_suffix(project: Any, variable: str, meant: str) -> None:
+    message = load_error(project, {variable: "/run/secrets/db"})
+    assert message.startswith(f"{variable}: not a django-dbconfig variable. Use DBCONFIG_<ALIAS>_<KEY>")
+    assert message.endswith(f'Did you mean "{meant}"?')
+
+
+def test_a_variable_with_no_alias_before_its_key_is_no_dbconfig_variable(project: Any) -> None:
+    message = load_error(project, {"DBCONFIG__HOST": "db"})
+    assert message.startswith("DBCONFIG__HOST: not a django-dbconfig variable. Use DBCONFIG_<ALIAS>_<KEY>")
+
+
+def test_a_variable_naming_an_impossible_alias_is_refused_naming_it(project: Any) -> None:
+    assert load_error(project, {"DBCONFIG_1ABC_HOST": "db"}) == (
+        'DBCONFIG_1ABC_HOST: alias "1abc" is not a valid alias name. Use lowercase letters, digits and '
+        'underscores, starting with a letter (e.g. "analytics", "read_replica"), so that it maps to '
+        "environment variables."
+    )
 
 
 # ------------------------------------------------------------------ JSON and control characters

@@ -384,6 +384,23 @@ def test_migrate_entries_from_variables_are_read_as_variables(project: Any) -> N
     } == {"migrate.port": 6432}
 
 
+def test_a_migrate_entry_of_several_words_from_a_variable_keeps_its_name(project: Any) -> None:
+    config = project.load(
+        {"DATABASE_URL": "postgresql://app@h/app", "DBCONFIG_DEFAULT_MIGRATE_CONNECT_TIMEOUT": "9"}
+    )
+    rows = {row.key: (row.value, row.source) for row in config.explain("default")}
+    assert rows["migrate.connect_timeout"] == ("9s", "DBCONFIG_DEFAULT_MIGRATE_CONNECT_TIMEOUT")
+
+
+def test_a_known_alias_ending_in_migrate_takes_its_own_variables(project: Any) -> None:
+    # DBCONFIG_APP_MIGRATE_USER could be app's migrate.user or app_migrate's user: the alias
+    # the files know wins.
+    project.write_config({"databases": {"app_migrate": {"backend": "postgresql", "host": "h", "name": "n"}}})
+    config = project.load({"DBCONFIG_APP_MIGRATE_USER": "owner"})
+    assert {row.key: row.value for row in config.explain("app_migrate")}["user"] == "owner"
+    assert set(config.databases()) == {"default", "app_migrate"}  # no alias "app"
+
+
 def test_dbconfig_variable_declares_a_new_alias(project: Any) -> None:
     databases = project.databases(
         {
@@ -536,3 +553,35 @@ def test_mysql_driver_options_stay_used_when_another_layer_chooses_mariadb(proje
     config = project.load({"DBCONFIG_ANALYTICS_BACKEND": "mariadb", "DBCONFIG_ANALYTICS_NAME": "a"})
     assert config.databases()["analytics"]["OPTIONS"]["charset"] == "utf8mb4"
     assert config.unused("analytics") == ()
+
+
+def test_explain_lists_keys_in_the_order_of_the_keys_table_dotted_ones_under_their_root(project: Any) -> None:
+    project.write_config(
+        {
+            "databases": {
+                "default": {
+                    "backend": "postgresql",
+                    "host": "db",
+                    "name": "app",
+                    "network_timeout": "5s",
+                    "test": {"NAME": "t"},
+                    "migrate": {"user": "owner"},
+                    "options": {"gssencmode": "disable"},
+                }
+            }
+        }
+    )
+    assert [row.key for row in project.load().explain("default")] == [
+        "backend",
+        "host",
+        "port",
+        "name",
+        "conn_max_age",
+        "conn_health_checks",
+        "pool",
+        "connect_timeout",
+        "test.NAME",
+        "options.gssencmode",
+        "migrate.user",
+        "network_timeout",
+    ]
