@@ -427,7 +427,7 @@ PG_FORMS = {
     # Cut short: refused all the same (the server would report the syntax error).
     "SET default_transaction_read_only": "SET default_transaction_read_only to anything but on",
     "SELECT set_config('transaction_read_only'": "set_config('transaction_read_only', ...) to anything but on",
-    "SELECT set_config('transaction_read_only' 'on', false)": (  # the comma missing: no value read
+    "SELECT set_config('transaction_read_only' = 'on', 'off', false)": (  # no comma: no value read
         "set_config('transaction_read_only', ...) to anything but on"
     ),
     # The second call of a statement lifts it.

@@ -172,6 +172,16 @@ def test_a_misspelt_key_in_a_query_gets_a_did_you_mean(parameter: str, meant: st
     )
 
 
+def test_a_misspelt_key_the_query_cannot_set_gets_no_did_you_mean() -> None:
+    # backend is set by the scheme, never by the query: suggesting it would mislead.
+    assert error("postgres://db/shop?backnd=mysql") == (
+        'DATABASE_URL (alias "default"): the URL\'s query parameter "backnd" is neither a key nor an '
+        "option of the PostgreSQL driver, which would refuse it at connect time. Remove it from the URL "
+        "(settings such as reconnect or ssl_require belong to other frameworks), or set the key it "
+        "stands for."
+    )
+
+
 def test_a_connection_key_of_the_query_is_a_key_not_a_driver_option() -> None:
     config = load_config(environ={"DATABASE_URL": "postgres://db/shop?target_session_attrs=read-write"})
     rows = {row.key: (row.value, row.source) for row in config.explain("default")}
