@@ -51,6 +51,11 @@ def refusal(key: str, value: Any, *, from_env: bool = False) -> str:
             "django.contrib.gis.db.backends.postgis",
         ),
         ("password_provider", " myproject.db.token ", True, "myproject.db.token"),
+        # Django's and other tools' names of a backend read as this project's, in any case.
+        ("backend", " Postgres ", False, "postgresql"),
+        ("backend", "PGSQL", True, "postgresql"),
+        ("backend", "sqlite3", False, "sqlite"),
+        ("host", ["db"], False, "db"),  # a list of one host is that host
         ("migrate", {"user": "owner", "port": 6432, "statement_timeout": "5min"}, False, None),
     ],
 )
@@ -136,6 +141,8 @@ def test_migrate_from_a_variable_is_json_whose_entries_read_as_from_a_variable()
             f"'{'9' * 21}' is longer than a day; check the unit (ms, s, min, h)",
         ),
         ("options", ["a"], False, "expected an object, got a list"),
+        ("host", [], False, 'expected a host or a non-empty list of hosts, e.g. ["pg-a", "pg-b"]'),
+        ("name", "", False, "expected a non-empty string"),
         (
             "migrate",
             {"password": ["hunter2"]},
