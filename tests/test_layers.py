@@ -585,3 +585,111 @@ def test_explain_lists_keys_in_the_order_of_the_keys_table_dotted_ones_under_the
         "migrate.user",
         "network_timeout",
     ]
+
+
+@pytest.mark.parametrize(
+    ("document", "backend", "kept"),
+    [
+        # Set where the file chose MySQL: a later layer's PostgreSQL does not take them.
+        (
+            {"backend": "mysql", "host": "db", "options": {"isolation_level": "read committed"}},
+            "postgresql",
+            False,
+        ),
+        # The same family: they still apply.
+        (
+            {"backend": "mysql", "host": "db", "options": {"isolation_level": "read committed"}},
+            "mariadb",
+            True,
+        ),
+        # Set under the built-in default backend: they follow the backend a layer chooses.
+        ({"options": {"isolation_level": "read committed"}}, "postgresql", True),
+    ],
+)
+def test_options_stay_with_the_backend_chosen_where_they_are_set(
+    project: Any, document: dict[str, Any], backend: str, kept: bool
+) -> None:
+    project.write_config({"databases": {"default": {"name": "app", **document}}})
+    config = project.load({"DBCONFIG_DEFAULT_BACKEND": backend, "DBCONFIG_DEFAULT_NAME": "app"})
+    unused = [(row.key, row.source) for row in config.unused("default")]
+    assert ("isolation_level" in config.databases()["default"]["OPTIONS"], unused) == (
+        (True, [])
+        if kept
+        else (
+            False,
+            [("options.isolation_level", "dbconfig.json: databases.default.options.isolation_level")],
+        )
+    )
+
+
+def test_options_of_defaults_apply_to_the_backend_a_later_layer_chooses(project: Any) -> None:
+    project.write_config(
+        {
+            "defaults": {"options": {"isolation_level": 1}},
+            "databases": {"default": {"backend": "mysql", "name": "app", "host": "db"}},
+        }
+    )
+    config = project.load({"DBCONFIG_DEFAULT_BACKEND": "postgresql", "DBCONFIG_DEFAULT_NAME": "app"})
+    assert config.databases()["default"]["OPTIONS"]["isolation_level"] == 1
+
+
+@pytest.mark.parametrize(
+    "databases",
+    [
+        {"analytics": {"backend": "sqlite", "name": "a"}, "default": {"backend": "sqlite", "name": "d"}},
+        {"analytics": {"backend": "sqlite", "name": "a"}},
+    ],
+)
+def test_default_comes_first_and_always_exists(project: Any, databases: dict[str, Any]) -> None:
+    project.write_config({"databases": databases})
+    assert list(project.databases()) == ["default", "analytics"]
+
+
+def test_dotted_keys_and_objects_meet_in_one_object(project: Any) -> None:
+    project.write_config(
+        {
+            "databases": {
+                "default": {
+                    "backend": "postgresql",
+                    "name": "app",
+                    "options.sslmode": "disable",
+                    "options": {"application_name": "web"},
+                    "options.gssencmode": "disable",
+                }
+            }
+        }
+    )
+    options = project.databases()["default"]["OPTIONS"]
+    assert (options["sslmode"], options["application_name"], options["gssencmode"]) == (
+        "disable",
+        "web",
+        "disable",
+    )
+
+
+def test_a_value_built_from_several_variables_names_each(project: Any) -> None:
+    project.write_config(
+        {
+            "databases": {
+                "default": {"backend": "postgresql", "name": "app", "application_name": "${APP}-${TIER}"}
+            }
+        }
+    )
+    rows = {
+        row.key: (row.value, row.source)
+        for row in project.load({"APP": "shop", "TIER": "web"}).explain("default")
+    }
+    assert rows["application_name"] == (
+        "shop-web",
+        "APP, TIER (referenced in dbconfig.json: databases.default.application_name)",
+    )
+
+
+def test_overrides_are_taken_as_written_without_references(project: Any) -> None:
+    config = project.load(
+        {"APP": "shop"},
+        overrides={
+            "databases": {"default": {"backend": "postgresql", "name": "a", "application_name": "${APP}"}}
+        },
+    )
+    assert config.databases()["default"]["OPTIONS"]["application_name"] == "${APP}"

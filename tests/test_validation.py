@@ -493,6 +493,27 @@ CASES = [
         "one port for every host, or one port for all of them.",
         id="more_ports_than_hosts",
     ),
+    pytest.param(
+        {"defaults": None},
+        None,
+        {},
+        "dbconfig.json: defaults: expected an object (key: value settings for every alias), got null.",
+        id="defaults_null",
+    ),
+    pytest.param(
+        {"defaults": ["sqlite"]},
+        None,
+        {},
+        "dbconfig.json: defaults: expected an object (key: value settings for every alias), got list.",
+        id="defaults_not_object",
+    ),
+    pytest.param(
+        {"defaults": {"port": "x"}},
+        None,
+        {},
+        "dbconfig.json: defaults.port: port: expected a whole number, got a string.",
+        id="bad_default_names_no_alias",
+    ),
 ]
 
 
@@ -797,3 +818,13 @@ def test_a_url_password_with_an_unencoded_at_sign_is_masked_whole(tmp_path: Path
     config = load_config(tmp_path, environ={"DATABASE_URL": f"postgresql://u:p@{SECRET}@h/app"})
     assert config.databases()["default"]["PASSWORD"] == f"p@{SECRET}"
     assert {row.key: row.value for row in config.explain("default")}["url"] == "postgresql://u:********@h/app"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "where"),
+    [({"databases": {"default": {1: "x"}}}, "databases.default"), ({"defaults": {1: "x"}}, "defaults")],
+)
+def test_override_keys_that_are_no_strings_are_refused(project: Any, overrides: Any, where: str) -> None:
+    with pytest.raises(DbConfigError) as info:
+        project.load(overrides=overrides)
+    assert str(info.value) == f"override: {where}: keys must be strings."
