@@ -56,6 +56,8 @@ def refusal(key: str, value: Any, *, from_env: bool = False) -> str:
         ("backend", "PGSQL", True, "postgresql"),
         ("backend", "sqlite3", False, "sqlite"),
         ("host", ["db"], False, "db"),  # a list of one host is that host
+        ("galera_cluster_size", " 3 ", True, 3),
+        ("galera_cluster_size", 1, False, 1),  # one node: a cluster being bootstrapped
         ("migrate", {"user": "owner", "port": 6432, "statement_timeout": "5min"}, False, None),
     ],
 )
@@ -143,6 +145,12 @@ def test_migrate_from_a_variable_is_json_whose_entries_read_as_from_a_variable()
         ("options", ["a"], False, "expected an object, got a list"),
         ("host", [], False, 'expected a host or a non-empty list of hosts, e.g. ["pg-a", "pg-b"]'),
         ("name", "", False, "expected a non-empty string"),
+        (
+            "galera_cluster_size",
+            0,
+            False,
+            "expected the number of nodes of the Galera cluster (1 or more), got 0",
+        ),
         (
             "migrate",
             {"password": ["hunter2"]},
