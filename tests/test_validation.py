@@ -11,7 +11,7 @@ import django
 import pytest
 
 from django_dbconfig import DbConfigError, build_databases, load_config, override
-from django_dbconfig.conf.sources import EnvironSource
+from django_dbconfig.conf.sources import DefaultsSource, EnvironSource
 from django_dbconfig.core.keys import KEYS
 
 VALID_KEYS = ", ".join(KEYS)
@@ -730,6 +730,7 @@ def test_repr_of_config_and_sources_hides_secrets(project: Any) -> None:
     assert repr(EnvironSource(environ, base_dir=project.root)) == (
         "EnvironSource(variables=['DATABASE_URL', 'DBCONFIG_DEFAULT_USER', 'REPORTS_DATABASE_URL'])"
     )
+    assert repr(DefaultsSource()) == "DefaultsSource()"
     assert SECRET not in json.dumps([row.__dict__ for row in config.explain("default")])
     assert {row.key: row.value for row in config.explain("default")}["url"] == "postgresql://u:********@h/app"
 
