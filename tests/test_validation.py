@@ -514,6 +514,14 @@ CASES = [
         "dbconfig.json: defaults.port: port: expected a whole number, got a string.",
         id="bad_default_names_no_alias",
     ),
+    pytest.param(
+        {"databases": {"default": PG}, "environments": {"prod": {"databasez": {}}}},
+        None,
+        {"DBCONFIG_ENV": "prod"},
+        'dbconfig.json: environments.prod: unknown top-level key "databasez". Expected "defaults", '
+        '"databases", "routes" or "environments". Did you mean "databases"?',
+        id="profile_unknown_top_level_key",
+    ),
 ]
 
 
