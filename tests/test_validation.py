@@ -515,10 +515,10 @@ CASES = [
         id="bad_default_names_no_alias",
     ),
     pytest.param(
-        {"databases": {"default": PG}, "environments": {"prod": {"databasez": {}}}},
+        {"databases": {"default": PG}, "environments": {"SANDBOX": {"databasez": {}}}},
         None,
-        {"DBCONFIG_ENV": "prod"},
-        'dbconfig.json: environments.prod: unknown top-level key "databasez". Expected "defaults", '
+        {"DBCONFIG_ENV": "SANDBOX"},
+        'dbconfig.json: environments.SANDBOX: unknown top-level key "databasez". Expected "defaults", '
         '"databases", "routes" or "environments". Did you mean "databases"?',
         id="profile_unknown_top_level_key",
     ),
