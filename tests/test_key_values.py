@@ -58,6 +58,7 @@ def refusal(key: str, value: Any, *, from_env: bool = False) -> str:
         ("host", ["db"], False, "db"),  # a list of one host is that host
         ("galera_cluster_size", " 3 ", True, 3),
         ("galera_cluster_size", 1, False, 1),  # one node: a cluster being bootstrapped
+        ("wsrep_sync_wait", 15, False, 15),  # every check of the bitmask
         ("migrate", {"user": "owner", "port": 6432, "statement_timeout": "5min"}, False, None),
     ],
 )

@@ -391,6 +391,8 @@ def test_like_with_another_backend_takes_only_what_that_backend_uses(
 
 
 def test_a_runtime_alias_takes_the_defaults_of_the_config(built_config: Any, tmp_path: Path) -> None:
-    built_config({"defaults": {"conn_max_age": 123}, "databases": {"default": sqlite(tmp_path / "d.sqlite3")}})
+    built_config(
+        {"defaults": {"conn_max_age": 123}, "databases": {"default": sqlite(tmp_path / "d.sqlite3")}}
+    )
     add_database("tenant_d", sqlite(tmp_path / "t.sqlite3"))
     assert connections.settings["tenant_d"]["CONN_MAX_AGE"] == 123
