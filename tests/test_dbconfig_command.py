@@ -180,3 +180,14 @@ def test_migrate_entries_are_shown_as_their_keys(project: Any) -> None:
         "5min",
     )
     assert SECRET not in run() + json.dumps(data)
+
+
+def test_an_option_value_json_cannot_hold_is_shown_as_text() -> None:
+    # A Python object passed through overrides (a cursor class, say) is shown by its str().
+    class CursorFactory:
+        def __str__(self) -> str:
+            return "myproject.db.CursorFactory"
+
+    assert display_value("options", {"cursor_factory": CursorFactory()}) == (
+        '{"cursor_factory": "myproject.db.CursorFactory"}'
+    )
