@@ -522,6 +522,36 @@ CASES = [
         '"databases", "routes" or "environments". Did you mean "databases"?',
         id="profile_unknown_top_level_key",
     ),
+    pytest.param(
+        {"databases": {"default": {**PG, "pool": True, "options": {"pool": {"min_size": 2}}}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.options.pool (alias "default"): options.pool is set by the pool '
+        "key; use that key. Remove options.pool, or the key that generates the same setting.",
+        id="option_a_key_sets_that_no_key_generates_as_an_option",
+    ),
+    pytest.param(
+        {
+            "databases": {
+                "default": {
+                    "backend": "mariadb",
+                    "name": "app",
+                    "host": "db",
+                    "read_only": True,
+                    "statement_timeout": "5s",
+                    "options": {"init_command": "SET tx_read_only = 0, max_statement_time = 0"},
+                }
+            }
+        },
+        None,
+        {},
+        'dbconfig.json: databases.default.options.init_command (alias "default"): options.init_command '
+        "sets max_statement_time, tx_read_only, which the keys set too; the keys generate it: "
+        "statement_timeout (dbconfig.json: databases.default.statement_timeout), read_only "
+        "(dbconfig.json: databases.default.read_only). Remove options.init_command, or the key that "
+        "generates the same setting.",
+        id="option_two_keys_generate",
+    ),
 ]
 
 
