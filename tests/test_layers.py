@@ -693,3 +693,20 @@ def test_overrides_are_taken_as_written_without_references(project: Any) -> None
         },
     )
     assert config.databases()["default"]["OPTIONS"]["application_name"] == "${APP}"
+
+
+def test_a_null_password_unsets_the_lower_ones_and_only_that(project: Any) -> None:
+    project.write_config(
+        {
+            "databases": {
+                "default": {
+                    "backend": "postgresql",
+                    "name": "app",
+                    "password": "pw",
+                    "application_name": "web",
+                }
+            }
+        }
+    )
+    settings = project.databases(overrides={"databases": {"default": {"password": None}}})["default"]
+    assert ("PASSWORD" in settings, settings["OPTIONS"]["application_name"]) == (False, "web")

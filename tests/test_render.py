@@ -327,3 +327,7 @@ def test_pool_for_asgi_keeps_conn_max_age_for_other_connections(project: Any) ->
     rows = {row.key: (row.value, row.source) for row in project.load().explain("default")}
     assert rows["conn_max_age"] == ("300", "dbconfig.json: databases.default.conn_max_age")
     assert project.databases()["default"]["CONN_MAX_AGE"] == 300
+
+
+def test_pool_true_accepts_conn_max_age_0_written_out(project: Any) -> None:
+    assert render(project, **PG, pool=True, conn_max_age=0)["CONN_MAX_AGE"] == 0
