@@ -149,6 +149,28 @@ def test_deep_options_in_overrides_are_refused(project: Any) -> None:
     )
 
 
+def test_overrides_nested_to_the_limit_are_read_and_one_level_more_is_refused(project: Any) -> None:
+    def alias(levels: int) -> dict[str, Any]:
+        # A third-party engine's options are its own: only the nesting is checked. The document,
+        # databases, the alias, options and "a" make 4 levels above the lists.
+        value: Any = "x"
+        for _ in range(levels):
+            value = [value]
+        return {
+            "backend": "postgresql",
+            "name": "app",
+            "engine": "myproject.db.custom",
+            "options": {"a": value},
+        }
+
+    deepest = project.databases(overrides={"databases": {"default": alias(28)}})
+    assert deepest["default"]["OPTIONS"]["a"] == alias(28)["options"]["a"]
+    assert load_error(project, overrides={"databases": {"default": alias(29)}}) == (
+        "override: objects and lists are nested more than 32 levels deep. "
+        "Flatten the configuration: no setting needs that depth."
+    )
+
+
 def test_a_cycle_in_overrides_is_refused(project: Any) -> None:
     options: dict[str, Any] = {"password": SECRET}
     options["self"] = options

@@ -710,3 +710,13 @@ def test_a_null_password_unsets_the_lower_ones_and_only_that(project: Any) -> No
     )
     settings = project.databases(overrides={"databases": {"default": {"password": None}}})["default"]
     assert ("PASSWORD" in settings, settings["OPTIONS"]["application_name"]) == (False, "web")
+
+
+def test_defaults_may_refer_to_variables_too(project: Any) -> None:
+    project.write_config(
+        {
+            "defaults": {"application_name": "${APP}"},
+            "databases": {"default": {"backend": "postgresql", "name": "app"}},
+        }
+    )
+    assert project.databases({"APP": "shop"})["default"]["OPTIONS"]["application_name"] == "shop"

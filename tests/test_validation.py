@@ -552,6 +552,20 @@ CASES = [
         "generates the same setting.",
         id="option_two_keys_generate",
     ),
+    pytest.param(
+        {"databases": {"default": PG}, "routes": ["analytics"]},
+        None,
+        {},
+        "dbconfig.json: routes: expected an object (app_label or app_label.Model: alias), got list.",
+        id="routes_not_object",
+    ),
+    pytest.param(
+        {"databases": {"default": PG}, "environments": ["prod"]},
+        None,
+        {},
+        "dbconfig.json: environments: expected an object (profile name: settings), got list.",
+        id="environments_not_object",
+    ),
 ]
 
 
