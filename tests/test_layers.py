@@ -720,3 +720,26 @@ def test_defaults_may_refer_to_variables_too(project: Any) -> None:
         }
     )
     assert project.databases({"APP": "shop"})["default"]["OPTIONS"]["application_name"] == "shop"
+
+
+def test_dotted_top_level_keys_read_as_their_objects(project: Any) -> None:
+    project.write_config(
+        {
+            "defaults.port": 6543,
+            "databases.default": {"backend": "postgresql", "name": "app"},
+            "databases.default.options.sslmode": "disable",
+            "routes.shop.Order": "default",
+        }
+    )
+    config = project.load()
+    settings = config.databases()["default"]
+    assert (settings["PORT"], settings["OPTIONS"]["sslmode"]) == (6543, "disable")
+    assert {row.key: row.source for row in config.explain("default")}["options.sslmode"] == (
+        "dbconfig.json: databases.default.options.sslmode"
+    )
+
+
+def test_a_top_level_key_that_is_no_string_is_refused(project: Any) -> None:
+    with pytest.raises(DbConfigError) as caught:
+        project.load(overrides={1: "x"})
+    assert str(caught.value) == "override: keys must be strings."
