@@ -743,3 +743,15 @@ def test_a_top_level_key_that_is_no_string_is_refused(project: Any) -> None:
     with pytest.raises(DbConfigError) as caught:
         project.load(overrides={1: "x"})
     assert str(caught.value) == "override: keys must be strings."
+
+
+def test_variables_of_other_programs_around_ours_are_skipped(project: Any) -> None:
+    databases = project.databases(
+        {"AAA": "1", "DATABASE_URL": "postgresql://h/app", "DBCONFIG_DEFAULT_USER": "u", "ZZZ": "1"}
+    )
+    assert (databases["default"]["HOST"], databases["default"]["USER"]) == ("h", "u")
+
+
+def test_database_url_file_is_read(project: Any) -> None:
+    (project.root / "url").write_text("postgresql://h/app\n")
+    assert project.databases({"DATABASE_URL_FILE": str(project.root / "url")})["default"]["HOST"] == "h"

@@ -566,6 +566,25 @@ CASES = [
         "dbconfig.json: environments: expected an object (profile name: settings), got list.",
         id="environments_not_object",
     ),
+    pytest.param(
+        None,
+        None,
+        {
+            "DBCONFIG_DEFAULT_BACKEND": "sqlite",
+            "DBCONFIG_DEFAULT_NAME": "x",
+            "DBCONFIG_DEFAULT_SEARCH_PATH": "a",
+        },
+        'DBCONFIG_DEFAULT_SEARCH_PATH (alias "default"): search_path is not supported on SQLite. Remove it '
+        'for this alias. The backend "sqlite" comes from DBCONFIG_DEFAULT_BACKEND.',
+        id="variable_key_the_backend_of_the_variables_has_no_use_for",
+    ),
+    pytest.param(
+        None,
+        None,
+        {"DATABASE_URL": "postgresql://h/app", "DBCONFIG_DEFAULT_MIGRATE_PORT": "x"},
+        'DBCONFIG_DEFAULT_MIGRATE_PORT (alias "default"): migrate: port: expected a whole number, got "x".',
+        id="bad_migrate_variable",
+    ),
 ]
 
 
@@ -881,3 +900,12 @@ def test_override_keys_that_are_no_strings_are_refused(project: Any, overrides: 
     with pytest.raises(DbConfigError) as info:
         project.load(overrides=overrides)
     assert str(info.value) == f"override: {where}: keys must be strings."
+
+
+def test_overrides_hold_no_profiles(project: Any) -> None:
+    with pytest.raises(DbConfigError) as info:
+        project.load(overrides={"environments": {"prod": {}}})
+    assert (
+        str(info.value)
+        == "override: environments: environments are not allowed here. Put profiles in dbconfig.json."
+    )
