@@ -746,10 +746,23 @@ def test_a_top_level_key_that_is_no_string_is_refused(project: Any) -> None:
 
 
 def test_variables_of_other_programs_around_ours_are_skipped(project: Any) -> None:
+    project.write_config({"databases": {"default": {"backend": "sqlite", "name": "d"}}})
     databases = project.databases(
-        {"AAA": "1", "DATABASE_URL": "postgresql://h/app", "DBCONFIG_DEFAULT_USER": "u", "ZZZ": "1"}
+        {
+            "AAA": "1",
+            "DATABASE_URL": "postgresql://h/app",
+            "DBCONFIG_A_HOST": "",  # empty: unset
+            "DBCONFIG_DEFAULT_USER": "u",
+            "DBCONFIG_FILE": str(project.root / "dbconfig.json"),  # read by load_config itself
+            "DBCONFIG_REPORTS_URL": "postgresql://r/reports",
+            "ZZZ": "1",
+        }
     )
-    assert (databases["default"]["HOST"], databases["default"]["USER"]) == ("h", "u")
+    assert (databases["default"]["HOST"], databases["default"]["USER"], databases["reports"]["HOST"]) == (
+        "h",
+        "u",
+        "r",
+    )
 
 
 def test_database_url_file_is_read(project: Any) -> None:
