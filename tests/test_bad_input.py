@@ -257,6 +257,12 @@ def test_a_file_larger_than_a_mebibyte(project: Any) -> None:
         ({"environment": 5}, "environment=: expected a profile name (a string), got int."),
         ({"environ": {"DBCONFIG_ENV": 5}}, "DBCONFIG_ENV: expected a profile name (a string), got int."),
         ({"overrides": [("databases", {})]}, "overrides=: expected a mapping shaped like dbconfig.json."),
+        ({"environ": ["x"]}, "environ=: expected a mapping of variable names to strings, like os.environ."),
+        ({"base_dir": "a\x00b"}, "base_dir=: the path contains a NUL character (or is bytes). Fix the path."),
+        (
+            {"environ": {"DBCONFIG_SECRETS_DIR": "x\x00"}},
+            "DBCONFIG_SECRETS_DIR: the path contains a NUL character (or is bytes). Fix the path.",
+        ),
     ],
 )
 def test_odd_arguments_and_environ(project: Any, kwargs: dict[str, Any], message: str) -> None:
