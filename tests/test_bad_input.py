@@ -258,7 +258,6 @@ def test_a_file_larger_than_a_mebibyte(project: Any) -> None:
         ({"environ": {"DBCONFIG_ENV": 5}}, "DBCONFIG_ENV: expected a profile name (a string), got int."),
         ({"overrides": [("databases", {})]}, "overrides=: expected a mapping shaped like dbconfig.json."),
         ({"environ": ["x"]}, "environ=: expected a mapping of variable names to strings, like os.environ."),
-        ({"base_dir": "a\x00b"}, "base_dir=: the path contains a NUL character (or is bytes). Fix the path."),
         (
             {"environ": {"DBCONFIG_SECRETS_DIR": "x\x00"}},
             "DBCONFIG_SECRETS_DIR: the path contains a NUL character (or is bytes). Fix the path.",
@@ -272,6 +271,12 @@ def test_odd_arguments_and_environ(project: Any, kwargs: dict[str, Any], message
         load_config(project.root, **arguments)
     assert str(info.value) == message
     assert_clean(info.value)
+
+
+def test_a_base_dir_with_a_nul_is_refused_naming_the_argument() -> None:
+    with pytest.raises(DbConfigError) as info:
+        load_config("a\x00b", environ={})
+    assert str(info.value) == "base_dir=: the path contains a NUL character (or is bytes). Fix the path."
 
 
 def test_a_directory_given_as_a_file_twin(project: Any) -> None:
