@@ -223,6 +223,12 @@ def test_a_file_larger_than_a_mebibyte(project: Any) -> None:
     )
 
 
+def test_a_file_of_exactly_a_mebibyte_is_read(project: Any) -> None:
+    document = '{"databases": {"default": {"backend": "sqlite", "name": "a"}}}'
+    project.write_config(document + " " * ((1 << 20) - len(document)))
+    assert project.databases()["default"]["NAME"].endswith("a")
+
+
 # ------------------------------------------------------------------ paths, environ
 
 
