@@ -149,6 +149,28 @@ def test_deep_options_in_overrides_are_refused(project: Any) -> None:
     )
 
 
+def test_overrides_nested_to_the_limit_are_read_and_one_level_more_is_refused(project: Any) -> None:
+    def alias(levels: int) -> dict[str, Any]:
+        # A third-party engine's options are its own: only the nesting is checked. The document,
+        # databases, the alias, options and "a" make 4 levels above the lists.
+        value: Any = "x"
+        for _ in range(levels):
+            value = [value]
+        return {
+            "backend": "postgresql",
+            "name": "app",
+            "engine": "myproject.db.custom",
+            "options": {"a": value},
+        }
+
+    deepest = project.databases(overrides={"databases": {"default": alias(28)}})
+    assert deepest["default"]["OPTIONS"]["a"] == alias(28)["options"]["a"]
+    assert load_error(project, overrides={"databases": {"default": alias(29)}}) == (
+        "override: objects and lists are nested more than 32 levels deep. "
+        "Flatten the configuration: no setting needs that depth."
+    )
+
+
 def test_a_cycle_in_overrides_is_refused(project: Any) -> None:
     options: dict[str, Any] = {"password": SECRET}
     options["self"] = options
@@ -201,6 +223,12 @@ def test_a_file_larger_than_a_mebibyte(project: Any) -> None:
     )
 
 
+def test_a_file_of_exactly_a_mebibyte_is_read(project: Any) -> None:
+    document = '{"databases": {"default": {"backend": "sqlite", "name": "a"}}}'
+    project.write_config(document + " " * ((1 << 20) - len(document)))
+    assert project.databases()["default"]["NAME"].endswith("a")
+
+
 # ------------------------------------------------------------------ paths, environ
 
 
@@ -235,6 +263,11 @@ def test_a_file_larger_than_a_mebibyte(project: Any) -> None:
         ({"environment": 5}, "environment=: expected a profile name (a string), got int."),
         ({"environ": {"DBCONFIG_ENV": 5}}, "DBCONFIG_ENV: expected a profile name (a string), got int."),
         ({"overrides": [("databases", {})]}, "overrides=: expected a mapping shaped like dbconfig.json."),
+        ({"environ": ["x"]}, "environ=: expected a mapping of variable names to strings, like os.environ."),
+        (
+            {"environ": {"DBCONFIG_SECRETS_DIR": "x\x00"}},
+            "DBCONFIG_SECRETS_DIR: the path contains a NUL character (or is bytes). Fix the path.",
+        ),
     ],
 )
 def test_odd_arguments_and_environ(project: Any, kwargs: dict[str, Any], message: str) -> None:
@@ -244,6 +277,12 @@ def test_odd_arguments_and_environ(project: Any, kwargs: dict[str, Any], message
         load_config(project.root, **arguments)
     assert str(info.value) == message
     assert_clean(info.value)
+
+
+def test_a_base_dir_with_a_nul_is_refused_naming_the_argument() -> None:
+    with pytest.raises(DbConfigError) as info:
+        load_config("a\x00b", environ={})
+    assert str(info.value) == "base_dir=: the path contains a NUL character (or is bytes). Fix the path."
 
 
 def test_a_directory_given_as_a_file_twin(project: Any) -> None:
@@ -262,9 +301,33 @@ def test_an_unreadable_file_twin_gets_the_permission_hint(project: Any) -> None:
     )
 
 
-def test_did_you_mean_keeps_the_file_suffix(project: Any) -> None:
-    message = load_error(project, {"DBCONFIG_DEFAULT_PASWORD_FILE": "/run/secrets/db"})
-    assert message.endswith('Did you mean "DBCONFIG_DEFAULT_PASSWORD_FILE"?')
+@pytest.mark.parametrize(
+    ("variable", "meant"),
+    [
+        ("DBCONFIG_DEFAULT_PASWORD_FILE", "DBCONFIG_DEFAULT_PASSWORD_FILE"),
+        # Matched without its suffix: with it, DBCONFIG_DEFAULT_URL would come closer.
+        ("DBCONFIG_DEFAULT_UER_FILE", "DBCONFIG_DEFAULT_USER_FILE"),
+        # No alias known yet: the variables of "default" are the candidates.
+        ("DBCONFIG_DEFAULT_HSOT", "DBCONFIG_DEFAULT_HOST"),
+    ],
+)
+def test_did_you_mean_keeps_the_file_suffix(project: Any, variable: str, meant: str) -> None:
+    message = load_error(project, {variable: "/run/secrets/db"})
+    assert message.startswith(f"{variable}: not a django-dbconfig variable. Use DBCONFIG_<ALIAS>_<KEY>")
+    assert message.endswith(f'Did you mean "{meant}"?')
+
+
+def test_a_variable_with_no_alias_before_its_key_is_no_dbconfig_variable(project: Any) -> None:
+    message = load_error(project, {"DBCONFIG__HOST": "db"})
+    assert message.startswith("DBCONFIG__HOST: not a django-dbconfig variable. Use DBCONFIG_<ALIAS>_<KEY>")
+
+
+def test_a_variable_naming_an_impossible_alias_is_refused_naming_it(project: Any) -> None:
+    assert load_error(project, {"DBCONFIG_1ABC_HOST": "db"}) == (
+        'DBCONFIG_1ABC_HOST: alias "1abc" is not a valid alias name. Use lowercase letters, digits and '
+        'underscores, starting with a letter (e.g. "analytics", "read_replica"), so that it maps to '
+        "environment variables."
+    )
 
 
 # ------------------------------------------------------------------ JSON and control characters

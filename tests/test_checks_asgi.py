@@ -92,3 +92,29 @@ def test_manage_py_check_shows_the_warning(tmp_path: Path) -> None:
     with using_databases(databases), override_settings(ASGI_APPLICATION="p.asgi.application"):
         call_command("check", stdout=out, stderr=out)
     assert "dbconfig.W006" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("version", "missing", "lacks"),
+    [
+        ((5, 0), None, ("Django 5.1 or later (no pool before)", "Upgrade Django to 5.1 or later.")),
+        (
+            (5, 1),
+            "psycopg",
+            (
+                "psycopg 3 (Django pools with it only)",
+                'Install it: pip install "django-dbconfig[postgresql]".',
+            ),
+        ),
+        ((5, 1), "psycopg_pool", ("psycopg_pool", 'Install it: pip install "django-dbconfig[postgresql]".')),
+        ((5, 1), None, None),
+    ],
+)
+def test_what_the_asgi_pool_lacks_and_how_to_get_it(
+    monkeypatch: Any, version: tuple[int, int], missing: str | None, lacks: Any
+) -> None:
+    from django_dbconfig.backends.postgresql.settings import asgi_pool_missing
+
+    if missing is not None:
+        monkeypatch.setitem(sys.modules, missing, None)  # as if not installed
+    assert asgi_pool_missing(version) == lacks

@@ -10,6 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from django_dbconfig import build_databases
+from django_dbconfig.conf.config import display_value
 
 SECRET = "app-secret-pw"
 
@@ -138,3 +139,55 @@ def test_a_secret_option_directly_under_options_is_masked_in_text_and_json(proje
     rows = {row["key"]: row["value"] for row in data["databases"][0]["settings"]}
     assert rows["options.sslpassword"] == "********"
     assert SECRET not in text + json.dumps(data)
+
+
+@pytest.mark.parametrize(
+    ("pool", "shown"),
+    [
+        ("asgi", "asgi (pooled when opened for an ASGI request, persistent otherwise)"),
+        (
+            {"when": "asgi", "max_size": 4},
+            '{"when": "asgi", "max_size": 4} (pooled when opened for an ASGI request, persistent otherwise)',
+        ),
+        (True, "true"),
+    ],
+)
+def test_a_pool_for_asgi_requests_is_shown_with_when_it_pools(pool: Any, shown: str) -> None:
+    assert display_value("pool", pool) == shown
+
+
+def test_migrate_entries_are_shown_as_their_keys(project: Any) -> None:
+    secret = "a://b@" + SECRET  # a password that looks like a URL is masked all the same
+    build_databases(
+        project.root,
+        environ={},
+        overrides={
+            "databases": {
+                "default": {
+                    "backend": "postgresql",
+                    "name": "app",
+                    "password": secret,
+                    "migrate": {"user": "owner", "password": secret, "statement_timeout": "5min"},
+                }
+            }
+        },
+    )
+    data = json.loads(run("--format", "json"))
+    rows = {row["key"]: row["value"] for row in data["databases"][0]["settings"]}
+    assert (rows["password"], rows["migrate.password"], rows["migrate.statement_timeout"]) == (
+        "********",
+        "********",
+        "5min",
+    )
+    assert SECRET not in run() + json.dumps(data)
+
+
+def test_an_option_value_json_cannot_hold_is_shown_as_text() -> None:
+    # A Python object passed through overrides (a cursor class, say) is shown by its str().
+    class CursorFactory:
+        def __str__(self) -> str:
+            return "myproject.db.CursorFactory"
+
+    assert display_value("options", {"cursor_factory": CursorFactory()}) == (
+        '{"cursor_factory": "myproject.db.CursorFactory"}'
+    )

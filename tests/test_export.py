@@ -904,3 +904,19 @@ def test_entries_compare_by_what_django_and_the_driver_see() -> None:
         {"ENGINE": "django.db.backends.sqlite3", "NAME": "x", "OPTIONS": {"options": "-c a=1"}}, sqlite
     )
     assert (lite["PORT"], lite["NAME"], lite["OPTIONS.options"]) == ("", "x", "-c a=1")
+
+
+def test_a_pool_for_asgi_requests_with_keywords_exports_as_written(project: Any) -> None:
+    project.write_config(
+        {
+            "databases": {
+                "default": {"backend": "postgresql", "name": "app", "pool": {"when": "asgi", "max_size": 4}}
+            }
+        }
+    )
+    databases = project.databases()
+    assert databases["default"]["DBCONFIG"]["asgi_pool"] == {"max_size": 4}
+    assert export(databases, {"default": "postgresql"}, project.root)["default"]["pool"] == {
+        "when": "asgi",
+        "max_size": 4,
+    }

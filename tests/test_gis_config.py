@@ -86,6 +86,16 @@ def test_a_short_engine_name_of_another_backend_is_an_error_naming_both_sources(
     )
 
 
+def test_a_short_engine_name_for_a_backend_that_has_none_says_to_give_a_path(tmp_path: Path) -> None:
+    with pytest.raises(DbConfigError) as error:
+        build(tmp_path, {"default": {"backend": "sqlite", "name": "db.sqlite3", "engine": "postgis"}})
+    assert str(error.value) == (
+        'override: databases.default.engine (alias "default"): engine "postgis" is an engine for the '
+        'backend "postgresql", but the backend is "sqlite" (override: databases.default.backend). '
+        "sqlite has no short engine names: give an engine's dotted module path, or remove engine."
+    )
+
+
 def test_an_unknown_short_engine_name_is_an_error_with_a_did_you_mean(tmp_path: Path) -> None:
     (tmp_path / "dbconfig.json").write_text(
         '{"databases": {"default": {"backend": "postgresql", "name": "a"}}}'

@@ -194,6 +194,7 @@ def test_a_replica_does_not_inherit_the_primarys_host_list_or_session_attrs(proj
         ("db.internal", False),
         ("10.0.0.5", False),
         ("[2001:db8::1]", False),
+        ("127.0.0.1X", False),  # a mistyped address is a host name, looked up elsewhere
     ],
 )
 def test_a_host_is_loopback_when_it_never_leaves_the_machine(host: str, loopback: bool) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from django_dbconfig.core.durations import format_duration, parse_duration
 from django_dbconfig.core.errors import did_you_mean, one_of, quoted, shown
-from django_dbconfig.core.keys import KEYS
+from django_dbconfig.core.keys import KEYS, MAX_DEPTH
 
 
 def coerce(key: str, value: Any, *, from_env: bool = False) -> Any:
@@ -51,6 +51,14 @@ def refusal(key: str, value: Any, *, from_env: bool = False) -> str:
             "django.contrib.gis.db.backends.postgis",
         ),
         ("password_provider", " myproject.db.token ", True, "myproject.db.token"),
+        # Django's and other tools' names of a backend read as this project's, in any case.
+        ("backend", " Postgres ", False, "postgresql"),
+        ("backend", "PGSQL", True, "postgresql"),
+        ("backend", "sqlite3", False, "sqlite"),
+        ("host", ["db"], False, "db"),  # a list of one host is that host
+        ("galera_cluster_size", " 3 ", True, 3),
+        ("galera_cluster_size", 1, False, 1),  # one node: a cluster being bootstrapped
+        ("wsrep_sync_wait", 15, False, 15),  # every check of the bitmask
         ("migrate", {"user": "owner", "port": 6432, "statement_timeout": "5min"}, False, None),
     ],
 )
@@ -122,6 +130,28 @@ def test_migrate_from_a_variable_is_json_whose_entries_read_as_from_a_variable()
         ("connect_timeout", "100000", True, "100000 is longer than a day; check the unit (ms, s, min, h)"),
         ("network_timeout", "100000", True, "100000 is longer than a day; check the unit (ms, s, min, h)"),
         ("connect_timeout", "100000", False, "'100000' is longer than a day; check the unit (ms, s, min, h)"),
+        # Up to 20 digits from a variable are read as a number; a longer text is quoted back.
+        (
+            "statement_timeout",
+            "9" * 20,
+            True,
+            f"{'9' * 20} is longer than a day; check the unit (ms, s, min, h)",
+        ),
+        (
+            "statement_timeout",
+            "9" * 21,
+            True,
+            f"'{'9' * 21}' is longer than a day; check the unit (ms, s, min, h)",
+        ),
+        ("options", ["a"], False, "expected an object, got a list"),
+        ("host", [], False, 'expected a host or a non-empty list of hosts, e.g. ["pg-a", "pg-b"]'),
+        ("name", "", False, "expected a non-empty string"),
+        (
+            "galera_cluster_size",
+            0,
+            False,
+            "expected the number of nodes of the Galera cluster (1 or more), got 0",
+        ),
         (
             "migrate",
             {"password": ["hunter2"]},
@@ -159,6 +189,8 @@ def test_durations_read_in_their_units(value: Any, ms: int) -> None:
         (-1, "expected a duration of 0 or more, got -1"),
         (float("nan"), "expected a duration of 0 or more, got nan"),
         (86_401, "86401 is longer than a day; check the unit (ms, s, min, h)"),
+        # More seconds than a day has milliseconds: refused before any float conversion.
+        (86_400_001, "86400001 is longer than a day; check the unit (ms, s, min, h)"),
         ("25h", "'25h' is longer than a day; check the unit (ms, s, min, h)"),
         ("5 mins", 'expected a duration such as 30, "500ms", "30s", "5min" or "1h", got \'5 mins\''),
         ([5], 'expected a duration such as 30, "500ms", "30s" or "5min", got list'),
@@ -278,6 +310,11 @@ def test_pool_refuses_other_values_listing_the_choices(value: Any, from_env: boo
             False,
             "schema name 'a\\x7fb' contains a control character (a tab or a new line?): remove it",
         ),
+        (
+            ["abcdefghijklmnopqrstuvwxyz\t"],
+            False,
+            "schema name 'abcdefghijklmnopqrst' contains a control character (a tab or a new line?): remove it",
+        ),
         (["x" * 64], False, f"schema name '{'x' * 20}' is longer than 63 bytes"),
         (["é" * 32], False, f"schema name '{'é' * 20}' is longer than 63 bytes"),  # 64 bytes in UTF-8
     ],
@@ -326,6 +363,9 @@ def test_options_refuse_a_nul_anywhere_and_names_that_are_no_strings(
         ("port", 1, False, 1),
         ("port", 65535, False, 65535),
         ("port", "5432,5433", False, (5432, 5433)),
+        ("port", [5433], False, 5433),  # a list of one port is that port
+        ("port", "0" * 16 + "5432", True, 5432),  # 20 characters: the longest number read
+        ("port", "X5432", True, 'expected a whole number, got "X5432"'),
         ("port", [5432, "5433"], False, (5432, 5433)),
         ("port", "-1", True, "expected a port from 1 to 65535, got -1"),
         ("port", 0, False, "expected a port from 1 to 65535, got 0"),
@@ -347,3 +387,20 @@ def test_switches_and_ports_read_as_json_or_variable_text(
         assert refusal(key, value, from_env=from_env) == expected
     else:
         assert coerce(key, value, from_env=from_env) == expected
+
+
+def nested_options(depth: int, *, in_lists: bool) -> dict[str, Any]:
+    """Options whose innermost value is `depth` levels below the options object."""
+    value: Any = "x"
+    for _ in range(depth - 1):
+        value = [value] if in_lists else {"a": value}
+    return {"a": value}
+
+
+@pytest.mark.parametrize("in_lists", [False, True], ids=["objects", "lists"])
+def test_options_nested_up_to_the_limit_are_kept_and_one_level_more_is_refused(in_lists: bool) -> None:
+    deepest = nested_options(MAX_DEPTH, in_lists=in_lists)
+    assert coerce("options", deepest) == deepest
+    assert refusal("options", nested_options(MAX_DEPTH + 1, in_lists=in_lists)) == (
+        f"nested more than {MAX_DEPTH} levels deep"
+    )

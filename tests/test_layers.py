@@ -384,6 +384,23 @@ def test_migrate_entries_from_variables_are_read_as_variables(project: Any) -> N
     } == {"migrate.port": 6432}
 
 
+def test_a_migrate_entry_of_several_words_from_a_variable_keeps_its_name(project: Any) -> None:
+    config = project.load(
+        {"DATABASE_URL": "postgresql://app@h/app", "DBCONFIG_DEFAULT_MIGRATE_CONNECT_TIMEOUT": "9"}
+    )
+    rows = {row.key: (row.value, row.source) for row in config.explain("default")}
+    assert rows["migrate.connect_timeout"] == ("9s", "DBCONFIG_DEFAULT_MIGRATE_CONNECT_TIMEOUT")
+
+
+def test_a_known_alias_ending_in_migrate_takes_its_own_variables(project: Any) -> None:
+    # DBCONFIG_APP_MIGRATE_USER could be app's migrate.user or app_migrate's user: the alias
+    # the files know wins.
+    project.write_config({"databases": {"app_migrate": {"backend": "postgresql", "host": "h", "name": "n"}}})
+    config = project.load({"DBCONFIG_APP_MIGRATE_USER": "owner"})
+    assert {row.key: row.value for row in config.explain("app_migrate")}["user"] == "owner"
+    assert set(config.databases()) == {"default", "app_migrate"}  # no alias "app"
+
+
 def test_dbconfig_variable_declares_a_new_alias(project: Any) -> None:
     databases = project.databases(
         {
@@ -536,3 +553,218 @@ def test_mysql_driver_options_stay_used_when_another_layer_chooses_mariadb(proje
     config = project.load({"DBCONFIG_ANALYTICS_BACKEND": "mariadb", "DBCONFIG_ANALYTICS_NAME": "a"})
     assert config.databases()["analytics"]["OPTIONS"]["charset"] == "utf8mb4"
     assert config.unused("analytics") == ()
+
+
+def test_explain_lists_keys_in_the_order_of_the_keys_table_dotted_ones_under_their_root(project: Any) -> None:
+    project.write_config(
+        {
+            "databases": {
+                "default": {
+                    "backend": "postgresql",
+                    "host": "db",
+                    "name": "app",
+                    "network_timeout": "5s",
+                    "test": {"NAME": "t"},
+                    "migrate": {"user": "owner"},
+                    "options": {"gssencmode": "disable"},
+                }
+            }
+        }
+    )
+    assert [row.key for row in project.load().explain("default")] == [
+        "backend",
+        "host",
+        "port",
+        "name",
+        "conn_max_age",
+        "conn_health_checks",
+        "pool",
+        "connect_timeout",
+        "test.NAME",
+        "options.gssencmode",
+        "migrate.user",
+        "network_timeout",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("document", "backend", "kept"),
+    [
+        # Set where the file chose MySQL: a later layer's PostgreSQL does not take them.
+        (
+            {"backend": "mysql", "host": "db", "options": {"isolation_level": "read committed"}},
+            "postgresql",
+            False,
+        ),
+        # The same family: they still apply.
+        (
+            {"backend": "mysql", "host": "db", "options": {"isolation_level": "read committed"}},
+            "mariadb",
+            True,
+        ),
+        # Set under the built-in default backend: they follow the backend a layer chooses.
+        ({"options": {"isolation_level": "read committed"}}, "postgresql", True),
+    ],
+)
+def test_options_stay_with_the_backend_chosen_where_they_are_set(
+    project: Any, document: dict[str, Any], backend: str, kept: bool
+) -> None:
+    project.write_config({"databases": {"default": {"name": "app", **document}}})
+    config = project.load({"DBCONFIG_DEFAULT_BACKEND": backend, "DBCONFIG_DEFAULT_NAME": "app"})
+    unused = [(row.key, row.source) for row in config.unused("default")]
+    assert ("isolation_level" in config.databases()["default"]["OPTIONS"], unused) == (
+        (True, [])
+        if kept
+        else (
+            False,
+            [("options.isolation_level", "dbconfig.json: databases.default.options.isolation_level")],
+        )
+    )
+
+
+def test_options_of_defaults_apply_to_the_backend_a_later_layer_chooses(project: Any) -> None:
+    project.write_config(
+        {
+            "defaults": {"options": {"isolation_level": 1}},
+            "databases": {"default": {"backend": "mysql", "name": "app", "host": "db"}},
+        }
+    )
+    config = project.load({"DBCONFIG_DEFAULT_BACKEND": "postgresql", "DBCONFIG_DEFAULT_NAME": "app"})
+    assert config.databases()["default"]["OPTIONS"]["isolation_level"] == 1
+
+
+@pytest.mark.parametrize(
+    "databases",
+    [
+        {"analytics": {"backend": "sqlite", "name": "a"}, "default": {"backend": "sqlite", "name": "d"}},
+        {"analytics": {"backend": "sqlite", "name": "a"}},
+    ],
+)
+def test_default_comes_first_and_always_exists(project: Any, databases: dict[str, Any]) -> None:
+    project.write_config({"databases": databases})
+    assert list(project.databases()) == ["default", "analytics"]
+
+
+def test_dotted_keys_and_objects_meet_in_one_object(project: Any) -> None:
+    project.write_config(
+        {
+            "databases": {
+                "default": {
+                    "backend": "postgresql",
+                    "name": "app",
+                    "options.sslmode": "disable",
+                    "options": {"application_name": "web"},
+                    "options.gssencmode": "disable",
+                }
+            }
+        }
+    )
+    options = project.databases()["default"]["OPTIONS"]
+    assert (options["sslmode"], options["application_name"], options["gssencmode"]) == (
+        "disable",
+        "web",
+        "disable",
+    )
+
+
+def test_a_value_built_from_several_variables_names_each(project: Any) -> None:
+    project.write_config(
+        {
+            "databases": {
+                "default": {"backend": "postgresql", "name": "app", "application_name": "${APP}-${TIER}"}
+            }
+        }
+    )
+    rows = {
+        row.key: (row.value, row.source)
+        for row in project.load({"APP": "shop", "TIER": "web"}).explain("default")
+    }
+    assert rows["application_name"] == (
+        "shop-web",
+        "APP, TIER (referenced in dbconfig.json: databases.default.application_name)",
+    )
+
+
+def test_overrides_are_taken_as_written_without_references(project: Any) -> None:
+    config = project.load(
+        {"APP": "shop"},
+        overrides={
+            "databases": {"default": {"backend": "postgresql", "name": "a", "application_name": "${APP}"}}
+        },
+    )
+    assert config.databases()["default"]["OPTIONS"]["application_name"] == "${APP}"
+
+
+def test_a_null_password_unsets_the_lower_ones_and_only_that(project: Any) -> None:
+    project.write_config(
+        {
+            "databases": {
+                "default": {
+                    "backend": "postgresql",
+                    "name": "app",
+                    "password": "pw",
+                    "application_name": "web",
+                }
+            }
+        }
+    )
+    settings = project.databases(overrides={"databases": {"default": {"password": None}}})["default"]
+    assert ("PASSWORD" in settings, settings["OPTIONS"]["application_name"]) == (False, "web")
+
+
+def test_defaults_may_refer_to_variables_too(project: Any) -> None:
+    project.write_config(
+        {
+            "defaults": {"application_name": "${APP}"},
+            "databases": {"default": {"backend": "postgresql", "name": "app"}},
+        }
+    )
+    assert project.databases({"APP": "shop"})["default"]["OPTIONS"]["application_name"] == "shop"
+
+
+def test_dotted_top_level_keys_read_as_their_objects(project: Any) -> None:
+    project.write_config(
+        {
+            "defaults.port": 6543,
+            "databases.default": {"backend": "postgresql", "name": "app"},
+            "databases.default.options.sslmode": "disable",
+            "routes.shop.Order": "default",
+        }
+    )
+    config = project.load()
+    settings = config.databases()["default"]
+    assert (settings["PORT"], settings["OPTIONS"]["sslmode"]) == (6543, "disable")
+    assert {row.key: row.source for row in config.explain("default")}["options.sslmode"] == (
+        "dbconfig.json: databases.default.options.sslmode"
+    )
+
+
+def test_a_top_level_key_that_is_no_string_is_refused(project: Any) -> None:
+    with pytest.raises(DbConfigError) as caught:
+        project.load(overrides={1: "x"})
+    assert str(caught.value) == "override: keys must be strings."
+
+
+def test_variables_of_other_programs_around_ours_are_skipped(project: Any) -> None:
+    project.write_config({"databases": {"default": {"backend": "sqlite", "name": "d"}}})
+    databases = project.databases(
+        {
+            "AAA": "1",
+            "DATABASE_URL": "postgresql://h/app",
+            "DBCONFIG_A_HOST": "",  # empty: unset
+            "DBCONFIG_DEFAULT_USER": "u",
+            "DBCONFIG_FILE": str(project.root / "dbconfig.json"),  # read by load_config itself
+            "DBCONFIG_REPORTS_URL": "postgresql://r/reports",
+            "ZZZ": "1",
+        }
+    )
+    assert (databases["default"]["HOST"], databases["default"]["USER"], databases["reports"]["HOST"]) == (
+        "h",
+        "u",
+        "r",
+    )
+
+
+def test_database_url_file_is_read(project: Any) -> None:
+    (project.root / "url").write_text("postgresql://h/app\n")
+    assert project.databases({"DATABASE_URL_FILE": str(project.root / "url")})["default"]["HOST"] == "h"

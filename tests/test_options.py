@@ -81,11 +81,14 @@ def test_an_init_command_setting_a_variable_the_keys_set_is_refused_naming_both(
 def test_an_init_command_keeps_each_assignments_scope_but_session_which_the_set_gives(
     project: Any,
 ) -> None:
-    given = "set SESSION sql_mode = 'A', @@local.time_zone = '+00:00', @@global.max_connections = 10;"
+    given = (
+        "set SESSION sql_mode = 'A', @@local.time_zone = '+00:00', @@global.max_connections = 10, "
+        "@@lc_time_names = es_MX;"
+    )
     settings = build(project, {**MARIADB, "statement_timeout": "5s", "options": {"init_command": given}})
     assert settings["OPTIONS"]["init_command"] == (
         "SET SESSION max_statement_time=5, sql_mode = 'A', time_zone = '+00:00', "
-        "@@global.max_connections = 10"
+        "@@global.max_connections = 10, lc_time_names = es_MX"
     )
 
 

@@ -365,6 +365,22 @@ def test_mariadb_refuses_a_statement_that_writes_with_read_only_lifted_for_itsel
     assert mariadb_rows(shared_mariadb, mariadb_alias) == 0
 
 
+@pytest.mark.mariadb
+def test_mariadb_refuses_a_lift_naming_the_variable_in_double_quotes_under_ansi_quotes(
+    shared_mariadb: dict[str, Any], mariadb_alias: str
+) -> None:
+    mode = one("SELECT @@session.sql_mode")
+    run("SET SESSION sql_mode = CONCAT(@@session.sql_mode, ',ANSI_QUOTES')")
+    try:
+        with pytest.raises(ReadOnlyDatabaseError) as caught:
+            run('SET "tx_read_only" = 0')
+        assert str(caught.value) == refusal("SET tx_read_only to anything but 1")
+        assert one("SELECT @@session.tx_read_only") == 1
+    finally:
+        run("SET SESSION sql_mode = %s", [mode])
+    assert mariadb_rows(shared_mariadb, mariadb_alias) == 0
+
+
 MARIADB_ORDINARY = [
     ("SELECT 'SET SESSION TRANSACTION READ WRITE'", "SET SESSION TRANSACTION READ WRITE"),
     ('SELECT "SET tx_read_only = 0"', "SET tx_read_only = 0"),
@@ -411,6 +427,9 @@ PG_FORMS = {
     # Cut short: refused all the same (the server would report the syntax error).
     "SET default_transaction_read_only": "SET default_transaction_read_only to anything but on",
     "SELECT set_config('transaction_read_only'": "set_config('transaction_read_only', ...) to anything but on",
+    "SELECT set_config('transaction_read_only' = 'on', 'off', false)": (  # no comma: no value read
+        "set_config('transaction_read_only', ...) to anything but on"
+    ),
     # The second call of a statement lifts it.
     "SELECT set_config('statement_timeout', '1s', false), set_config('transaction_read_only', 'off', false)": (
         "set_config('transaction_read_only', ...) to anything but on"
@@ -448,6 +467,9 @@ MYSQL_FORMS = {
     "SET tx_read_only = 1 - 1": "SET tx_read_only to anything but 1",
     "SET @@session.`tx_read_only` = 0": "SET tx_read_only to anything but 1",
     "SET `tx_read_only` = 0": "SET tx_read_only to anything but 1",
+    # Under sql_mode ANSI_QUOTES "..." is a name; without it the server refuses the statement.
+    'SET "TX_READ_ONLY" = 0': "SET tx_read_only to anything but 1",
+    'SET @@session."tx_read_only" = 0': "SET tx_read_only to anything but 1",
     "SET SESSION tx_read_only = 1 - 1": "SET tx_read_only to anything but 1",
     "SET tx_read_only := 0": "SET tx_read_only to anything but 1",
     "SET autocommit = 1, tx_read_only = 0": "SET tx_read_only to anything but 1",

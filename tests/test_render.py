@@ -304,3 +304,30 @@ def test_mysql_network_timeout_reaches_only_the_projects_engine(project: Any) ->
     assert render(project, **MYSQL)["DBCONFIG"] == {"network_timeout": 30.0}
     assert "DBCONFIG" not in render(project, **MYSQL, engine="django.db.backends.mysql")
     assert "DBCONFIG" not in render(project, **MYSQL, network_timeout=None)
+
+
+@pytest.mark.parametrize(("given", "seconds"), [("500ms", 1), ("1001ms", 2), ("3s", 3)])
+def test_mysql_connect_timeout_is_rounded_up_to_whole_seconds(project: Any, given: str, seconds: int) -> None:
+    # The driver takes whole seconds: a timeout is never made shorter than asked.
+    assert render(project, **MYSQL, connect_timeout=given)["OPTIONS"]["connect_timeout"] == seconds
+
+
+def test_pool_true_shows_conn_max_age_0_from_the_pool_key(project: Any) -> None:
+    project.write_config({"databases": {"default": {**PG, "pool": True}}})
+    rows = {row.key: (row.value, row.source) for row in project.load().explain("default")}
+    assert (rows["pool"], rows["conn_max_age"]) == (
+        ("true", "dbconfig.json: databases.default.pool"),
+        ("0", "dbconfig.json: databases.default.pool"),
+    )
+    assert project.databases()["default"]["CONN_MAX_AGE"] == 0
+
+
+def test_pool_for_asgi_keeps_conn_max_age_for_other_connections(project: Any) -> None:
+    project.write_config({"databases": {"default": {**PG, "pool": "asgi", "conn_max_age": 300}}})
+    rows = {row.key: (row.value, row.source) for row in project.load().explain("default")}
+    assert rows["conn_max_age"] == ("300", "dbconfig.json: databases.default.conn_max_age")
+    assert project.databases()["default"]["CONN_MAX_AGE"] == 300
+
+
+def test_pool_true_accepts_conn_max_age_0_written_out(project: Any) -> None:
+    assert render(project, **PG, pool=True, conn_max_age=0)["CONN_MAX_AGE"] == 0

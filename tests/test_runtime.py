@@ -423,3 +423,36 @@ def test_system_checks_and_dbcheck_read_a_snapshot_while_tenants_come_and_go(tmp
         sys.setswitchinterval(interval)
         for n in range(100):
             remove_database(f"kept_{n}")
+
+
+def test_a_runtime_alias_takes_the_defaults_of_the_config(built_config: Any, tmp_path: Path) -> None:
+    built_config(
+        {"defaults": {"conn_max_age": 123}, "databases": {"default": sqlite(tmp_path / "d.sqlite3")}}
+    )
+    add_database("tenant_d", sqlite(tmp_path / "t.sqlite3"))
+    assert connections.settings["tenant_d"]["CONN_MAX_AGE"] == 123
+
+
+@pytest.mark.parametrize(
+    ("pool", "options_pool", "asgi_pool"),
+    [
+        (True, {"min_size": 0, "max_size": 2, "num_workers": 1, "max_idle": 60}, None),
+        ({"max_size": 8}, {"min_size": 0, "max_size": 8, "num_workers": 1, "max_idle": 60}, None),
+        ("asgi", None, {"min_size": 0, "max_size": 2, "num_workers": 1, "max_idle": 60}),
+        (
+            {"when": "asgi", "max_idle": 30},
+            None,
+            {"min_size": 0, "max_size": 2, "num_workers": 1, "max_idle": 30},
+        ),
+    ],
+)
+def test_a_runtime_postgresql_alias_gets_small_pools_its_keywords_win(
+    pool: Any, options_pool: Any, asgi_pool: Any
+) -> None:
+    # Many tenants, each with a pool: no idle connection kept, two at most, unless the alias says otherwise.
+    add_database("tenant_p", {**PG_DEFAULT, "pool": pool})
+    entry = connections.settings["tenant_p"]
+    assert (entry["OPTIONS"].get("pool"), entry.get("DBCONFIG", {}).get("asgi_pool")) == (
+        options_pool,
+        asgi_pool,
+    )

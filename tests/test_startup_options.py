@@ -139,14 +139,13 @@ def test_session_settings_become_alias_keys_and_the_rest_stays_as_written() -> N
 
 
 def test_rendered_session_options_read_back_to_the_same_settings() -> None:
-    values = {"search_path": ("My Schema", 'q"t'), "lock_timeout": 1500, "read_only": True}
+    values = {"search_path": ("My Schema", 'q"t', "a\\b"), "lock_timeout": 1500, "read_only": True}
     text = session_options(values)
-    assert (
-        text
-        == r'-c search_path="My\ Schema","q""t" -c lock_timeout=1500ms -c default_transaction_read_only=on'
+    assert text == (
+        r'-c search_path="My\ Schema","q""t","a\\b" -c lock_timeout=1500ms -c default_transaction_read_only=on'
     )
     assert parse_startup(text) == {
-        "search_path": ("My Schema", 'q"t'),
+        "search_path": ("My Schema", 'q"t', "a\\b"),
         "lock_timeout": 1500,
         "default_transaction_read_only": True,
     }

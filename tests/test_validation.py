@@ -11,6 +11,7 @@ import django
 import pytest
 
 from django_dbconfig import DbConfigError, build_databases, load_config, override
+from django_dbconfig.conf.sources import DefaultsSource, EnvironSource
 from django_dbconfig.core.keys import KEYS
 
 VALID_KEYS = ", ".join(KEYS)
@@ -403,6 +404,187 @@ CASES = [
         f"DBCONFIG_DEFAULT_PASSWORD_FILE: the file /tmp/{'x' * 300} cannot be read (OSError). Check that the path is a readable file.",
         id="file_twin_name_too_long",
     ),
+    pytest.param(
+        {"databases": {"default": {**PG, "pooler": "transaction", "disable_server_side_cursors": False}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.disable_server_side_cursors (alias "default"): '
+        'disable_server_side_cursors is false, but pooler "transaction" (dbconfig.json: '
+        "databases.default.pooler) cannot keep a named cursor across transactions. Remove "
+        "disable_server_side_cursors (it is true behind a transaction pooler).",
+        id="named_cursors_behind_a_transaction_pooler",
+    ),
+    pytest.param(
+        {
+            "databases": {
+                "default": PG,
+                "r1": {"replica_of": "default", "host": "r1"},
+                "r2": {"replica_of": "r1", "host": "r2"},
+            }
+        },
+        None,
+        {},
+        'dbconfig.json: databases.r2.replica_of (alias "r2"): "r1" is itself a replica. Point replica_of '
+        "at the primary.",
+        id="replica_of_a_replica",
+    ),
+    pytest.param(
+        {"databases": {"default": {"engine": "postgis", "name": "app", "wsrep_sync_wait": 1}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.wsrep_sync_wait (alias "default"): wsrep_sync_wait is not '
+        "supported on PostgreSQL. It asks a MariaDB/MySQL Galera node for causal reads. On PostgreSQL, "
+        "reads that must see every committed write go to the primary (or the standbys run "
+        'synchronous_commit = remote_apply); remove it for this alias. The backend "postgresql" comes '
+        "from dbconfig.json: databases.default.engine.",
+        id="key_another_family_uses_with_the_backend_an_engine_implies",
+    ),
+    pytest.param(
+        {"databases": {"default": {"engine": "postgis", "name": "app", "options": {"foo": 1}}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.options.foo (alias "default"): options.foo is not an option of '
+        "PostgreSQL: its driver would refuse it at connect time. Remove it for this alias, or set engine "
+        'if a third-party engine reads it. The backend "postgresql" comes from dbconfig.json: '
+        "databases.default.engine.",
+        id="unknown_option_with_a_short_engine_name_of_this_project",
+    ),
+    pytest.param(
+        {"databases": {"default": {"name": "app", "options": {"foo": 1}}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.options.foo (alias "default"): options.foo is not an option of '
+        "SQLite: its driver would refuse it at connect time. Remove it for this alias, or set engine if a "
+        'third-party engine reads it. The backend "sqlite" is the built-in default here: set "backend" '
+        'or "url".',
+        id="unknown_option_with_the_default_backend",
+    ),
+    pytest.param(
+        {"databases": {"default": {"backend": "sqlite", "name": "app", "search_path": ["a"]}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.search_path (alias "default"): search_path is not supported on '
+        'SQLite. Remove it for this alias. The backend "sqlite" comes from dbconfig.json: '
+        "databases.default.backend.",
+        id="key_a_backend_has_no_use_for_without_a_reason",
+    ),
+    pytest.param(
+        {"databases": {"default": {**PG, "sslmode": "require", "options": {"sslmode": "disable"}}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.options.sslmode (alias "default"): options.sslmode gives another '
+        "value; the keys generate it: sslmode (dbconfig.json: databases.default.sslmode). Remove "
+        "options.sslmode, or the key that generates the same setting.",
+        id="option_the_keys_generate_otherwise",
+    ),
+    pytest.param(
+        {"databases": {"default": {**PG, "host": "db", "port": [5432, 5433]}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.port (alias "default"): port lists 2 ports for 1 host. Give one '
+        "port for every host, or one port for all of them.",
+        id="ports_for_one_host",
+    ),
+    pytest.param(
+        {"databases": {"default": {**PG, "host": ["a", "b"], "port": [5432, 5433, 5434]}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.port (alias "default"): port lists 3 ports for 2 hosts. Give '
+        "one port for every host, or one port for all of them.",
+        id="more_ports_than_hosts",
+    ),
+    pytest.param(
+        {"defaults": None},
+        None,
+        {},
+        "dbconfig.json: defaults: expected an object (key: value settings for every alias), got null.",
+        id="defaults_null",
+    ),
+    pytest.param(
+        {"defaults": ["sqlite"]},
+        None,
+        {},
+        "dbconfig.json: defaults: expected an object (key: value settings for every alias), got list.",
+        id="defaults_not_object",
+    ),
+    pytest.param(
+        {"defaults": {"port": "x"}},
+        None,
+        {},
+        "dbconfig.json: defaults.port: port: expected a whole number, got a string.",
+        id="bad_default_names_no_alias",
+    ),
+    pytest.param(
+        {"databases": {"default": PG}, "environments": {"SANDBOX": {"databasez": {}}}},
+        None,
+        {"DBCONFIG_ENV": "SANDBOX"},
+        'dbconfig.json: environments.SANDBOX: unknown top-level key "databasez". Expected "defaults", '
+        '"databases", "routes" or "environments". Did you mean "databases"?',
+        id="profile_unknown_top_level_key",
+    ),
+    pytest.param(
+        {"databases": {"default": {**PG, "pool": True, "options": {"pool": {"min_size": 2}}}}},
+        None,
+        {},
+        'dbconfig.json: databases.default.options.pool (alias "default"): options.pool is set by the pool '
+        "key; use that key. Remove options.pool, or the key that generates the same setting.",
+        id="option_a_key_sets_that_no_key_generates_as_an_option",
+    ),
+    pytest.param(
+        {
+            "databases": {
+                "default": {
+                    "backend": "mariadb",
+                    "name": "app",
+                    "host": "db",
+                    "read_only": True,
+                    "statement_timeout": "5s",
+                    "options": {"init_command": "SET tx_read_only = 0, max_statement_time = 0"},
+                }
+            }
+        },
+        None,
+        {},
+        'dbconfig.json: databases.default.options.init_command (alias "default"): options.init_command '
+        "sets max_statement_time, tx_read_only, which the keys set too; the keys generate it: "
+        "statement_timeout (dbconfig.json: databases.default.statement_timeout), read_only "
+        "(dbconfig.json: databases.default.read_only). Remove options.init_command, or the key that "
+        "generates the same setting.",
+        id="option_two_keys_generate",
+    ),
+    pytest.param(
+        {"databases": {"default": PG}, "routes": ["analytics"]},
+        None,
+        {},
+        "dbconfig.json: routes: expected an object (app_label or app_label.Model: alias), got list.",
+        id="routes_not_object",
+    ),
+    pytest.param(
+        {"databases": {"default": PG}, "environments": ["prod"]},
+        None,
+        {},
+        "dbconfig.json: environments: expected an object (profile name: settings), got list.",
+        id="environments_not_object",
+    ),
+    pytest.param(
+        None,
+        None,
+        {
+            "DBCONFIG_DEFAULT_BACKEND": "sqlite",
+            "DBCONFIG_DEFAULT_NAME": "x",
+            "DBCONFIG_DEFAULT_SEARCH_PATH": "a",
+        },
+        'DBCONFIG_DEFAULT_SEARCH_PATH (alias "default"): search_path is not supported on SQLite. Remove it '
+        'for this alias. The backend "sqlite" comes from DBCONFIG_DEFAULT_BACKEND.',
+        id="variable_key_the_backend_of_the_variables_has_no_use_for",
+    ),
+    pytest.param(
+        None,
+        None,
+        {"DATABASE_URL": "postgresql://h/app", "DBCONFIG_DEFAULT_MIGRATE_PORT": "x"},
+        'DBCONFIG_DEFAULT_MIGRATE_PORT (alias "default"): migrate: port: expected a whole number, got "x".',
+        id="bad_migrate_variable",
+    ),
 ]
 
 
@@ -603,7 +785,23 @@ def test_build_databases_raises_the_same_errors(project: Any) -> None:
 def test_repr_of_config_and_sources_hides_secrets(project: Any) -> None:
     project.write_config({"databases": {"default": {**PG, "password": SECRET}}})
     config = project.load({"DATABASE_URL": f"postgresql://u:{SECRET}@h/app"})
-    assert SECRET not in repr(config)
+    assert repr(config) == (
+        f"DatabaseConfig(aliases=('default',), sources=(\"JsonFileSource(JsonFile('{project.root}/dbconfig.json', "
+        f"required=False))\", \"SecretsFileSource(JsonFile('{project.root}/.secrets/dbconfig.json', "
+        'required=False), environment=None)", "EnvironSource(variables=[\'DATABASE_URL\'])", '
+        "'OverrideSource(count=0)'))"
+    )
+    # Only the variables this project reads are named (never their values).
+    environ = {
+        "DATABASE_URL": "postgresql://h/app",
+        "DBCONFIG_DEFAULT_USER": "u",
+        "REPORTS_DATABASE_URL": "x",
+        "HOME": "/",
+    }
+    assert repr(EnvironSource(environ, base_dir=project.root)) == (
+        "EnvironSource(variables=['DATABASE_URL', 'DBCONFIG_DEFAULT_USER', 'REPORTS_DATABASE_URL'])"
+    )
+    assert repr(DefaultsSource()) == "DefaultsSource()"
     assert SECRET not in json.dumps([row.__dict__ for row in config.explain("default")])
     assert {row.key: row.value for row in config.explain("default")}["url"] == "postgresql://u:********@h/app"
 
@@ -692,3 +890,22 @@ def test_a_url_password_with_an_unencoded_at_sign_is_masked_whole(tmp_path: Path
     config = load_config(tmp_path, environ={"DATABASE_URL": f"postgresql://u:p@{SECRET}@h/app"})
     assert config.databases()["default"]["PASSWORD"] == f"p@{SECRET}"
     assert {row.key: row.value for row in config.explain("default")}["url"] == "postgresql://u:********@h/app"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "where"),
+    [({"databases": {"default": {1: "x"}}}, "databases.default"), ({"defaults": {1: "x"}}, "defaults")],
+)
+def test_override_keys_that_are_no_strings_are_refused(project: Any, overrides: Any, where: str) -> None:
+    with pytest.raises(DbConfigError) as info:
+        project.load(overrides=overrides)
+    assert str(info.value) == f"override: {where}: keys must be strings."
+
+
+def test_overrides_hold_no_profiles(project: Any) -> None:
+    with pytest.raises(DbConfigError) as info:
+        project.load(overrides={"environments": {"prod": {}}})
+    assert (
+        str(info.value)
+        == "override: environments: environments are not allowed here. Put profiles in dbconfig.json."
+    )

@@ -113,20 +113,23 @@ SERVER_READ_ONLY = 1290
 READ_ONLY_OPTION = "read-only"
 _SCOPES = ("session.", "local.", "global.")
 _TRUE = frozenset({"1", "on", "true"})
+_QUOTED_NAMES = (Kind.IDENT, Kind.STRING)
 
 
 def _variable(statement: list[Token], at: int) -> tuple[str, int] | None:
     """The system variable named at a position (`@@session.tx_read_only`, `tx_read_only`)
     and the position after its name, or None for anything else (`@user_variable`)."""
     token = statement[at]
-    if token.kind is Kind.IDENT:
-        return token.text, at + 1
+    # "..." names a variable too when sql_mode has ANSI_QUOTES, which the statement alone does
+    # not tell: a string is read as a name (in the other modes the server refuses it there).
+    if token.kind in _QUOTED_NAMES:
+        return token.text.lower(), at + 1
     if token.kind is not Kind.WORD or (token.text.startswith("@") and not token.text.startswith("@@")):
         return None
     name, after = token.text.removeprefix("@@"), at + 1
     # @@session.`tx_read_only`: the quoted part is the next token.
-    if name.endswith(".") and after < len(statement) and statement[after].kind is Kind.IDENT:
-        name, after = name + statement[after].text, after + 1
+    if name.endswith(".") and after < len(statement) and statement[after].kind in _QUOTED_NAMES:
+        name, after = name + statement[after].text.lower(), after + 1
     for scope in _SCOPES:
         name = name.removeprefix(scope)
     return name, after
