@@ -803,13 +803,18 @@ def test_variables_after_a_migrate_variable_are_read(project: Any) -> None:
         "DBCONFIG_DEFAULT_NAME": "app",
     }
     sources = project.sources(environ=environ)
-    assert (sources["name"], sources["migrate.user"]) == ("DBCONFIG_DEFAULT_NAME", "DBCONFIG_DEFAULT_MIGRATE_USER")
+    assert (sources["name"], sources["migrate.user"]) == (
+        "DBCONFIG_DEFAULT_NAME",
+        "DBCONFIG_DEFAULT_MIGRATE_USER",
+    )
 
 
 def test_the_secrets_profile_overlays_the_secrets_file_keeping_its_defaults_routes_and_aliases(
     project: Any,
 ) -> None:
-    project.write_config({"databases": {"default": POSTGRES, "reports": POSTGRES}, "environments": {"prod": {}}})
+    project.write_config(
+        {"databases": {"default": POSTGRES, "reports": POSTGRES}, "environments": {"prod": {}}}
+    )
     project.write_secrets(
         {
             "defaults": {"connect_timeout": 7},
