@@ -544,3 +544,66 @@ def test_unused_rows_carry_their_typed_values(project: Any) -> None:
         ("port", 6432),
         ("password", SECRET),
     ]
+
+
+def test_an_environ_that_is_no_mapping_is_refused_naming_the_argument() -> None:
+    with pytest.raises(DbConfigError) as info:
+        load_config(environ=["DATABASE_URL"])  # type: ignore[arg-type]
+    assert str(info.value) == "environ=: expected a mapping of variable names to strings, like os.environ."
+
+
+def test_a_base_dir_that_is_no_path_is_refused_naming_the_argument() -> None:
+    with pytest.raises(DbConfigError) as info:
+        load_config(5, environ={})  # type: ignore[arg-type]
+    assert str(info.value) == "base_dir=: expected a path (a string), got int."
+
+
+def test_a_secrets_dir_variable_with_a_nul_is_refused_naming_the_variable(project: Any) -> None:
+    assert load_error(project, {"DBCONFIG_SECRETS_DIR": "vault\x00"}) == (
+        "DBCONFIG_SECRETS_DIR: the path contains a NUL character (or is bytes). Fix the path."
+    )
+
+
+class _LoopingEnviron(dict[str, str]):
+    """An environ mapping whose lookups call themselves without end (a user's buggy wrapper)."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.get(key, default)
+
+
+class _BrokenEnviron(dict[str, str]):
+    """An environ mapping whose lookups raise an exception of their own."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        raise RuntimeError(SECRET)
+
+
+def test_a_recursion_while_loading_is_a_dbconfig_error() -> None:
+    with pytest.raises(DbConfigError) as info:
+        load_config(environ=_LoopingEnviron())
+    assert str(info.value) == (
+        "The database configuration is nested too deeply (a cycle in overrides=?). "
+        "Pass plain JSON-shaped mappings."
+    )
+    assert info.value.__cause__ is None and info.value.__context__ is None
+
+
+def test_any_other_exception_while_loading_is_a_dbconfig_error_naming_its_type() -> None:
+    with pytest.raises(DbConfigError) as info:
+        load_config(environ=_BrokenEnviron())
+    assert str(info.value) == (
+        "Unexpected RuntimeError while reading the database configuration. "
+        "Please report this to django-dbconfig with the traceback."
+    )
+    assert all(SECRET not in str(item) for item in chain(info.value))
+
+
+def test_a_config_file_outside_base_dir_is_named_by_its_whole_path(project: Any) -> None:
+    (project.root / "app").mkdir()
+    bad = project.write_file("bad.json", "{")
+    with pytest.raises(DbConfigError) as info:
+        load_config(project.root / "app", environ={}, config_file=bad)
+    assert str(info.value) == (
+        f"{bad}: not valid JSON (Expecting property name enclosed in double quotes at line 1, "
+        "column 2). Fix the syntax."
+    )

@@ -768,3 +768,74 @@ def test_variables_of_other_programs_around_ours_are_skipped(project: Any) -> No
 def test_database_url_file_is_read(project: Any) -> None:
     (project.root / "url").write_text("postgresql://h/app\n")
     assert project.databases({"DATABASE_URL_FILE": str(project.root / "url")})["default"]["HOST"] == "h"
+
+
+def test_the_built_in_layer_is_the_source_of_the_sqlite_default(project: Any) -> None:
+    assert project.sources() == {"backend": "default", "name": "default", "conn_max_age": "default"}
+
+
+def test_a_secrets_key_the_backend_from_the_environment_cannot_use_is_unused(project: Any) -> None:
+    # Ignored, not refused: the environment's layer chose the backend, not the secrets file's.
+    project.write_secrets({"databases": {"default": {"user": "app"}}})
+    config = project.load({"DBCONFIG_DEFAULT_BACKEND": "sqlite"})
+    assert [(row.key, row.source) for row in config.unused("default")] == [
+        ("user", ".secrets/dbconfig.json: databases.default.user")
+    ]
+
+
+def test_an_environment_key_the_backend_from_an_override_cannot_use_is_unused(project: Any) -> None:
+    config = project.load(
+        {"DBCONFIG_DEFAULT_USER": "app"}, overrides={"databases": {"default": {"backend": "sqlite"}}}
+    )
+    assert [(row.key, row.source) for row in config.unused("default")] == [("user", "DBCONFIG_DEFAULT_USER")]
+
+
+def test_variables_after_a_url_variable_of_no_plausible_alias_are_read(project: Any) -> None:
+    # 1X_DATABASE_URL is another program's, and sorts before DBCONFIG_DEFAULT_NAME.
+    environ = {"1X_DATABASE_URL": "sqlite:///other.sqlite3", "DBCONFIG_DEFAULT_NAME": "app.sqlite3"}
+    assert project.databases(environ)["default"]["NAME"] == str(project.root / "app.sqlite3")
+
+
+def test_variables_after_a_migrate_variable_are_read(project: Any) -> None:
+    environ = {
+        "DBCONFIG_DEFAULT_BACKEND": "postgresql",
+        "DBCONFIG_DEFAULT_MIGRATE_USER": "owner",
+        "DBCONFIG_DEFAULT_NAME": "app",
+    }
+    sources = project.sources(environ=environ)
+    assert (sources["name"], sources["migrate.user"]) == (
+        "DBCONFIG_DEFAULT_NAME",
+        "DBCONFIG_DEFAULT_MIGRATE_USER",
+    )
+
+
+def test_the_secrets_profile_overlays_the_secrets_file_keeping_its_defaults_routes_and_aliases(
+    project: Any,
+) -> None:
+    project.write_config(
+        {"databases": {"default": POSTGRES, "reports": POSTGRES}, "environments": {"prod": {}}}
+    )
+    project.write_secrets(
+        {
+            "defaults": {"connect_timeout": 7},
+            "routes": {"billing": "reports"},
+            "databases": {"default": {"password": "base-pw"}},
+            "environments": {
+                "prod": {
+                    "defaults": {"conn_max_age": 30},
+                    "routes": {"events": "reports"},
+                    "databases": {"reports": {"password": "reports-pw"}},
+                }
+            },
+        }
+    )
+    config = project.load(environment="prod")
+    databases = config.databases()
+    assert databases["default"]["PASSWORD"] == "base-pw"
+    assert databases["reports"]["PASSWORD"] == "reports-pw"
+    assert databases["default"]["OPTIONS"]["connect_timeout"] == 7
+    assert databases["reports"]["CONN_MAX_AGE"] == 30
+    assert dict(config.routes) == {"billing": "reports", "events": "reports"}
+    assert project.sources("reports", environment="prod")["password"] == (
+        ".secrets/dbconfig.json: environments.prod.databases.reports.password"
+    )

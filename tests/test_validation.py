@@ -909,3 +909,23 @@ def test_overrides_hold_no_profiles(project: Any) -> None:
         str(info.value)
         == "override: environments: environments are not allowed here. Put profiles in dbconfig.json."
     )
+
+
+def test_every_variable_that_is_no_string_is_listed(project: Any) -> None:
+    with pytest.raises(DbConfigError) as info:
+        project.load({"DATABASE_URL": 5, "DBCONFIG_DEFAULT_USER": 7})
+    assert str(info.value) == (
+        "2 problems in the database configuration:\n"
+        "- DATABASE_URL: the value is a int, not a string.\n"
+        "- DBCONFIG_DEFAULT_USER: the value is a int, not a string."
+    )
+
+
+def test_variables_after_a_value_and_file_pair_are_still_checked(project: Any) -> None:
+    with pytest.raises(DbConfigError) as info:
+        project.load({"DATABASE_URL": "sqlite:///a", "DATABASE_URL_FILE": "url", "DBCONFIG_DEFAULT_USER": 7})
+    assert str(info.value) == (
+        "2 problems in the database configuration:\n"
+        "- DATABASE_URL and DATABASE_URL_FILE are both set. Set the value or the file, not both.\n"
+        "- DBCONFIG_DEFAULT_USER: the value is a int, not a string."
+    )
