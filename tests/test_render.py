@@ -9,6 +9,7 @@ import pytest
 
 from django_dbconfig import DbConfigError
 from django_dbconfig.backends.mysql.settings import TLS_GUARD
+from tests.helpers import needs_django_pool
 
 MARIADB = {"backend": "mariadb", "name": "app", "host": "db"}
 MYSQL = {"backend": "mysql", "name": "app", "host": "db"}
@@ -312,6 +313,7 @@ def test_mysql_connect_timeout_is_rounded_up_to_whole_seconds(project: Any, give
     assert render(project, **MYSQL, connect_timeout=given)["OPTIONS"]["connect_timeout"] == seconds
 
 
+@needs_django_pool
 def test_pool_true_shows_conn_max_age_0_from_the_pool_key(project: Any) -> None:
     project.write_config({"databases": {"default": {**PG, "pool": True}}})
     rows = {row.key: (row.value, row.source) for row in project.load().explain("default")}
@@ -329,5 +331,6 @@ def test_pool_for_asgi_keeps_conn_max_age_for_other_connections(project: Any) ->
     assert project.databases()["default"]["CONN_MAX_AGE"] == 300
 
 
+@needs_django_pool
 def test_pool_true_accepts_conn_max_age_0_written_out(project: Any) -> None:
     assert render(project, **PG, pool=True, conn_max_age=0)["CONN_MAX_AGE"] == 0

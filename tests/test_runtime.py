@@ -20,6 +20,7 @@ from django_dbconfig import DbConfigError, add_database, remove_database, runtim
 from django_dbconfig.routers import DatabaseRouter, reset_pins, use_database
 from django_dbconfig.runtime.databases import runtime_aliases
 from tests.apps.shop.models import Order
+from tests.helpers import needs_django_pool
 
 PG_DEFAULT = {
     "backend": "postgresql",
@@ -436,8 +437,18 @@ def test_a_runtime_alias_takes_the_defaults_of_the_config(built_config: Any, tmp
 @pytest.mark.parametrize(
     ("pool", "options_pool", "asgi_pool"),
     [
-        (True, {"min_size": 0, "max_size": 2, "num_workers": 1, "max_idle": 60}, None),
-        ({"max_size": 8}, {"min_size": 0, "max_size": 8, "num_workers": 1, "max_idle": 60}, None),
+        pytest.param(
+            True,
+            {"min_size": 0, "max_size": 2, "num_workers": 1, "max_idle": 60},
+            None,
+            marks=needs_django_pool,
+        ),
+        pytest.param(
+            {"max_size": 8},
+            {"min_size": 0, "max_size": 8, "num_workers": 1, "max_idle": 60},
+            None,
+            marks=needs_django_pool,
+        ),
         ("asgi", None, {"min_size": 0, "max_size": 2, "num_workers": 1, "max_idle": 60}),
         (
             {"when": "asgi", "max_idle": 30},

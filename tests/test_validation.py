@@ -13,6 +13,7 @@ import pytest
 from django_dbconfig import DbConfigError, build_databases, load_config, override
 from django_dbconfig.conf.sources import DefaultsSource, EnvironSource
 from django_dbconfig.core.keys import KEYS
+from tests.helpers import needs_django_pool
 
 VALID_KEYS = ", ".join(KEYS)
 
@@ -529,6 +530,7 @@ CASES = [
         'dbconfig.json: databases.default.options.pool (alias "default"): options.pool is set by the pool '
         "key; use that key. Remove options.pool, or the key that generates the same setting.",
         id="option_a_key_sets_that_no_key_generates_as_an_option",
+        marks=needs_django_pool,
     ),
     pytest.param(
         {
