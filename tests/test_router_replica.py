@@ -105,8 +105,12 @@ def test_read_after_write_misses_on_the_replica_and_the_pin_sees_it(
 def test_threads_writing_and_reading_each_see_only_their_own_pin(routed: DatabaseRouter) -> None:
     references = [unique() for _ in range(3)]
     written = [threading.Event() for _ in references]
+    # All six tasks run at once, so each has a thread of its own: a pool thread reused after a
+    # writer would carry that writer's pin into a reader.
+    together = threading.Barrier(6, timeout=10)
 
     def writer(index: int) -> tuple[str, bool]:
+        together.wait()
         try:
             Order.objects.create(reference=references[index])
             written[index].set()
@@ -116,6 +120,7 @@ def test_threads_writing_and_reading_each_see_only_their_own_pin(routed: Databas
             close_thread_connections()
 
     def reader(index: int) -> tuple[str, bool]:
+        together.wait()
         try:
             assert written[index].wait(10)
             query = Order.objects.filter(reference=references[index])
