@@ -288,7 +288,7 @@ class DatabaseWrapper(
         if (
             self.settings_dict["OPTIONS"].get("pool")
             and self.settings_dict.get("CONN_MAX_AGE", 0) != 0
-            and self.alias not in getattr(django_postgresql.DatabaseWrapper, "_connection_pools", {})
+            and self.alias not in _connection_pools
         ):
             # As Django's engine: a pool for every connection hands them back at the end of
             # each request, which CONN_MAX_AGE would contradict (build_databases() sets it to 0).
@@ -319,8 +319,7 @@ class DatabaseWrapper(
         """Close and forget the alias's pool, whichever kind: Django's own looks only at
         `self.pool`, which is None for a connection that `pool: "asgi"` did not pool (a test
         database dropped at teardown must not keep the ASGI pool's sessions)."""
-        pools: dict[str, Any] | None = getattr(django_postgresql.DatabaseWrapper, "_connection_pools", None)
-        pool = pools.pop(self.alias, None) if pools is not None else None
+        pool = _connection_pools.pop(self.alias, None)
         if pool is not None:
             pool.close()
 
